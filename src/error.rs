@@ -1,0 +1,312 @@
+//! The crate's one error type.
+//!
+//! Variants are grouped by **who must act** (the rustls convention):
+//!
+//! | group | variants | who acts |
+//! |---|---|---|
+//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`] | nobody can "fix" these: the data is not what it claims to be |
+//! | keys | [`Error::UnknownKek`], [`Error::UnwrapFailed`], [`Error::KeyFile`], [`Error::InvalidKey`] | the operator (wrong key, wrong allow-list, bad key file) |
+//! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
+//! | caller bugs | [`Error::ApiMisuse`] | the programmer; never caused by untrusted data |
+//! | I/O | [`Error::Io`] | the environment |
+//!
+//! Authentication failures are deliberately coarse: they say *which check*
+//! failed (commitment, or the tag of chunk *n*) because a user needs that to
+//! tell "wrong context" from "corrupted file", but never carry key bytes,
+//! plaintext, expected tags or anything else derived from secrets.
+//! No variant ever holds key material or credentials.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Shorthand for `Result<T, cmk_envelope::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error this crate returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ----- bad or tampered input -----
+    /// The envelope header is malformed (FORMAT.md, "A reader rejects the
+    /// header when…"). Detected before any key-encryption key is called.
+    #[error("malformed envelope header: {0}")]
+    MalformedHeader(&'static str),
+
+    /// The body ends where no valid envelope can end: inside the salt or
+    /// commitment, inside a chunk tag, or right after a full chunk (the final
+    /// chunk, which is always shorter than 16 KiB, is missing).
+    #[error("envelope is truncated or has an invalid length")]
+    Truncated,
+
+    /// The key commitment did not match. The data key unwrapped, but it does
+    /// not belong to this object: the `app_context` or profile differs from
+    /// the one used to encrypt, or header and body come from different
+    /// envelopes. Nothing was decrypted.
+    #[error("key commitment check failed: wrong context or profile, or the header does not belong to this body")]
+    CommitmentMismatch,
+
+    /// The authentication tag of a chunk did not verify: the chunk was
+    /// modified, reordered, duplicated, spliced from another envelope, or
+    /// trailing data follows the final chunk. No plaintext from this chunk
+    /// was released.
+    #[error("chunk {chunk} failed authentication: the envelope is corrupted or was tampered with")]
+    ChunkAuthentication {
+        /// Index of the chunk that failed (not secret: it is a position).
+        chunk: u64,
+    },
+
+    /// The message exceeds a limit of the format (2^38 chunks) or a limit
+    /// the caller set.
+    #[error("envelope exceeds a size limit: {0}")]
+    TooLarge(&'static str),
+
+    // ----- keys -----
+    /// None of the key ids in the header is known to the caller's
+    /// [`KeyResolver`](crate::KeyResolver). No key was contacted.
+    #[error("no known key-encryption key for this envelope (header names: {})", .kek_ids.join(", "))]
+    UnknownKek {
+        /// The key ids the header names (identifiers, not secrets).
+        kek_ids: Vec<String>,
+    },
+
+    /// A known key-encryption key refused the wrapped data key: it is the
+    /// wrong key, or the wrapped key in the header was modified.
+    #[error("key-encryption key `{kek_id}` could not unwrap the data key: wrong key, or the wrapped key was modified")]
+    UnwrapFailed {
+        /// The key id of the KEK that refused.
+        kek_id: String,
+    },
+
+    /// A key file could not be used. The message names the file and the
+    /// problem, never the key material.
+    #[error("key file {}: {problem}", .path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+
+    /// Key material passed in memory is unusable (wrong size, wrong type).
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+
+    // ----- backends -----
+    /// A key-encryption key backend (Key Vault, HSM, local) failed.
+    #[error(transparent)]
+    Kek(#[from] KekError),
+
+    // ----- caller bugs -----
+    /// The caller used the API in a way it does not allow. Never caused by
+    /// untrusted data.
+    #[error("API misuse: {0}")]
+    ApiMisuse(&'static str),
+
+    // ----- environment -----
+    /// An I/O error from the underlying reader or writer.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Whether retrying the same operation may succeed (throttling, a
+    /// transient backend or network failure). Authentication failures,
+    /// malformed input and permission errors are never retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Kek(e) => e.retryable,
+            Error::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    /// Converts this error into an [`std::io::Error`], keeping it as the
+    /// inner error (so `Read`/`Write` adapters can return it and callers can
+    /// downcast it back).
+    pub(crate) fn into_io(self) -> std::io::Error {
+        match self {
+            Error::Io(e) => e,
+            other => {
+                let kind = match &other {
+                    Error::Truncated => std::io::ErrorKind::UnexpectedEof,
+                    Error::ApiMisuse(_) => std::io::ErrorKind::InvalidInput,
+                    _ => std::io::ErrorKind::InvalidData,
+                };
+                std::io::Error::new(kind, other)
+            }
+        }
+    }
+
+    /// Recovers a crate error from an `io::Error` produced by
+    /// [`Error::into_io`]; other I/O errors become [`Error::Io`].
+    pub fn from_io(e: std::io::Error) -> Error {
+        if e.get_ref().map(|inner| inner.is::<Error>()).unwrap_or(false) {
+            match e.into_inner().map(|b| b.downcast::<Error>()) {
+                Some(Ok(err)) => *err,
+                // unreachable by the check above; keep a sane fallback
+                _ => Error::Io(std::io::Error::other("unrecoverable I/O error")),
+            }
+        } else {
+            Error::Io(e)
+        }
+    }
+}
+
+/// What went wrong in a key-encryption key backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KekErrorKind {
+    /// The caller could not be authenticated to the backend (bad token, wrong
+    /// PIN).
+    Unauthenticated,
+    /// The caller is authenticated but lacks a permission (for example
+    /// `wrapKey`, `unwrapKey` or `get`).
+    PermissionDenied,
+    /// The key (or the token holding it) does not exist.
+    NotFound,
+    /// The key exists but may not be used now: disabled, expired, not yet
+    /// valid, or access was revoked.
+    KeyUnavailable,
+    /// The backend throttled the request.
+    Throttled,
+    /// A transient failure: timeout, connection reset, 5xx, device error.
+    Transient,
+    /// The backend or key does not support the requested algorithm or
+    /// mechanism.
+    Unsupported,
+    /// The key or vault is configured in a way this crate refuses (for
+    /// example a vault without purge protection).
+    Misconfigured,
+    /// The key cannot perform this operation (for example a public-only key
+    /// asked to unwrap).
+    KeyUsage,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for KekErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KekErrorKind::Unauthenticated => "not authenticated",
+            KekErrorKind::PermissionDenied => "permission denied",
+            KekErrorKind::NotFound => "key not found",
+            KekErrorKind::KeyUnavailable => "key unavailable (disabled, expired or revoked)",
+            KekErrorKind::Throttled => "throttled",
+            KekErrorKind::Transient => "transient failure",
+            KekErrorKind::Unsupported => "not supported",
+            KekErrorKind::Misconfigured => "misconfigured",
+            KekErrorKind::KeyUsage => "operation not allowed for this key",
+            KekErrorKind::Other => "error",
+        })
+    }
+}
+
+/// An error from a key-encryption key backend. It names the backend, says
+/// whether a retry can help, and keeps the underlying cause as `source()`.
+///
+/// The message is written by this crate's backends and never includes key
+/// bytes, wrapped keys, PINs or tokens.
+#[derive(Debug)]
+pub struct KekError {
+    backend: &'static str,
+    kind: KekErrorKind,
+    retryable: bool,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl KekError {
+    /// A new backend error. `retryable` defaults to `true` for
+    /// [`KekErrorKind::Throttled`] and [`KekErrorKind::Transient`] and
+    /// `false` otherwise.
+    pub fn new(backend: &'static str, kind: KekErrorKind, message: impl Into<String>) -> Self {
+        KekError {
+            backend,
+            kind,
+            retryable: matches!(kind, KekErrorKind::Throttled | KekErrorKind::Transient),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause. The caller is responsible for it not
+    /// containing secrets.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Overrides whether a retry can help.
+    pub fn retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// The backend's name (`"local"`, `"azure-key-vault"`, `"pkcs11"`, …).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> KekErrorKind {
+        self.kind
+    }
+
+    /// Whether a retry can help.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+impl fmt::Display for KekError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} key-encryption key: {}: {}", self.backend, self.kind, self.message)?;
+        if self.retryable {
+            f.write_str(" (retryable)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KekError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The opaque failure of a cryptographic primitive inside a provider.
+/// Deliberately carries nothing: callers map it to the right [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CryptoError;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_round_trip_keeps_variant() {
+        let io = Error::ChunkAuthentication { chunk: 3 }.into_io();
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+        assert!(matches!(Error::from_io(io), Error::ChunkAuthentication { chunk: 3 }));
+        let io = Error::Truncated.into_io();
+        assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(matches!(Error::from_io(io), Error::Truncated));
+        let plain = std::io::Error::other("disk");
+        assert!(matches!(Error::from_io(plain), Error::Io(_)));
+    }
+
+    #[test]
+    fn retryable_defaults() {
+        let e = KekError::new("test", KekErrorKind::Throttled, "slow down");
+        assert!(e.is_retryable());
+        assert!(Error::from(e).is_retryable());
+        let e = KekError::new("test", KekErrorKind::PermissionDenied, "missing unwrapKey");
+        assert!(!e.is_retryable());
+        assert!(!Error::CommitmentMismatch.is_retryable());
+    }
+}

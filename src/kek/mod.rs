@@ -1,0 +1,200 @@
+//! Key-encryption keys (KEKs): the one joint where key backends plug in.
+//!
+//! A KEK only **wraps and unwraps data keys**. It never sees plaintext and
+//! never hands out its own key material. Backends:
+//!
+//! * [`LocalKek`]: a JWK file (`oct` A256KW/A256KWP, or RSA-OAEP), always
+//!   available;
+//! * Azure Key Vault / Managed HSM (feature `azure`) and PKCS#11 HSMs
+//!   (feature `pkcs11`), in later modules.
+//!
+//! Reading an envelope goes through a [`KeyResolver`], an allow-list from the
+//! key ids found in headers to KEKs. A header is untrusted, so the crate
+//! never contacts a key just because a header names it.
+//!
+//! `tests/common/kek_conformance.rs` holds the conformance suite every
+//! backend runs in this crate's tests.
+
+use std::fmt::{self, Debug};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::key::DataKey;
+
+mod local;
+mod resolver;
+
+pub use local::{LocalKek, LocalKeyKind};
+pub use resolver::StaticResolver;
+
+/// How a KEK wraps a data key. The byte values are the `alg` field of
+/// FORMAT.md; any other value is rejected when a header is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WrapAlgorithm {
+    /// AES key wrap, RFC 3394, 256-bit KEK (`0x01`).
+    A256Kw,
+    /// AES key wrap with padding, RFC 5649, 256-bit KEK (`0x02`).
+    A256Kwp,
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256, empty label (`0x03`).
+    RsaOaep256,
+    /// RSAES-OAEP with SHA-1 and MGF1-SHA-1, empty label (`0x04`). Kept for
+    /// HSMs (such as SoftHSM2) and services that offer nothing else.
+    RsaOaep,
+}
+
+impl WrapAlgorithm {
+    /// Every algorithm, in wire order.
+    pub const ALL: [WrapAlgorithm; 4] =
+        [WrapAlgorithm::A256Kw, WrapAlgorithm::A256Kwp, WrapAlgorithm::RsaOaep256, WrapAlgorithm::RsaOaep];
+
+    /// The FORMAT.md `alg` byte.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            WrapAlgorithm::A256Kw => 0x01,
+            WrapAlgorithm::A256Kwp => 0x02,
+            WrapAlgorithm::RsaOaep256 => 0x03,
+            WrapAlgorithm::RsaOaep => 0x04,
+        }
+    }
+
+    /// Parses the FORMAT.md `alg` byte; reserved values give `None`.
+    pub fn from_byte(b: u8) -> Option<WrapAlgorithm> {
+        Some(match b {
+            0x01 => WrapAlgorithm::A256Kw,
+            0x02 => WrapAlgorithm::A256Kwp,
+            0x03 => WrapAlgorithm::RsaOaep256,
+            0x04 => WrapAlgorithm::RsaOaep,
+            _ => return None,
+        })
+    }
+
+    /// The JOSE (RFC 7518) name, also used by Key Vault: `A256KW`,
+    /// `A256KWP`, `RSA-OAEP-256`, `RSA-OAEP`.
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            WrapAlgorithm::A256Kw => "A256KW",
+            WrapAlgorithm::A256Kwp => "A256KWP",
+            WrapAlgorithm::RsaOaep256 => "RSA-OAEP-256",
+            WrapAlgorithm::RsaOaep => "RSA-OAEP",
+        }
+    }
+
+    /// Parses a JOSE name (exact, case-sensitive).
+    pub fn from_jose_name(name: &str) -> Option<WrapAlgorithm> {
+        WrapAlgorithm::ALL.into_iter().find(|a| a.jose_name() == name)
+    }
+
+    /// Whether this is an RSA algorithm.
+    pub fn is_rsa(self) -> bool {
+        matches!(self, WrapAlgorithm::RsaOaep256 | WrapAlgorithm::RsaOaep)
+    }
+}
+
+impl fmt::Display for WrapAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.jose_name())
+    }
+}
+
+/// A data key wrapped by one KEK: one entry of an envelope header.
+///
+/// The wrapped bytes are ciphertext, not secret, so this type is `Clone`
+/// and `Debug` (which shows only lengths).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// How it was wrapped.
+    pub alg: WrapAlgorithm,
+    /// The id of the KEK that wrapped it, exactly as it goes into the header
+    /// (for Key Vault: the versioned key URL the service returned).
+    pub kek_id: String,
+    /// The wrapped key.
+    pub wrapped: Vec<u8>,
+}
+
+impl Debug for WrappedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WrappedKey")
+            .field("alg", &self.alg)
+            .field("kek_id", &self.kek_id)
+            .field("wrapped_len", &self.wrapped.len())
+            .finish()
+    }
+}
+
+/// A key-encryption key: wraps and unwraps data keys, nothing else.
+///
+/// Implementations must be usable as `Arc<dyn KeyEncryptionKey>` from many
+/// tasks at once. Calls may do network or HSM I/O, which is why they are
+/// async; the crate makes them once per envelope (or once per scope when a
+/// key hierarchy is used), never per chunk.
+///
+/// Backends map their failures to [`Error::Kek`](crate::Error::Kek) with a
+/// [`KekErrorKind`](crate::KekErrorKind) and a retry hint, except that an
+/// unwrap which fails because the wrapped bytes do not open under this key
+/// returns [`Error::UnwrapFailed`](crate::Error::UnwrapFailed).
+#[async_trait]
+pub trait KeyEncryptionKey: Send + Sync + Debug {
+    /// The id recorded in headers, and the id a [`KeyResolver`] looks up.
+    /// For versioned backends it is the versioned id when known; the id
+    /// actually recorded is the one in the [`WrappedKey`] that
+    /// [`wrap_key`](KeyEncryptionKey::wrap_key) returns.
+    fn key_id(&self) -> &str;
+
+    /// The wrap algorithm this KEK uses.
+    fn algorithm(&self) -> WrapAlgorithm;
+
+    /// Wraps `dek`. Cost: one backend call.
+    async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey>;
+
+    /// Unwraps `wrapped` (the bytes of a header entry whose `alg` equals
+    /// [`algorithm`](KeyEncryptionKey::algorithm)). Cost: one backend call.
+    async fn unwrap_key(&self, wrapped: &[u8]) -> crate::Result<DataKey>;
+}
+
+/// Maps the key ids read from a header to KEKs. A resolver is an
+/// **allow-list**: an id it does not know yields `None`, and the crate then
+/// tries the next entry or fails with
+/// [`Error::UnknownKek`](crate::Error::UnknownKek). It must never fetch or
+/// construct a key merely because an untrusted header names it.
+pub trait KeyResolver: Send + Sync {
+    /// The KEK for `kek_id`, if it is allowed.
+    fn resolve(&self, kek_id: &str) -> Option<Arc<dyn KeyEncryptionKey>>;
+}
+
+impl<T: KeyResolver + ?Sized> KeyResolver for Arc<T> {
+    fn resolve(&self, kek_id: &str) -> Option<Arc<dyn KeyEncryptionKey>> {
+        (**self).resolve(kek_id)
+    }
+}
+
+impl<T: KeyResolver + ?Sized> KeyResolver for &T {
+    fn resolve(&self, kek_id: &str) -> Option<Arc<dyn KeyEncryptionKey>> {
+        (**self).resolve(kek_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alg_bytes_and_names_round_trip() {
+        for a in WrapAlgorithm::ALL {
+            assert_eq!(WrapAlgorithm::from_byte(a.to_byte()), Some(a));
+            assert_eq!(WrapAlgorithm::from_jose_name(a.jose_name()), Some(a));
+        }
+        for b in [0u8, 5, 0x80, 0xff] {
+            assert_eq!(WrapAlgorithm::from_byte(b), None);
+        }
+        assert_eq!(WrapAlgorithm::from_jose_name("RSA1_5"), None);
+        assert_eq!(WrapAlgorithm::from_jose_name("a256kw"), None);
+    }
+
+    #[test]
+    fn object_safe() {
+        fn takes(_: Option<Arc<dyn KeyEncryptionKey>>) {}
+        takes(None);
+    }
+}
