@@ -4,17 +4,23 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod atomic_file;
+pub mod envelope;
 mod error;
+pub mod format;
 pub mod kek;
 mod key;
 mod provider;
+pub mod stream;
 mod util;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use atomic_file::AtomicFile;
+pub use envelope::{open, open_reader, read_header, seal, BodyDecryptor, Decryptor, Encryptor};
 pub use error::{Error, KekError, KekErrorKind, Result};
-pub use kek::{KeyEncryptionKey, KeyResolver, LocalKek, StaticResolver, WrapAlgorithm, WrappedKey};
+pub use format::{Header, Profile, Suite};
+pub use kek::{KeyEncryptionKey, KeyResolver, LocalKek, LocalKeyKind, StaticResolver, WrapAlgorithm, WrappedKey};
 pub use key::{DataKey, DATA_KEY_LEN};
 pub use provider::CryptoProvider;
-pub use atomic_file::AtomicFile;
+pub use stream::{DecryptingReader, EncryptingWriter, RangePlan};

@@ -1,0 +1,185 @@
+//! Opening: resolve and unwrap the data key, check the commitment, then
+//! decrypt streams, whole bodies or fetched ranges.
+
+use std::fmt;
+use std::io::Read;
+
+use crate::error::Error;
+use crate::format::{Header, Profile};
+use crate::kek::KeyResolver;
+use crate::key::DataKey;
+use crate::provider::CryptoProvider;
+use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
+use crate::stream::{layout, DecryptingReader, RangePlan};
+
+/// The unwrapped data key of one envelope, bound to the object's profile
+/// and context, ready to open its body.
+///
+/// [`Decryptor::new`] is the only step that calls a KEK. The body is
+/// untouched until [`Decryptor::reader`] (or `open`, `body`) checks the key
+/// commitment, which fails with [`Error::CommitmentMismatch`] for a wrong
+/// context, a wrong profile, or a header that does not belong to the body.
+pub struct Decryptor {
+    provider: &'static CryptoProvider,
+    dek: DataKey,
+    context: Vec<u8>,
+}
+
+impl fmt::Debug for Decryptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decryptor").field("provider", &self.provider.name()).finish_non_exhaustive()
+    }
+}
+
+impl Decryptor {
+    /// Resolves the header's key ids through `resolver` (an allow-list) and
+    /// unwraps the data key with the first KEK that succeeds, trying the
+    /// entries in header order.
+    ///
+    /// Errors: [`Error::UnknownKek`] when no id is allowed (no KEK is
+    /// called); otherwise the error of the first KEK that failed
+    /// ([`Error::UnwrapFailed`] for a wrong key or a modified wrapped key,
+    /// [`Error::Kek`] for a backend failure).
+    ///
+    /// Cost: one `unwrap_key` call when the first allowed entry works.
+    pub async fn new(
+        header: &Header,
+        resolver: &dyn KeyResolver,
+        profile: Profile,
+        app_context: &[u8],
+    ) -> crate::Result<Self> {
+        Self::with_provider(CryptoProvider::default_provider(), header, resolver, profile, app_context).await
+    }
+
+    /// [`Decryptor::new`] with a chosen crypto provider for the body.
+    pub async fn with_provider(
+        provider: &'static CryptoProvider,
+        header: &Header,
+        resolver: &dyn KeyResolver,
+        profile: Profile,
+        app_context: &[u8],
+    ) -> crate::Result<Self> {
+        if header.profile() != profile {
+            // The profile is bound into the commitment; a mismatch could
+            // only fail it. Say so without calling any KEK.
+            return Err(Error::CommitmentMismatch);
+        }
+        let mut first_err = None;
+        let mut resolved_any = false;
+        for entry in header.keys() {
+            let Some(kek) = resolver.resolve(&entry.kek_id) else { continue };
+            resolved_any = true;
+            if kek.algorithm() != entry.alg {
+                first_err.get_or_insert(Error::UnwrapFailed { kek_id: entry.kek_id.clone() });
+                continue;
+            }
+            match kek.unwrap_key(&entry.wrapped).await {
+                Ok(dek) => {
+                    let context = envelope_context(header.suite(), header.profile(), app_context);
+                    return Ok(Decryptor { provider, dek, context });
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if !resolved_any {
+            return Err(Error::UnknownKek { kek_ids: header.keys().iter().map(|k| k.kek_id.clone()).collect() });
+        }
+        Err(first_err.unwrap_or(Error::ApiMisuse("internal: no unwrap result")))
+    }
+
+    /// The unwrapped data key. For re-wrapping the header under new KEKs;
+    /// see [`DataKey::expose_secret_bytes`] for the care it needs.
+    pub fn data_key(&self) -> &DataKey {
+        &self.dek
+    }
+
+    fn cipher(&self, prefix: &[u8; BODY_PREFIX_LEN]) -> crate::Result<ChunkCipher> {
+        ChunkCipher::for_decryption(self.provider, self.dek.expose_secret_bytes(), &self.context, prefix)
+    }
+
+    /// Reads the body prefix from `body`, checks the commitment, and returns
+    /// a reader of the plaintext. `body` must be positioned at the start of
+    /// the body (right after the header in the embedded form).
+    pub fn reader<R: Read>(self, mut body: R) -> crate::Result<DecryptingReader<R>> {
+        let mut prefix = [0u8; BODY_PREFIX_LEN];
+        body.read_exact(&mut prefix).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::Truncated,
+            _ => Error::Io(e),
+        })?;
+        let cipher = self.cipher(&prefix)?;
+        Ok(DecryptingReader::new(body, cipher))
+    }
+
+    /// Checks the commitment against a body prefix (salt and commitment,
+    /// [`RangePlan::PREFIX`]) and returns a decryptor for fetched ranges.
+    pub fn body(self, prefix: &[u8]) -> crate::Result<BodyDecryptor> {
+        let prefix: &[u8; BODY_PREFIX_LEN] = prefix.try_into().map_err(|_| Error::Truncated)?;
+        Ok(BodyDecryptor { cipher: self.cipher(prefix)? })
+    }
+
+    /// Decrypts a whole body held in memory.
+    pub fn open(self, body: &[u8]) -> crate::Result<Vec<u8>> {
+        let len = layout::plaintext_len(body.len() as u64)?;
+        let mut out = Vec::with_capacity(usize::try_from(len).map_err(|_| Error::TooLarge("object too large for memory"))?);
+        let mut r = self.reader(body)?;
+        r.read_to_end(&mut out).map_err(Error::from_io)?;
+        Ok(out)
+    }
+}
+
+/// Decrypts ciphertext ranges fetched separately (for ranged GETs), after
+/// the commitment has been checked. See [`RangePlan`].
+pub struct BodyDecryptor {
+    cipher: ChunkCipher,
+}
+
+impl fmt::Debug for BodyDecryptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BodyDecryptor { .. }")
+    }
+}
+
+impl BodyDecryptor {
+    /// Decrypts `fetched` — exactly the body bytes `plan.ciphertext` — in
+    /// place, and returns the plaintext of `plan.plaintext`.
+    ///
+    /// Every chunk's tag is verified; when the plan includes the final chunk
+    /// it must be short, which authenticates the object's length. Nothing is
+    /// returned unless every chunk verified.
+    pub fn decrypt_range(&self, plan: &RangePlan, fetched: &mut [u8]) -> crate::Result<Vec<u8>> {
+        let expected = plan.ciphertext.end - plan.ciphertext.start;
+        if fetched.len() as u64 != expected {
+            return Err(Error::Truncated);
+        }
+        // Zeroizing: if a later chunk fails, what was copied is wiped.
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize));
+        let chunks_base = plan.first_chunk * CHUNK_SIZE as u64;
+        let mut index = plan.first_chunk;
+        let mut rest: &mut [u8] = fetched;
+        while !rest.is_empty() {
+            let take = rest.len().min(CHUNK_CT_SIZE);
+            let is_last_piece = take == rest.len();
+            let (piece, tail) = rest.split_at_mut(take);
+            if take < CHUNK_CT_SIZE && !(is_last_piece && plan.includes_final_chunk) {
+                return Err(Error::Truncated);
+            }
+            if take == CHUNK_CT_SIZE && is_last_piece && plan.includes_final_chunk {
+                // The final chunk is always short.
+                return Err(Error::Truncated);
+            }
+            let n = self.cipher.open_chunk_with_tag(index, piece)?;
+            let chunk_start = chunks_base + (index - plan.first_chunk) * CHUNK_SIZE as u64;
+            let lo = plan.plaintext.start.max(chunk_start);
+            let hi = plan.plaintext.end.min(chunk_start + n as u64);
+            if lo < hi {
+                out.extend_from_slice(&piece[(lo - chunk_start) as usize..(hi - chunk_start) as usize]);
+            }
+            zeroize::Zeroize::zeroize(&mut piece[..n]);
+            index += 1;
+            rest = tail;
+        }
+        Ok(std::mem::take(&mut *out))
+    }
+}

@@ -1,0 +1,350 @@
+//! The decrypting reader: sequential `Read`, and `Seek` / `read_at` random
+//! access when the source can seek.
+
+use std::fmt;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE, TAG_LEN};
+use super::layout;
+use crate::error::Error;
+
+const CHUNK: u64 = CHUNK_SIZE as u64;
+
+/// A failure that, once seen, every later read reports again.
+#[derive(Debug, Clone, Copy)]
+enum Sticky {
+    Truncated,
+    Chunk(u64),
+}
+
+impl Sticky {
+    fn error(self) -> Error {
+        match self {
+            Sticky::Truncated => Error::Truncated,
+            Sticky::Chunk(chunk) => Error::ChunkAuthentication { chunk },
+        }
+    }
+}
+
+/// Decrypts an envelope body.
+///
+/// Guarantees:
+///
+/// * The key commitment was verified before this reader existed (see
+///   [`Decryptor::reader`](crate::Decryptor::reader)).
+/// * No byte of a chunk is returned before that chunk's tag has verified,
+///   and a failed chunk leaves no plaintext in memory.
+/// * The end of the message is authenticated: a read returns `Ok(0)` (or a
+///   short count) only after the final, short chunk has been opened.
+///   Truncation, trailing data and reordered, duplicated or spliced chunks
+///   are errors ([`Error::Truncated`], [`Error::ChunkAuthentication`],
+///   wrapped in `io::Error`; recover them with [`Error::from_io`]), never
+///   short reads. Once a read has failed, every later read fails too.
+///
+/// With a seekable source it also implements [`Seek`] and
+/// [`DecryptingReader::read_at`], which open only the chunks covering the
+/// requested range (a 4 KiB read opens one chunk, or two when it straddles a
+/// boundary) plus, when the read reaches the end of the object, the final
+/// chunk. Seeking from the end authenticates the final chunk first.
+///
+/// Memory: one 16 KiB buffer, allocated once; chunks are decrypted in place
+/// in it. The last decrypted chunk is kept, so small sequential reads open
+/// each chunk once.
+pub struct DecryptingReader<R> {
+    inner: R,
+    cipher: ChunkCipher,
+    /// Ciphertext, then plaintext of `buf_chunk` (`buf_len` bytes).
+    buf: zeroize::Zeroizing<Vec<u8>>,
+    buf_chunk: Option<u64>,
+    buf_len: usize,
+    /// Plaintext position for `Read`/`Seek`.
+    pos: u64,
+    /// The chunk at whose start `inner` is positioned.
+    inner_chunk: u64,
+    /// Offset of chunk 0 in `inner`, learned the first time we seek.
+    chunks_start: Option<u64>,
+    /// Body length claimed by the source (unauthenticated), once known.
+    claimed_len: Option<u64>,
+    /// The authenticated plaintext length, once the final chunk opened.
+    final_len: Option<u64>,
+    sticky: Option<Sticky>,
+}
+
+impl<R> fmt::Debug for DecryptingReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecryptingReader")
+            .field("pos", &self.pos)
+            .field("authenticated_len", &self.final_len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns the count.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl<R> DecryptingReader<R> {
+    /// `inner` must be positioned at chunk 0 (the prefix has been read and
+    /// the commitment verified).
+    pub(crate) fn new(inner: R, cipher: ChunkCipher) -> Self {
+        DecryptingReader {
+            inner,
+            cipher,
+            buf: zeroize::Zeroizing::new(vec![0u8; CHUNK_CT_SIZE]),
+            buf_chunk: None,
+            buf_len: 0,
+            pos: 0,
+            inner_chunk: 0,
+            chunks_start: None,
+            claimed_len: None,
+            final_len: None,
+            sticky: None,
+        }
+    }
+
+    /// The plaintext length, if it has been authenticated already (the final
+    /// chunk was opened). See [`DecryptingReader::plaintext_len`] to force it.
+    pub fn authenticated_len(&self) -> Option<u64> {
+        self.final_len
+    }
+
+    /// Returns the source. Buffered plaintext is wiped.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        match e {
+            Error::Truncated => self.sticky = Some(Sticky::Truncated),
+            Error::ChunkAuthentication { chunk } => self.sticky = Some(Sticky::Chunk(chunk)),
+            _ => {}
+        }
+        e
+    }
+}
+
+impl<R: Read> DecryptingReader<R> {
+    /// Reads and opens chunk `index` from the current position of `inner`
+    /// (which must be the start of that chunk). A short read is the final
+    /// chunk.
+    fn load_chunk(&mut self, index: u64) -> crate::Result<()> {
+        self.buf_chunk = None;
+        self.buf_len = 0;
+        let n = read_full(&mut self.inner, &mut self.buf[..])?;
+        self.inner_chunk = index + 1;
+        if n < TAG_LEN {
+            // EOF right after a full chunk (the final chunk is missing), or
+            // inside a tag.
+            return Err(self.fail(Error::Truncated));
+        }
+        let is_final = n < CHUNK_CT_SIZE;
+        match self.cipher.open_chunk_with_tag(index, &mut self.buf[..n]) {
+            Ok(len) => {
+                self.buf_chunk = Some(index);
+                self.buf_len = len;
+                if is_final {
+                    self.final_len = Some(index * CHUNK + len as u64);
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Copies from the buffered chunk if it covers `at`; returns the count
+    /// (0 if it does not).
+    fn copy_buffered(&self, at: u64, out: &mut [u8]) -> usize {
+        let chunk = at / CHUNK;
+        let off = (at % CHUNK) as usize;
+        if self.buf_chunk != Some(chunk) || off >= self.buf_len {
+            return 0;
+        }
+        let n = out.len().min(self.buf_len - off);
+        out[..n].copy_from_slice(&self.buf[off..off + n]);
+        n
+    }
+
+    fn read_sequential(&mut self, out: &mut [u8]) -> crate::Result<usize> {
+        if let Some(s) = self.sticky {
+            return Err(s.error());
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.copy_buffered(self.pos, out);
+            if n > 0 {
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            if let Some(len) = self.final_len {
+                if self.pos >= len {
+                    return Ok(0);
+                }
+            }
+            let chunk = self.pos / CHUNK;
+            // `seek`, `read_at` and `plaintext_len` leave `inner` aligned
+            // for `pos`, and authenticate the end when `pos` is past it.
+            debug_assert_eq!(self.inner_chunk, chunk, "inner stream misaligned");
+            self.load_chunk(chunk)?;
+        }
+    }
+}
+
+impl<R: Read> Read for DecryptingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.read_sequential(out).map_err(Error::into_io)
+    }
+}
+
+impl<R: Read + Seek> DecryptingReader<R> {
+    fn chunks_start(&mut self) -> crate::Result<u64> {
+        if let Some(s) = self.chunks_start {
+            return Ok(s);
+        }
+        // `inner` sits at the start of `inner_chunk`.
+        let here = self.inner.stream_position()?;
+        let start = here
+            .checked_sub(self.inner_chunk * CHUNK_CT_SIZE as u64)
+            .ok_or(Error::ApiMisuse("the source was moved behind the reader's back"))?;
+        self.chunks_start = Some(start);
+        Ok(start)
+    }
+
+    /// The body length the source claims (chunks plus the 56-byte prefix).
+    fn claimed_body_len(&mut self) -> crate::Result<u64> {
+        if let Some(l) = self.claimed_len {
+            return Ok(l);
+        }
+        let start = self.chunks_start()?;
+        let end = self.inner.seek(SeekFrom::End(0))?;
+        let len = end.checked_sub(start).ok_or(Error::Truncated)? + BODY_PREFIX_LEN as u64;
+        self.claimed_len = Some(len);
+        // `inner` moved: put it back at `inner_chunk`.
+        self.inner.seek(SeekFrom::Start(start + self.inner_chunk * CHUNK_CT_SIZE as u64))?;
+        Ok(len)
+    }
+
+    fn seek_inner_to(&mut self, chunk: u64) -> crate::Result<()> {
+        if self.inner_chunk != chunk {
+            let start = self.chunks_start()?;
+            self.inner.seek(SeekFrom::Start(start + chunk * CHUNK_CT_SIZE as u64))?;
+            self.inner_chunk = chunk;
+        }
+        Ok(())
+    }
+
+    /// Puts `inner` at the chunk the next sequential `read` will load.
+    fn align_for_pos(&mut self) -> crate::Result<()> {
+        let chunk = self.pos / CHUNK;
+        let next = if self.buf_chunk == Some(chunk) { chunk + 1 } else { chunk };
+        self.seek_inner_to(next)
+    }
+
+    /// The authenticated plaintext length. Opens the final chunk if it has
+    /// not been opened yet (one seek and at most 16 KiB of decryption).
+    pub fn plaintext_len(&mut self) -> crate::Result<u64> {
+        if let Some(s) = self.sticky {
+            return Err(s.error());
+        }
+        if let Some(l) = self.final_len {
+            return Ok(l);
+        }
+        let body = self.claimed_body_len()?;
+        let claimed = layout::plaintext_len(body).map_err(|e| self.fail(e))?;
+        let final_chunk = claimed / CHUNK;
+        self.seek_inner_to(final_chunk)?;
+        let r = self.load_chunk(final_chunk);
+        // Restore the sequential position whatever happened.
+        self.align_for_pos()?;
+        r?;
+        match self.final_len {
+            Some(l) if l == claimed => Ok(l),
+            // The chunk at the claimed final index was full-size: it cannot
+            // be final.
+            _ => Err(self.fail(Error::Truncated)),
+        }
+    }
+
+    /// Reads plaintext at `offset` into `out` without moving the `Read`
+    /// position. Returns `out.len()` bytes, or fewer only when the object
+    /// ends (an authenticated end); `Ok(0)` at or past the end.
+    ///
+    /// Cost: opens each chunk covering the range once (the last opened
+    /// chunk is cached), plus the final chunk when the range reaches the
+    /// end.
+    pub fn read_at(&mut self, offset: u64, out: &mut [u8]) -> crate::Result<usize> {
+        if let Some(s) = self.sticky {
+            return Err(s.error());
+        }
+        let r = self.read_at_inner(offset, out);
+        let restore = self.align_for_pos();
+        let n = r?;
+        restore?;
+        Ok(n)
+    }
+
+    fn read_at_inner(&mut self, offset: u64, out: &mut [u8]) -> crate::Result<usize> {
+        let mut done = 0usize;
+        while done < out.len() {
+            let at = offset + done as u64;
+            let n = self.copy_buffered(at, &mut out[done..]);
+            if n > 0 {
+                done += n;
+                continue;
+            }
+            // Nothing buffered at `at`: either it is past the end, or a
+            // chunk must be opened. Decide on the authenticated length when
+            // the claimed one says we are at or past the end.
+            let claimed = layout::plaintext_len(self.claimed_body_len()?).map_err(|e| self.fail(e))?;
+            if at >= claimed {
+                let len = self.plaintext_len()?;
+                if at >= len {
+                    break;
+                }
+            }
+            let chunk = at / CHUNK;
+            self.seek_inner_to(chunk)?;
+            self.load_chunk(chunk)?;
+            if self.copy_buffered(at, &mut out[done..]) == 0 {
+                // The chunk opened but is shorter than the claim: only the
+                // final chunk can be short, and it was authenticated as such.
+                break;
+            }
+        }
+        Ok(done)
+    }
+}
+
+impl<R: Read + Seek> Seek for DecryptingReader<R> {
+    fn seek(&mut self, from: SeekFrom) -> io::Result<u64> {
+        let r: crate::Result<u64> = (|| {
+            let new = match from {
+                SeekFrom::Start(n) => Some(n),
+                SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+                SeekFrom::End(d) => self.plaintext_len()?.checked_add_signed(d),
+            }
+            .ok_or(Error::ApiMisuse("seek to a negative or overflowing position"))?;
+            let claimed = layout::plaintext_len(self.claimed_body_len()?).map_err(|e| self.fail(e))?;
+            if new >= claimed {
+                // What a read returns here depends on the length: make
+                // sure it is authentic before anyone relies on it.
+                self.plaintext_len()?;
+            }
+            self.pos = new;
+            self.align_for_pos()?;
+            Ok(new)
+        })();
+        r.map_err(Error::into_io)
+    }
+}
