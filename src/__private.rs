@@ -75,6 +75,16 @@ pub fn rsa_oaep_encrypt(p: &CryptoProvider, spki: &[u8], sha256: bool, msg: &[u8
     k.encrypt_oaep(if sha256 { OaepHash::Sha256 } else { OaepHash::Sha1 }, msg).map_err(f)
 }
 
+/// Generates an RSA key (e = 65537) of `bits` bits; returns PKCS#8 DER.
+pub fn rsa_generate_pkcs8(p: &CryptoProvider, bits: usize) -> Result<Zeroizing<Vec<u8>>, Failed> {
+    p.rsa.generate_pkcs8(bits).map_err(f)
+}
+
+/// The SPKI DER of the public half of a PKCS#8 RSA private key.
+pub fn rsa_public_spki_from_pkcs8(p: &CryptoProvider, pkcs8: &[u8]) -> Result<Vec<u8>, Failed> {
+    p.rsa.public_spki_from_pkcs8(pkcs8).map_err(f)
+}
+
 // ----- chunk layer (Cobblestone-256) -----
 
 /// Derives Cobblestone-256 `key || base_nonce || commitment` (76 bytes).
@@ -202,4 +212,53 @@ pub fn fuzz_chunk_open(data: &[u8]) {
 pub fn fuzz_seed_envelope(len: usize) -> Vec<u8> {
     let msg: Vec<u8> = (0..len).map(|i| i as u8).collect();
     block_on(crate::seal(&[fuzz_kek()], crate::Profile::Blob, b"fuzz", &msg)).expect("seal")
+}
+
+// ----- benchmark helpers -----
+
+/// AES-256-GCM seal in place into the caller's buffer, empty AAD, no
+/// allocation besides the provider's key object; returns the tag. Pays one
+/// key schedule per call, as a one-shot seal does.
+pub fn aes256_gcm_seal_in_place(p: &CryptoProvider, key: &[u8; 32], nonce: &[u8; 12], buf: &mut [u8]) -> [u8; 16] {
+    p.aead.aes256_gcm(key).seal_in_place(nonce, &[], buf).expect("seal")
+}
+
+/// An expanded AES-256-GCM key of one provider, for raw-AEAD baselines
+/// (the same key object the chunk engine holds). Empty AAD throughout.
+pub struct RawGcm(Box<dyn crate::provider::Aes256GcmKey>);
+
+impl std::fmt::Debug for RawGcm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawGcm { .. }")
+    }
+}
+
+impl RawGcm {
+    /// Runs the key schedule once.
+    pub fn new(p: &CryptoProvider, key: &[u8; 32]) -> RawGcm {
+        RawGcm(p.aead.aes256_gcm(key))
+    }
+
+    /// Encrypts `buf` in place and returns the tag.
+    pub fn seal_in_place(&self, nonce: &[u8; 12], buf: &mut [u8]) -> [u8; 16] {
+        self.0.seal_in_place(nonce, &[], buf).expect("seal")
+    }
+
+    /// Verifies `tag` and decrypts `buf` in place.
+    pub fn open_in_place(&self, nonce: &[u8; 12], buf: &mut [u8], tag: &[u8; 16]) -> Result<(), Failed> {
+        self.0.open_in_place(nonce, &[], buf, tag).map_err(f)
+    }
+}
+
+/// A seekable chunk-layer reader over `src` (positioned at the salt).
+pub fn chunked_reader<R: std::io::Read>(
+    p: &'static CryptoProvider,
+    key: &[u8],
+    context: &[u8],
+    mut src: R,
+) -> crate::Result<crate::DecryptingReader<R>> {
+    let mut prefix = [0u8; 56];
+    src.read_exact(&mut prefix).map_err(|_| crate::Error::Truncated)?;
+    let cipher = crate::stream::chunk::ChunkCipher::for_decryption(p, key, context, &prefix)?;
+    Ok(crate::stream::DecryptingReader::new(src, cipher))
 }
