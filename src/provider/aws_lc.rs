@@ -85,6 +85,11 @@ impl hkdf::KeyType for OutLen {
 
 impl HkdfProvider for Hkdf {
     fn expand_sha512(&self, prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError> {
+        if prk.len() > SHA512_LEN {
+            // `hkdf::Prk::new_less_safe` panics on PRKs longer than the hash
+            // output; HMAC takes any key, so run RFC 5869 Expand on it.
+            return expand_sha512_hmac(prk, info, out);
+        }
         let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, prk);
         let okm = prk.expand(info, OutLen(out.len())).map_err(ce)?;
         okm.fill(out).map_err(ce)
@@ -98,6 +103,30 @@ impl HkdfProvider for Hkdf {
         out.copy_from_slice(tag.as_ref());
         out
     }
+}
+
+/// HKDF-Expand (RFC 5869 §2.3) over HMAC-SHA-512:
+/// T(i) = HMAC(PRK, T(i-1) || info || i).
+fn expand_sha512_hmac(prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError> {
+    use aws_lc_rs::hmac;
+    if out.len() > 255 * SHA512_LEN {
+        return Err(CryptoError);
+    }
+    let key = hmac::Key::new(hmac::HMAC_SHA512, prk);
+    let mut t = Zeroizing::new([0u8; SHA512_LEN]);
+    for (i, block) in out.chunks_mut(SHA512_LEN).enumerate() {
+        let mut ctx = hmac::Context::with_key(&key);
+        if i > 0 {
+            ctx.update(&t[..]);
+        }
+        for part in info {
+            ctx.update(part);
+        }
+        ctx.update(&[u8::try_from(i + 1).map_err(ce)?]);
+        t.copy_from_slice(ctx.sign().as_ref());
+        block.copy_from_slice(&t[..block.len()]);
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -155,16 +184,39 @@ fn oaep_alg(hash: OaepHash) -> &'static rsa::OaepAlgorithm {
     }
 }
 
+/// aws-lc parses the first DER element of its input and ignores whatever
+/// follows; insist that `der` is exactly one element (tag, length, value),
+/// as the RustCrypto provider does.
+fn exactly_one_der_element(der: &[u8]) -> Result<(), CryptoError> {
+    let (&first, rest) = der.get(1..).and_then(<[u8]>::split_first).ok_or(CryptoError)?;
+    let (header, len) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > std::mem::size_of::<usize>() || rest.len() < n {
+            return Err(CryptoError);
+        }
+        (2 + n, rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)))
+    };
+    if header.checked_add(len) == Some(der.len()) {
+        Ok(())
+    } else {
+        Err(CryptoError)
+    }
+}
+
 struct PublicKey(rsa::OaepPublicEncryptingKey);
 struct PrivateKey(rsa::OaepPrivateDecryptingKey);
 
 impl RsaProvider for Rsa {
     fn private_key_from_pkcs8(&self, der: &[u8]) -> Result<Box<dyn RsaPrivateKey>, CryptoError> {
+        exactly_one_der_element(der)?;
         let k = rsa::PrivateDecryptingKey::from_pkcs8(der).map_err(ce)?;
         Ok(Box::new(PrivateKey(rsa::OaepPrivateDecryptingKey::new(k).map_err(ce)?)))
     }
 
     fn public_key_from_spki(&self, der: &[u8]) -> Result<Box<dyn RsaPublicKey>, CryptoError> {
+        exactly_one_der_element(der)?;
         let k = rsa::PublicEncryptingKey::from_der(der).map_err(ce)?;
         Ok(Box::new(PublicKey(rsa::OaepPublicEncryptingKey::new(k).map_err(ce)?)))
     }
@@ -181,6 +233,14 @@ impl RsaProvider for Rsa {
         let der = k.as_der().map_err(ce)?;
         Ok(Zeroizing::new(der.as_ref().to_vec()))
     }
+
+    fn public_spki_from_pkcs8(&self, der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        use aws_lc_rs::encoding::AsDer;
+        exactly_one_der_element(der)?;
+        let k = rsa::PrivateDecryptingKey::from_pkcs8(der).map_err(ce)?;
+        let spki = k.public_key().as_der().map_err(ce)?;
+        Ok(spki.as_ref().to_vec())
+    }
 }
 
 impl RsaPublicKey for PublicKey {
@@ -190,10 +250,6 @@ impl RsaPublicKey for PublicKey {
         out.truncate(n);
         Ok(out)
     }
-
-    fn modulus_bits(&self) -> usize {
-        self.0.key_size_bits()
-    }
 }
 
 impl RsaPrivateKey for PrivateKey {
@@ -202,10 +258,6 @@ impl RsaPrivateKey for PrivateKey {
         let n = self.0.decrypt(oaep_alg(hash), ciphertext, &mut out, None).map_err(ce)?.len();
         out.truncate(n);
         Ok(out)
-    }
-
-    fn modulus_bits(&self) -> usize {
-        self.0.key_size_bits()
     }
 }
 

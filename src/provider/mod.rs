@@ -96,6 +96,7 @@ impl CryptoProvider {
     }
 
     /// Every provider compiled into this build, default first.
+    #[allow(clippy::vec_init_then_push)] // the pushes are feature-gated
     pub fn all() -> Vec<&'static CryptoProvider> {
         let mut v: Vec<&'static CryptoProvider> = Vec::new();
         #[cfg(feature = "aws-lc-rs")]
@@ -190,6 +191,11 @@ pub(crate) trait RsaProvider: Send + Sync + Debug {
 
     /// Generates a key of `bits` bits (e = 65537) and returns it as PKCS#8.
     fn generate_pkcs8(&self, bits: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+
+    /// The X.509 `SubjectPublicKeyInfo` of the public half of a PKCS#8 RSA
+    /// private key (same acceptance rules as
+    /// [`RsaProvider::private_key_from_pkcs8`]).
+    fn public_spki_from_pkcs8(&self, der: &[u8]) -> Result<Vec<u8>, CryptoError>;
 }
 
 /// An RSA public key.
@@ -197,8 +203,6 @@ pub(crate) trait RsaPublicKey: Send + Sync {
     /// OAEP encryption with `hash` for both the label hash and MGF1, empty
     /// label.
     fn encrypt_oaep(&self, hash: OaepHash, msg: &[u8]) -> Result<Vec<u8>, CryptoError>;
-    /// Modulus size in bits.
-    fn modulus_bits(&self) -> usize;
 }
 
 /// An RSA private key.
@@ -206,8 +210,6 @@ pub(crate) trait RsaPrivateKey: Send + Sync {
     /// OAEP decryption with `hash` for both the label hash and MGF1, empty
     /// label.
     fn decrypt_oaep(&self, hash: OaepHash, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
-    /// Modulus size in bits.
-    fn modulus_bits(&self) -> usize;
 }
 
 /// The OS CSPRNG.
