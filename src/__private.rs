@@ -17,7 +17,13 @@ fn f<E>(_: E) -> Failed {
 }
 
 /// AES-256-GCM seal with a 12-byte nonce; returns ciphertext || tag.
-pub fn aes256_gcm_seal(p: &CryptoProvider, key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+pub fn aes256_gcm_seal(
+    p: &CryptoProvider,
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    msg: &[u8],
+) -> Vec<u8> {
     let k = p.aead.aes256_gcm(key);
     let mut buf = msg.to_vec();
     let tag = k.seal_in_place(nonce, aad, &mut buf).expect("seal");
@@ -34,45 +40,97 @@ pub fn aes256_gcm_open_in_place(
     buf: &mut [u8],
     tag: &[u8; 16],
 ) -> Result<(), Failed> {
-    p.aead.aes256_gcm(key).open_in_place(nonce, aad, buf, tag).map_err(f)
+    p.aead
+        .aes256_gcm(key)
+        .open_in_place(nonce, aad, buf, tag)
+        .map_err(f)
 }
 
 /// HKDF-SHA-512 (extract then expand).
-pub fn hkdf_sha512(p: &CryptoProvider, salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Result<Vec<u8>, Failed> {
+pub fn hkdf_sha512(
+    p: &CryptoProvider,
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+    len: usize,
+) -> Result<Vec<u8>, Failed> {
     let prk = p.hkdf.extract_sha512(salt, ikm);
     let mut out = vec![0u8; len];
-    p.hkdf.expand_sha512(&prk[..], &[info], &mut out).map_err(f)?;
+    p.hkdf
+        .expand_sha512(&prk[..], &[info], &mut out)
+        .map_err(f)?;
     Ok(out)
 }
 
 /// HKDF-Expand-SHA-512 with an arbitrary-length PRK.
-pub fn hkdf_expand_sha512(p: &CryptoProvider, prk: &[u8], info: &[&[u8]], len: usize) -> Result<Vec<u8>, Failed> {
+pub fn hkdf_expand_sha512(
+    p: &CryptoProvider,
+    prk: &[u8],
+    info: &[&[u8]],
+    len: usize,
+) -> Result<Vec<u8>, Failed> {
     let mut out = vec![0u8; len];
     p.hkdf.expand_sha512(prk, info, &mut out).map_err(f)?;
     Ok(out)
 }
 
 /// AES key wrap (RFC 3394, or RFC 5649 when `padded`) under a 256-bit KEK.
-pub fn aes_kw_wrap(p: &CryptoProvider, kek: &[u8; 32], padded: bool, key: &[u8]) -> Result<Vec<u8>, Failed> {
+pub fn aes_kw_wrap(
+    p: &CryptoProvider,
+    kek: &[u8; 32],
+    padded: bool,
+    key: &[u8],
+) -> Result<Vec<u8>, Failed> {
     p.key_wrap.wrap(kek, padded, key).map_err(f)
 }
 
 /// AES key unwrap (RFC 3394, or RFC 5649 when `padded`).
-pub fn aes_kw_unwrap(p: &CryptoProvider, kek: &[u8; 32], padded: bool, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, Failed> {
+pub fn aes_kw_unwrap(
+    p: &CryptoProvider,
+    kek: &[u8; 32],
+    padded: bool,
+    wrapped: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Failed> {
     p.key_wrap.unwrap(kek, padded, wrapped).map_err(f)
 }
 
 /// RSA-OAEP decrypt with a PKCS#8 key; `sha256` picks SHA-256 (else SHA-1)
 /// for both the label hash and MGF1. Label is empty.
-pub fn rsa_oaep_decrypt(p: &CryptoProvider, pkcs8: &[u8], sha256: bool, ct: &[u8]) -> Result<Zeroizing<Vec<u8>>, Failed> {
+pub fn rsa_oaep_decrypt(
+    p: &CryptoProvider,
+    pkcs8: &[u8],
+    sha256: bool,
+    ct: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Failed> {
     let k = p.rsa.private_key_from_pkcs8(pkcs8).map_err(f)?;
-    k.decrypt_oaep(if sha256 { OaepHash::Sha256 } else { OaepHash::Sha1 }, ct).map_err(f)
+    k.decrypt_oaep(
+        if sha256 {
+            OaepHash::Sha256
+        } else {
+            OaepHash::Sha1
+        },
+        ct,
+    )
+    .map_err(f)
 }
 
 /// RSA-OAEP encrypt with an SPKI public key.
-pub fn rsa_oaep_encrypt(p: &CryptoProvider, spki: &[u8], sha256: bool, msg: &[u8]) -> Result<Vec<u8>, Failed> {
+pub fn rsa_oaep_encrypt(
+    p: &CryptoProvider,
+    spki: &[u8],
+    sha256: bool,
+    msg: &[u8],
+) -> Result<Vec<u8>, Failed> {
     let k = p.rsa.public_key_from_spki(spki).map_err(f)?;
-    k.encrypt_oaep(if sha256 { OaepHash::Sha256 } else { OaepHash::Sha1 }, msg).map_err(f)
+    k.encrypt_oaep(
+        if sha256 {
+            OaepHash::Sha256
+        } else {
+            OaepHash::Sha1
+        },
+        msg,
+    )
+    .map_err(f)
 }
 
 /// Generates an RSA key (e = 65537) of `bits` bits; returns PKCS#8 DER.
@@ -88,10 +146,25 @@ pub fn rsa_public_spki_from_pkcs8(p: &CryptoProvider, pkcs8: &[u8]) -> Result<Ve
 // ----- chunk layer (Cobblestone-256) -----
 
 /// Derives Cobblestone-256 `key || base_nonce || commitment` (76 bytes).
-pub fn cobblestone_okm(p: &CryptoProvider, key: &[u8], salt: &[u8; 24], ctx: &[u8]) -> Result<Vec<u8>, Failed> {
+pub fn cobblestone_okm(
+    p: &CryptoProvider,
+    key: &[u8],
+    salt: &[u8; 24],
+    ctx: &[u8],
+) -> Result<Vec<u8>, Failed> {
     let mut out = vec![0u8; 76];
     p.hkdf
-        .expand_sha512(key, &[b"c2sp.org/chunked-encryption@v1+", b"AEAD_AES_256_GCM", &[0u8], salt, ctx], &mut out)
+        .expand_sha512(
+            key,
+            &[
+                b"c2sp.org/chunked-encryption@v1+",
+                b"AEAD_AES_256_GCM",
+                &[0u8],
+                salt,
+                ctx,
+            ],
+            &mut out,
+        )
         .map_err(f)?;
     Ok(out)
 }
@@ -128,10 +201,17 @@ pub fn chunked_decrypt(
 
 /// Encrypts with C2SP chunked encryption under `key`/`context` and a random
 /// salt (for round-trip tests of the chunk layer).
-pub fn chunked_encrypt(p: &'static CryptoProvider, key: &[u8; 32], context: &[u8], msg: &[u8]) -> Vec<u8> {
+pub fn chunked_encrypt(
+    p: &'static CryptoProvider,
+    key: &[u8; 32],
+    context: &[u8],
+    msg: &[u8],
+) -> Vec<u8> {
     use std::io::Write;
-    let (cipher, prefix) = crate::stream::chunk::ChunkCipher::for_encryption(p, key, context).expect("derive");
-    let mut w = crate::stream::EncryptingWriter::start(Vec::new(), cipher, &[], &prefix).expect("start");
+    let (cipher, prefix) =
+        crate::stream::chunk::ChunkCipher::for_encryption(p, key, context).expect("derive");
+    let mut w =
+        crate::stream::EncryptingWriter::start(Vec::new(), cipher, &[], &prefix).expect("start");
     w.write_all(msg).expect("write");
     w.finish().expect("finish")
 }
@@ -140,7 +220,10 @@ pub fn chunked_encrypt(p: &'static CryptoProvider, key: &[u8; 32], context: &[u8
 
 /// A fixed local A256KW KEK for fuzzing (`kid` "fuzz").
 pub fn fuzz_kek() -> std::sync::Arc<dyn crate::KeyEncryptionKey> {
-    std::sync::Arc::new(crate::LocalKek::from_aes_key("fuzz", crate::WrapAlgorithm::A256Kw, &[0x42; 32]).expect("kek"))
+    std::sync::Arc::new(
+        crate::LocalKek::from_aes_key("fuzz", crate::WrapAlgorithm::A256Kw, &[0x42; 32])
+            .expect("kek"),
+    )
 }
 
 /// Drives a future that never waits on I/O (local KEKs) to completion.
@@ -186,8 +269,15 @@ pub fn fuzz_read_at(data: &[u8]) {
     let (ctl, env) = data.split_at(2);
     let resolver = crate::StaticResolver::new().with(fuzz_kek());
     let mut cur = std::io::Cursor::new(env);
-    let Ok(header) = crate::read_header(&mut cur) else { return };
-    let Ok(dec) = block_on(crate::Decryptor::new(&header, &resolver, crate::Profile::Blob, b"fuzz")) else {
+    let Ok(header) = crate::read_header(&mut cur) else {
+        return;
+    };
+    let Ok(dec) = block_on(crate::Decryptor::new(
+        &header,
+        &resolver,
+        crate::Profile::Blob,
+        b"fuzz",
+    )) else {
         return;
     };
     let Ok(mut r) = dec.reader(cur) else { return };
@@ -205,13 +295,24 @@ pub fn fuzz_read_at(data: &[u8]) {
 
 /// Fuzz: open arbitrary bytes as a raw chunk-layer ciphertext.
 pub fn fuzz_chunk_open(data: &[u8]) {
-    let _ = chunked_decrypt(CryptoProvider::default_provider(), &[7u8; 32], b"fuzz", data);
+    let _ = chunked_decrypt(
+        CryptoProvider::default_provider(),
+        &[7u8; 32],
+        b"fuzz",
+        data,
+    );
 }
 
 /// Produces a valid envelope under the fuzz KEK (for seed corpora).
 pub fn fuzz_seed_envelope(len: usize) -> Vec<u8> {
     let msg: Vec<u8> = (0..len).map(|i| i as u8).collect();
-    block_on(crate::seal(&[fuzz_kek()], crate::Profile::Blob, b"fuzz", &msg)).expect("seal")
+    block_on(crate::seal(
+        &[fuzz_kek()],
+        crate::Profile::Blob,
+        b"fuzz",
+        &msg,
+    ))
+    .expect("seal")
 }
 
 // ----- benchmark helpers -----
@@ -219,8 +320,16 @@ pub fn fuzz_seed_envelope(len: usize) -> Vec<u8> {
 /// AES-256-GCM seal in place into the caller's buffer, empty AAD, no
 /// allocation besides the provider's key object; returns the tag. Pays one
 /// key schedule per call, as a one-shot seal does.
-pub fn aes256_gcm_seal_in_place(p: &CryptoProvider, key: &[u8; 32], nonce: &[u8; 12], buf: &mut [u8]) -> [u8; 16] {
-    p.aead.aes256_gcm(key).seal_in_place(nonce, &[], buf).expect("seal")
+pub fn aes256_gcm_seal_in_place(
+    p: &CryptoProvider,
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    buf: &mut [u8],
+) -> [u8; 16] {
+    p.aead
+        .aes256_gcm(key)
+        .seal_in_place(nonce, &[], buf)
+        .expect("seal")
 }
 
 /// An expanded AES-256-GCM key of one provider, for raw-AEAD baselines
@@ -245,7 +354,12 @@ impl RawGcm {
     }
 
     /// Verifies `tag` and decrypts `buf` in place.
-    pub fn open_in_place(&self, nonce: &[u8; 12], buf: &mut [u8], tag: &[u8; 16]) -> Result<(), Failed> {
+    pub fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> Result<(), Failed> {
         self.0.open_in_place(nonce, &[], buf, tag).map_err(f)
     }
 }
@@ -258,7 +372,8 @@ pub fn chunked_reader<R: std::io::Read>(
     mut src: R,
 ) -> crate::Result<crate::DecryptingReader<R>> {
     let mut prefix = [0u8; 56];
-    src.read_exact(&mut prefix).map_err(|_| crate::Error::Truncated)?;
+    src.read_exact(&mut prefix)
+        .map_err(|_| crate::Error::Truncated)?;
     let cipher = crate::stream::chunk::ChunkCipher::for_decryption(p, key, context, &prefix)?;
     Ok(crate::stream::DecryptingReader::new(src, cipher))
 }

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`] | nobody can "fix" these: the data is not what it claims to be |
 //! | keys | [`Error::UnknownKek`], [`Error::UnwrapFailed`], [`Error::KeyFile`], [`Error::InvalidKey`] | the operator (wrong key, wrong allow-list, bad key file) |
+//! | key hierarchy | [`Error::ScopeConflict`] (retry), [`Error::ScopeNotFound`], [`Error::KeyPolicy`] | the caller or operator |
 //! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
 //! | caller bugs | [`Error::ApiMisuse`] | the programmer; never caused by untrusted data |
 //! | I/O | [`Error::Io`] | the environment |
@@ -96,6 +97,30 @@ pub enum Error {
     #[error(transparent)]
     Kek(#[from] KekError),
 
+    // ----- key hierarchy -----
+    /// A compare-and-swap write of a scope key record lost a race: another
+    /// process changed the record first. Nothing was written; re-read and
+    /// retry.
+    #[error("scope `{scope_id}` was changed concurrently; re-read it and retry")]
+    ScopeConflict {
+        /// The scope.
+        scope_id: String,
+    },
+
+    /// The scope has no key record: it was never created, or it was
+    /// destroyed (crypto-shredded).
+    #[error("scope `{scope_id}` has no key record (never created, or destroyed)")]
+    ScopeNotFound {
+        /// The scope.
+        scope_id: String,
+    },
+
+    /// An operation breaks a rule of customer-managed keys (rotation to
+    /// another vault, a switch between service- and customer-managed keys,
+    /// an unconfirmed destruction). The message says which rule.
+    #[error("refused by key policy: {0}")]
+    KeyPolicy(String),
+
     // ----- caller bugs -----
     /// The caller used the API in a way it does not allow. Never caused by
     /// untrusted data.
@@ -145,7 +170,10 @@ impl Error {
     /// Recovers a crate error from an `io::Error` produced by
     /// [`Error::into_io`]; other I/O errors become [`Error::Io`].
     pub fn from_io(e: std::io::Error) -> Error {
-        if e.get_ref().map(|inner| inner.is::<Error>()).unwrap_or(false) {
+        if e.get_ref()
+            .map(|inner| inner.is::<Error>())
+            .unwrap_or(false)
+        {
             match e.into_inner().map(|b| b.downcast::<Error>()) {
                 Some(Ok(err)) => *err,
                 // unreachable by the check above; keep a sane fallback
@@ -265,7 +293,11 @@ impl KekError {
 
 impl fmt::Display for KekError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} key-encryption key: {}: {}", self.backend, self.kind, self.message)?;
+        write!(
+            f,
+            "{} key-encryption key: {}: {}",
+            self.backend, self.kind, self.message
+        )?;
         if self.retryable {
             f.write_str(" (retryable)")?;
         }
@@ -275,7 +307,9 @@ impl fmt::Display for KekError {
 
 impl std::error::Error for KekError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -292,7 +326,10 @@ mod tests {
     fn io_round_trip_keeps_variant() {
         let io = Error::ChunkAuthentication { chunk: 3 }.into_io();
         assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
-        assert!(matches!(Error::from_io(io), Error::ChunkAuthentication { chunk: 3 }));
+        assert!(matches!(
+            Error::from_io(io),
+            Error::ChunkAuthentication { chunk: 3 }
+        ));
         let io = Error::Truncated.into_io();
         assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
         assert!(matches!(Error::from_io(io), Error::Truncated));

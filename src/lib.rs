@@ -10,6 +10,7 @@ pub mod format;
 pub mod kek;
 mod key;
 mod provider;
+pub mod scope;
 pub mod stream;
 mod util;
 
@@ -17,10 +18,19 @@ mod util;
 pub mod __private;
 
 pub use atomic_file::AtomicFile;
-pub use envelope::{open, open_reader, read_header, seal, BodyDecryptor, Decryptor, Encryptor};
+pub use envelope::{
+    open, open_reader, read_header, rewrap, rewrap_batch, seal, BodyDecryptor, Decryptor, Encryptor,
+};
 pub use error::{Error, KekError, KekErrorKind, Result};
 pub use format::{Header, Profile, Suite};
-pub use kek::{KeyEncryptionKey, KeyResolver, LocalKek, LocalKeyKind, StaticResolver, WrapAlgorithm, WrappedKey};
+#[cfg(feature = "azure")]
+pub use kek::azure::{AzureKeyVaultKek, AzureKeyVaultResolver};
+#[cfg(feature = "pkcs11")]
+pub use kek::pkcs11::Pkcs11Kek;
+pub use kek::{
+    KeyEncryptionKey, KeyResolver, LocalKek, LocalKeyKind, StaticResolver, WrapAlgorithm,
+    WrappedKey,
+};
 pub use key::{DataKey, DATA_KEY_LEN};
 pub use provider::CryptoProvider;
 pub use stream::{DecryptingReader, EncryptingWriter, RangePlan};

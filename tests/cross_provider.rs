@@ -2,8 +2,8 @@
 //! accepts, and the deterministic primitives give identical bytes.
 #![cfg(all(feature = "aws-lc-rs", feature = "rustcrypto"))]
 
-use cmk_envelope::CryptoProvider;
 use cmk_envelope::__private as hazmat;
+use cmk_envelope::CryptoProvider;
 
 fn pair() -> [(&'static CryptoProvider, &'static CryptoProvider); 2] {
     let a = CryptoProvider::aws_lc_rs();
@@ -30,7 +30,10 @@ fn arr<const N: usize>(v: &[u8]) -> [u8; N] {
 
 #[test]
 fn aes_gcm_interoperates() {
-    for (i, len) in [0usize, 1, 15, 16, 17, 255, 4096, 16 * 1024 + 3].into_iter().enumerate() {
+    for (i, len) in [0usize, 1, 15, 16, 17, 255, 4096, 16 * 1024 + 3]
+        .into_iter()
+        .enumerate()
+    {
         let seed = i as u64;
         let key: [u8; 32] = arr(&bytes(seed, 32));
         let nonce: [u8; 12] = arr(&bytes(seed + 100, 12));
@@ -38,7 +41,11 @@ fn aes_gcm_interoperates() {
         let msg = bytes(seed + 300, len);
         for (x, y) in pair() {
             let sealed = hazmat::aes256_gcm_seal(x, &key, &nonce, &aad, &msg);
-            assert_eq!(sealed, hazmat::aes256_gcm_seal(y, &key, &nonce, &aad, &msg), "len {len}: same ciphertext");
+            assert_eq!(
+                sealed,
+                hazmat::aes256_gcm_seal(y, &key, &nonce, &aad, &msg),
+                "len {len}: same ciphertext"
+            );
             let (ct, tag) = sealed.split_at(len);
             let tag: [u8; 16] = arr(tag);
             let mut buf = ct.to_vec();
@@ -49,7 +56,9 @@ fn aes_gcm_interoperates() {
             let mut bad = tag;
             bad[0] ^= 0x10;
             let mut buf = ct.to_vec();
-            assert!(hazmat::aes256_gcm_open_in_place(y, &key, &nonce, &aad, &mut buf, &bad).is_err());
+            assert!(
+                hazmat::aes256_gcm_open_in_place(y, &key, &nonce, &aad, &mut buf, &bad).is_err()
+            );
             assert!(buf.iter().all(|b| *b == 0));
         }
     }
@@ -62,21 +71,43 @@ fn key_wrap_interoperates() {
         let key = bytes(i as u64 + 2000, len);
         for (x, y) in pair() {
             let w = hazmat::aes_kw_wrap(x, &kek, false, &key).unwrap();
-            assert_eq!(w, hazmat::aes_kw_wrap(y, &kek, false, &key).unwrap(), "KW {len}: same output");
-            assert_eq!(&hazmat::aes_kw_unwrap(y, &kek, false, &w).unwrap()[..], &key[..], "KW {len}");
+            assert_eq!(
+                w,
+                hazmat::aes_kw_wrap(y, &kek, false, &key).unwrap(),
+                "KW {len}: same output"
+            );
+            assert_eq!(
+                &hazmat::aes_kw_unwrap(y, &kek, false, &w).unwrap()[..],
+                &key[..],
+                "KW {len}"
+            );
         }
     }
-    for (i, len) in [1usize, 5, 8, 9, 16, 31, 32, 33, 100, 513].into_iter().enumerate() {
+    for (i, len) in [1usize, 5, 8, 9, 16, 31, 32, 33, 100, 513]
+        .into_iter()
+        .enumerate()
+    {
         let kek: [u8; 32] = arr(&bytes(i as u64 + 3000, 32));
         let key = bytes(i as u64 + 4000, len);
         for (x, y) in pair() {
             let w = hazmat::aes_kw_wrap(x, &kek, true, &key).unwrap();
-            assert_eq!(w, hazmat::aes_kw_wrap(y, &kek, true, &key).unwrap(), "KWP {len}: same output");
-            assert_eq!(&hazmat::aes_kw_unwrap(y, &kek, true, &w).unwrap()[..], &key[..], "KWP {len}");
+            assert_eq!(
+                w,
+                hazmat::aes_kw_wrap(y, &kek, true, &key).unwrap(),
+                "KWP {len}: same output"
+            );
+            assert_eq!(
+                &hazmat::aes_kw_unwrap(y, &kek, true, &w).unwrap()[..],
+                &key[..],
+                "KWP {len}"
+            );
             let mut bad = w.clone();
             let last = bad.len() - 1;
             bad[last] ^= 1;
-            assert!(hazmat::aes_kw_unwrap(y, &kek, true, &bad).is_err(), "KWP {len}: tampered");
+            assert!(
+                hazmat::aes_kw_unwrap(y, &kek, true, &bad).is_err(),
+                "KWP {len}: tampered"
+            );
         }
     }
 }
@@ -84,7 +115,10 @@ fn key_wrap_interoperates() {
 #[test]
 fn hkdf_agrees() {
     let [(a, r), _] = pair();
-    for (i, prk_len) in [0usize, 1, 32, 63, 64, 65, 128, 129, 300].into_iter().enumerate() {
+    for (i, prk_len) in [0usize, 1, 32, 63, 64, 65, 128, 129, 300]
+        .into_iter()
+        .enumerate()
+    {
         let prk = bytes(i as u64 + 5000, prk_len);
         let info1 = bytes(i as u64 + 6000, 13);
         let info2 = bytes(i as u64 + 7000, 40);
@@ -97,7 +131,10 @@ fn hkdf_agrees() {
         assert!(hazmat::hkdf_expand_sha512(a, &prk, &[], 255 * 64 + 1).is_err());
         assert!(hazmat::hkdf_expand_sha512(r, &prk, &[], 255 * 64 + 1).is_err());
     }
-    for (i, (salt_len, ikm_len)) in [(0usize, 0usize), (0, 32), (16, 32), (64, 64), (129, 200)].into_iter().enumerate() {
+    for (i, (salt_len, ikm_len)) in [(0usize, 0usize), (0, 32), (16, 32), (64, 64), (129, 200)]
+        .into_iter()
+        .enumerate()
+    {
         let salt = bytes(i as u64 + 8000, salt_len);
         let ikm = bytes(i as u64 + 9000, ikm_len);
         let x = hazmat::hkdf_sha512(a, &salt, &ikm, b"info", 100).unwrap();
@@ -127,11 +164,18 @@ fn rsa_oaep_interoperates(generator: &'static CryptoProvider) {
                 let pt = hazmat::rsa_oaep_decrypt(y, &pkcs8, sha256, &ct)
                     .unwrap_or_else(|_| panic!("{} -> {} (sha256 {sha256})", x.name(), y.name()));
                 assert_eq!(&pt[..], &msg[..]);
-                assert!(hazmat::rsa_oaep_decrypt(y, &pkcs8, !sha256, &ct).is_err(), "other hash");
+                assert!(
+                    hazmat::rsa_oaep_decrypt(y, &pkcs8, !sha256, &ct).is_err(),
+                    "other hash"
+                );
             }
         }
         for p in [a, r] {
-            assert!(hazmat::rsa_oaep_encrypt(p, &spki, sha256, &bytes(3, max + 1)).is_err(), "{}: too long", p.name());
+            assert!(
+                hazmat::rsa_oaep_encrypt(p, &spki, sha256, &bytes(3, max + 1)).is_err(),
+                "{}: too long",
+                p.name()
+            );
         }
     }
 }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cmk_envelope::{
-    open, open_reader, read_header, seal, CryptoProvider, Decryptor, Encryptor, Error, Header, KeyEncryptionKey,
-    Profile, RangePlan, StaticResolver, WrapAlgorithm,
+    open, open_reader, read_header, seal, CryptoProvider, Decryptor, Encryptor, Error, Header,
+    KeyEncryptionKey, Profile, RangePlan, StaticResolver, WrapAlgorithm,
 };
 use common::{aes_kek, data};
 
@@ -26,11 +26,20 @@ async fn round_trip_sizes_and_profiles() {
     for profile in [Profile::Blob, Profile::Document, Profile::Index] {
         for len in [0usize, 1, 16383, 16384, 16385, 3 * 16384, 100_000] {
             let msg = data(len, 1);
-            let env = seal(&[kek.clone()], profile, CTX, &msg).await.unwrap();
+            let env = seal(std::slice::from_ref(&kek), profile, CTX, &msg)
+                .await
+                .unwrap();
             let h = Header::parse_prefix(&env).unwrap().0;
             assert_eq!(h.profile(), profile);
-            assert_eq!(env.len() as u64, h.encoded_len() as u64 + cmk_envelope::stream::layout::body_len(len as u64));
-            assert_eq!(open(&r, profile, CTX, &env).await.unwrap(), msg, "len {len}");
+            assert_eq!(
+                env.len() as u64,
+                h.encoded_len() as u64 + cmk_envelope::stream::layout::body_len(len as u64)
+            );
+            assert_eq!(
+                open(&r, profile, CTX, &env).await.unwrap(),
+                msg,
+                "len {len}"
+            );
         }
     }
 }
@@ -42,10 +51,22 @@ async fn providers_interoperate_on_envelopes() {
     let msg = data(70_000, 2);
     for enc in CryptoProvider::all() {
         for dec in CryptoProvider::all() {
-            let env = Encryptor::with_provider(enc, &[kek.clone()], Profile::Blob, CTX).await.unwrap().seal(&msg).unwrap();
+            let env = Encryptor::with_provider(enc, std::slice::from_ref(&kek), Profile::Blob, CTX)
+                .await
+                .unwrap()
+                .seal(&msg)
+                .unwrap();
             let (h, n) = Header::parse_prefix(&env).unwrap();
-            let d = Decryptor::with_provider(dec, &h, &r, Profile::Blob, CTX).await.unwrap();
-            assert_eq!(d.open(&env[n..]).unwrap(), msg, "{} -> {}", enc.name(), dec.name());
+            let d = Decryptor::with_provider(dec, &h, &r, Profile::Blob, CTX)
+                .await
+                .unwrap();
+            assert_eq!(
+                d.open(&env[n..]).unwrap(),
+                msg,
+                "{} -> {}",
+                enc.name(),
+                dec.name()
+            );
         }
     }
 }
@@ -53,20 +74,38 @@ async fn providers_interoperate_on_envelopes() {
 #[tokio::test]
 async fn several_keks_any_one_opens() {
     let primary = aes_kek("primary", WrapAlgorithm::A256Kw);
-    let dr = common::rsa_kek(0, WrapAlgorithm::RsaOaep256, CryptoProvider::default_provider());
+    let dr = common::rsa_kek(
+        0,
+        WrapAlgorithm::RsaOaep256,
+        CryptoProvider::default_provider(),
+    );
     let msg = data(5000, 3);
-    let env = seal(&[primary.clone(), dr.clone()], Profile::Blob, CTX, &msg).await.unwrap();
+    let env = seal(&[primary.clone(), dr.clone()], Profile::Blob, CTX, &msg)
+        .await
+        .unwrap();
     let h = Header::parse_prefix(&env).unwrap().0;
     assert_eq!(h.keys().len(), 2);
     assert_eq!(h.keys()[1].kek_id, dr.key_id());
-    assert_eq!(open(&resolver(&[&primary]), Profile::Blob, CTX, &env).await.unwrap(), msg);
-    assert_eq!(open(&resolver(&[&dr]), Profile::Blob, CTX, &env).await.unwrap(), msg);
+    assert_eq!(
+        open(&resolver(&[&primary]), Profile::Blob, CTX, &env)
+            .await
+            .unwrap(),
+        msg
+    );
+    assert_eq!(
+        open(&resolver(&[&dr]), Profile::Blob, CTX, &env)
+            .await
+            .unwrap(),
+        msg
+    );
 }
 
 #[tokio::test]
 async fn unknown_kid_wrong_key_wrong_context_wrong_profile() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
-    let env = seal(&[kek.clone()], Profile::Blob, CTX, b"secret").await.unwrap();
+    let env = seal(std::slice::from_ref(&kek), Profile::Blob, CTX, b"secret")
+        .await
+        .unwrap();
 
     let other = aes_kek("k2", WrapAlgorithm::A256Kw);
     match open(&resolver(&[&other]), Profile::Blob, CTX, &env).await {
@@ -81,33 +120,60 @@ async fn unknown_kid_wrong_key_wrong_context_wrong_profile() {
     ));
     // Same id, other algorithm.
     let wrong_alg = aes_kek("k1", WrapAlgorithm::A256Kwp);
-    assert!(open(&resolver(&[&wrong_alg]), Profile::Blob, CTX, &env).await.is_err());
+    assert!(open(&resolver(&[&wrong_alg]), Profile::Blob, CTX, &env)
+        .await
+        .is_err());
 
     let r = resolver(&[&kek]);
-    assert!(matches!(open(&r, Profile::Blob, b"container/blob-2", &env).await, Err(Error::CommitmentMismatch)));
-    assert!(matches!(open(&r, Profile::Index, CTX, &env).await, Err(Error::CommitmentMismatch)));
+    assert!(matches!(
+        open(&r, Profile::Blob, b"container/blob-2", &env).await,
+        Err(Error::CommitmentMismatch)
+    ));
+    assert!(matches!(
+        open(&r, Profile::Index, CTX, &env).await,
+        Err(Error::CommitmentMismatch)
+    ));
     // Profile byte rewritten in the header: the commitment catches it.
     let mut moved = env.clone();
     moved[6] = Profile::Index.to_byte();
-    assert!(matches!(open(&r, Profile::Index, CTX, &moved).await, Err(Error::CommitmentMismatch)));
+    assert!(matches!(
+        open(&r, Profile::Index, CTX, &moved).await,
+        Err(Error::CommitmentMismatch)
+    ));
 }
 
 #[tokio::test]
 async fn detached_form_has_the_same_bytes() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let msg = data(40_000, 4);
-    let (header, body) =
-        Encryptor::new(&[kek.clone()], Profile::Blob, CTX).await.unwrap().seal_detached(&msg).unwrap();
+    let (header, body) = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+        .await
+        .unwrap()
+        .seal_detached(&msg)
+        .unwrap();
     let h = Header::parse(&header).unwrap();
-    let d = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX).await.unwrap();
+    let d = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
+        .await
+        .unwrap();
     assert_eq!(d.open(&body).unwrap(), msg);
     // header || body is a valid embedded envelope
     let mut embedded = header.clone();
     embedded.extend_from_slice(&body);
-    assert_eq!(open(&resolver(&[&kek]), Profile::Blob, CTX, &embedded).await.unwrap(), msg);
+    assert_eq!(
+        open(&resolver(&[&kek]), Profile::Blob, CTX, &embedded)
+            .await
+            .unwrap(),
+        msg
+    );
     // header from one envelope, body from another: commitment mismatch
-    let (_, body2) = Encryptor::new(&[kek.clone()], Profile::Blob, CTX).await.unwrap().seal_detached(&msg).unwrap();
-    let d = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX).await.unwrap();
+    let (_, body2) = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+        .await
+        .unwrap()
+        .seal_detached(&msg)
+        .unwrap();
+    let d = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
+        .await
+        .unwrap();
     assert!(matches!(d.open(&body2), Err(Error::CommitmentMismatch)));
 }
 
@@ -115,13 +181,19 @@ async fn detached_form_has_the_same_bytes() {
 async fn streaming_reader_over_embedded_envelope() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let msg = data(50_000, 5);
-    let mut w = Encryptor::new(&[kek.clone()], Profile::Blob, CTX).await.unwrap().writer(Vec::new()).unwrap();
+    let mut w = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+        .await
+        .unwrap()
+        .writer(Vec::new())
+        .unwrap();
     for piece in msg.chunks(777) {
         w.write_all(piece).unwrap();
     }
     assert_eq!(w.plaintext_len(), msg.len() as u64);
     let env = w.finish().unwrap();
-    let mut r = open_reader(Cursor::new(&env), &resolver(&[&kek]), Profile::Blob, CTX).await.unwrap();
+    let mut r = open_reader(Cursor::new(&env), &resolver(&[&kek]), Profile::Blob, CTX)
+        .await
+        .unwrap();
     let mut out = Vec::new();
     r.read_to_end(&mut out).unwrap();
     assert_eq!(out, msg);
@@ -135,7 +207,11 @@ async fn dropped_writer_output_fails_to_decrypt() {
     for len in [0usize, 10, 16384, 16384 * 2 + 5] {
         let mut out = Vec::new();
         {
-            let mut w = Encryptor::new(&[kek.clone()], Profile::Blob, CTX).await.unwrap().writer(&mut out).unwrap();
+            let mut w = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+                .await
+                .unwrap()
+                .writer(&mut out)
+                .unwrap();
             w.write_all(&data(len, 6)).unwrap();
             w.flush().unwrap();
             // dropped without finish()
@@ -145,7 +221,9 @@ async fn dropped_writer_output_fails_to_decrypt() {
             other => panic!("len {len}: dropped writer produced {other:?}"),
         }
         // and the streaming reader releases at most the full chunks, then fails
-        let mut rd = open_reader(Cursor::new(&out), &r, Profile::Blob, CTX).await.unwrap();
+        let mut rd = open_reader(Cursor::new(&out), &r, Profile::Blob, CTX)
+            .await
+            .unwrap();
         let mut sink = Vec::new();
         let e = rd.read_to_end(&mut sink).unwrap_err();
         assert!(matches!(Error::from_io(e), Error::Truncated));
@@ -177,23 +255,38 @@ impl<R: Seek> Seek for Counting<R> {
 async fn random_access_reads_only_the_chunks_it_needs() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let msg = data(3 * 1024 * 1024 + 123, 7); // 193 chunks
-    let env = seal(&[kek.clone()], Profile::Blob, CTX, &msg).await.unwrap();
+    let env = seal(std::slice::from_ref(&kek), Profile::Blob, CTX, &msg)
+        .await
+        .unwrap();
     let counter = Arc::new(AtomicU64::new(0));
-    let mut src = Counting { inner: Cursor::new(&env), read: counter.clone() };
+    let mut src = Counting {
+        inner: Cursor::new(&env),
+        read: counter.clone(),
+    };
     let h = read_header(&mut src).unwrap();
-    let mut r = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX).await.unwrap().reader(src).unwrap();
+    let mut r = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
+        .await
+        .unwrap()
+        .reader(src)
+        .unwrap();
 
     let mut buf = vec![0u8; 4096];
     let mut x = 12345u64;
     for _ in 0..200 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let off = x % (msg.len() as u64 - 4096);
         counter.store(0, Ordering::Relaxed);
         let n = r.read_at(off, &mut buf).unwrap();
         assert_eq!(n, 4096);
         assert_eq!(&buf[..], &msg[off as usize..off as usize + 4096]);
         // at most two chunks read (and so at most two decrypted)
-        assert!(counter.load(Ordering::Relaxed) <= 2 * 16400, "read {} bytes", counter.load(Ordering::Relaxed));
+        assert!(
+            counter.load(Ordering::Relaxed) <= 2 * 16400,
+            "read {} bytes",
+            counter.load(Ordering::Relaxed)
+        );
     }
     // reads at and past the end are authenticated, then short
     let n = r.read_at(msg.len() as u64 - 10, &mut buf).unwrap();
@@ -225,14 +318,23 @@ async fn random_access_reads_only_the_chunks_it_needs() {
 async fn seek_from_end_authenticates_the_final_chunk() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let msg = data(40_000, 8);
-    let env = seal(&[kek.clone()], Profile::Blob, CTX, &msg).await.unwrap();
+    let env = seal(std::slice::from_ref(&kek), Profile::Blob, CTX, &msg)
+        .await
+        .unwrap();
     // cut the final chunk short by 1 byte: the length still "looks" valid
     let cut = &env[..env.len() - 1];
     let mut src = Cursor::new(cut);
     let h = read_header(&mut src).unwrap();
-    let mut r = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX).await.unwrap().reader(src).unwrap();
+    let mut r = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
+        .await
+        .unwrap()
+        .reader(src)
+        .unwrap();
     let e = r.seek(SeekFrom::End(0)).unwrap_err();
-    assert!(matches!(Error::from_io(e), Error::ChunkAuthentication { chunk: 2 }));
+    assert!(matches!(
+        Error::from_io(e),
+        Error::ChunkAuthentication { chunk: 2 }
+    ));
     // and later reads keep failing
     assert!(r.read(&mut [0u8; 10]).is_err());
 }
@@ -241,17 +343,29 @@ async fn seek_from_end_authenticates_the_final_chunk() {
 async fn range_plans_decrypt_exactly_the_fetched_chunks() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let msg = data(100_000, 9);
-    let (header, body) =
-        Encryptor::new(&[kek.clone()], Profile::Blob, CTX).await.unwrap().seal_detached(&msg).unwrap();
+    let (header, body) = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+        .await
+        .unwrap()
+        .seal_detached(&msg)
+        .unwrap();
     let h = Header::parse(&header).unwrap();
     let bd = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
         .await
         .unwrap()
         .body(&body[..56])
         .unwrap();
-    for (a, b) in [(0u64, 1u64), (0, 4096), (16380, 16390), (50_000, 99_999), (99_000, 200_000), (100_000, 100_000), (0, 100_000)] {
+    for (a, b) in [
+        (0u64, 1u64),
+        (0, 4096),
+        (16380, 16390),
+        (50_000, 99_999),
+        (99_000, 200_000),
+        (100_000, 100_000),
+        (0, 100_000),
+    ] {
         let plan = RangePlan::new(a..b, body.len() as u64).unwrap();
-        let mut fetched = body[plan.ciphertext.start as usize..plan.ciphertext.end as usize].to_vec();
+        let mut fetched =
+            body[plan.ciphertext.start as usize..plan.ciphertext.end as usize].to_vec();
         let got = bd.decrypt_range(&plan, &mut fetched).unwrap();
         let (a, b) = (a.min(100_000) as usize, b.min(100_000) as usize);
         assert_eq!(got, &msg[a..b], "range {a}..{b}");
@@ -260,7 +374,10 @@ async fn range_plans_decrypt_exactly_the_fetched_chunks() {
     let plan = RangePlan::new(20_000..60_000, body.len() as u64).unwrap();
     let mut fetched = body[plan.ciphertext.start as usize..plan.ciphertext.end as usize].to_vec();
     fetched[20_000] ^= 1;
-    assert!(matches!(bd.decrypt_range(&plan, &mut fetched), Err(Error::ChunkAuthentication { chunk: 2 })));
+    assert!(matches!(
+        bd.decrypt_range(&plan, &mut fetched),
+        Err(Error::ChunkAuthentication { chunk: 2 })
+    ));
     // a short fetch is refused
     let mut short = body[plan.ciphertext.start as usize..plan.ciphertext.end as usize - 1].to_vec();
     assert!(bd.decrypt_range(&plan, &mut short).is_err());
@@ -278,7 +395,10 @@ async fn header_is_rejected_before_any_kek_call() {
         fn algorithm(&self) -> WrapAlgorithm {
             WrapAlgorithm::A256Kw
         }
-        async fn wrap_key(&self, _: &cmk_envelope::DataKey) -> cmk_envelope::Result<cmk_envelope::WrappedKey> {
+        async fn wrap_key(
+            &self,
+            _: &cmk_envelope::DataKey,
+        ) -> cmk_envelope::Result<cmk_envelope::WrappedKey> {
             panic!("wrap called")
         }
         async fn unwrap_key(&self, _: &[u8]) -> cmk_envelope::Result<cmk_envelope::DataKey> {
@@ -287,10 +407,18 @@ async fn header_is_rejected_before_any_kek_call() {
     }
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let env = seal(&[kek], Profile::Blob, CTX, b"x").await.unwrap();
-    let r: StaticResolver = [Arc::new(Panicking) as Arc<dyn KeyEncryptionKey>].into_iter().collect();
+    let r: StaticResolver = [Arc::new(Panicking) as Arc<dyn KeyEncryptionKey>]
+        .into_iter()
+        .collect();
     for (i, v) in [(4usize, 9u8), (5, 2), (6, 7), (11, 0), (12, 9)] {
         let mut bad = env.clone();
         bad[i] = v;
-        assert!(matches!(open(&r, Profile::Blob, CTX, &bad).await, Err(Error::MalformedHeader(_))), "byte {i}");
+        assert!(
+            matches!(
+                open(&r, Profile::Blob, CTX, &bad).await,
+                Err(Error::MalformedHeader(_))
+            ),
+            "byte {i}"
+        );
     }
 }

@@ -5,7 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
-use cmk_envelope::{CryptoProvider, DataKey, Error, KeyEncryptionKey, LocalKek, LocalKeyKind, WrapAlgorithm};
+use cmk_envelope::{
+    CryptoProvider, DataKey, Error, KeyEncryptionKey, LocalKek, LocalKeyKind, WrapAlgorithm,
+};
 use common::kek_conformance;
 
 fn aes(kid: &str, alg: WrapAlgorithm, p: &'static CryptoProvider) -> Arc<dyn KeyEncryptionKey> {
@@ -27,7 +29,8 @@ async fn conformance_aes_kw_and_kwp() {
 async fn conformance_rsa_oaep() {
     for p in CryptoProvider::all() {
         for alg in [WrapAlgorithm::RsaOaep256, WrapAlgorithm::RsaOaep] {
-            let r = kek_conformance::run(common::rsa_kek(0, alg, p), common::rsa_kek(1, alg, p)).await;
+            let r =
+                kek_conformance::run(common::rsa_kek(0, alg, p), common::rsa_kek(1, alg, p)).await;
             println!("conformance local {alg} [{}]: {r:?}", p.name());
             assert_eq!(r.modifications_rejected, 384 * 2);
         }
@@ -58,14 +61,20 @@ fn jwk_file_round_trip_and_mode() {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let again = LocalKek::from_private_jwk_file(&path).unwrap();
         assert_eq!(again.key_id(), format!("kid-{alg}"));
         assert_eq!(again.algorithm(), alg);
         assert_eq!(again.key_dir(), Some(dir.canonicalize().unwrap().as_path()));
         // refuse to overwrite
-        assert!(matches!(k.save_jwk(&path, false), Err(Error::KeyFile { .. })));
+        assert!(matches!(
+            k.save_jwk(&path, false),
+            Err(Error::KeyFile { .. })
+        ));
         k.save_jwk(&path, true).unwrap();
     }
 }
@@ -85,7 +94,9 @@ async fn public_rsa_jwk_wraps_but_cannot_unwrap() {
         Err(Error::Kek(e)) => assert_eq!(e.kind(), cmk_envelope::KekErrorKind::KeyUsage),
         other => panic!("expected KeyUsage, got {other:?}"),
     }
-    let e = LocalKek::from_private_jwk_file(&pub_path).unwrap_err().to_string();
+    let e = LocalKek::from_private_jwk_file(&pub_path)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("pub.jwk") && e.contains("private"), "{e}");
 }
 
@@ -98,9 +109,18 @@ fn bad_key_files_name_file_and_problem() {
         (r#"{"kty":"oct","alg":"A256KW","k":"AAAA"}"#, "kid"),
         (r#"{"kty":"EC","kid":"x","alg":"A256KW"}"#, "kty"),
         (r#"{"kty":"oct","kid":"x","alg":"dir","k":"AAAA"}"#, "alg"),
-        (r#"{"kty":"oct","kid":"x","alg":"RSA-OAEP","k":"AAAA"}"#, "does not fit"),
-        (&format!(r#"{{"kty":"oct","kid":"x","alg":"A256KW","k":"{secret_b64}"}}"#), "wrong key size"),
-        (r#"{"kty":"RSA","kid":"x","alg":"RSA-OAEP-256","n":"wAAB","e":"AQAB"}"#, "wrong key size"),
+        (
+            r#"{"kty":"oct","kid":"x","alg":"RSA-OAEP","k":"AAAA"}"#,
+            "does not fit",
+        ),
+        (
+            &format!(r#"{{"kty":"oct","kid":"x","alg":"A256KW","k":"{secret_b64}"}}"#),
+            "wrong key size",
+        ),
+        (
+            r#"{"kty":"RSA","kid":"x","alg":"RSA-OAEP-256","n":"wAAB","e":"AQAB"}"#,
+            "wrong key size",
+        ),
     ];
     for (i, (json, want)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad-{i}.jwk"));
@@ -110,10 +130,18 @@ fn bad_key_files_name_file_and_problem() {
         let s = e.to_string();
         assert!(s.contains(&format!("bad-{i}.jwk")), "{s}");
         assert!(s.contains(want), "{s} should mention {want}");
-        assert!(!s.contains(secret_b64) && !s.contains("secret"), "{s} leaks key material");
+        assert!(
+            !s.contains(secret_b64) && !s.contains("secret"),
+            "{s} leaks key material"
+        );
     }
-    let e = LocalKek::from_jwk_file(dir.join("missing.jwk")).unwrap_err().to_string();
-    assert!(e.contains("missing.jwk") && e.contains("cannot read"), "{e}");
+    let e = LocalKek::from_jwk_file(dir.join("missing.jwk"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing.jwk") && e.contains("cannot read"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

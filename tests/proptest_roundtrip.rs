@@ -8,12 +8,15 @@ use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, OnceLock};
 
 use cmk_envelope::__private::block_on;
-use cmk_envelope::{read_header, Decryptor, Encryptor, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm};
+use cmk_envelope::{
+    read_header, Decryptor, Encryptor, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm,
+};
 use proptest::prelude::*;
 
 fn kek() -> Arc<dyn KeyEncryptionKey> {
     static K: OnceLock<Arc<dyn KeyEncryptionKey>> = OnceLock::new();
-    K.get_or_init(|| common::aes_kek("prop", WrapAlgorithm::A256Kw)).clone()
+    K.get_or_init(|| common::aes_kek("prop", WrapAlgorithm::A256Kw))
+        .clone()
 }
 
 fn encrypt(msg: &[u8], write_size: usize) -> Vec<u8> {
@@ -29,7 +32,10 @@ fn reader(env: &[u8]) -> cmk_envelope::DecryptingReader<Cursor<&[u8]>> {
     let mut cur = Cursor::new(env);
     let h = read_header(&mut cur).unwrap();
     let r: StaticResolver = [kek()].into_iter().collect();
-    block_on(Decryptor::new(&h, &r, Profile::Index, b"idx/seg_1.pos")).unwrap().reader(cur).unwrap()
+    block_on(Decryptor::new(&h, &r, Profile::Index, b"idx/seg_1.pos"))
+        .unwrap()
+        .reader(cur)
+        .unwrap()
 }
 
 fn len_strategy() -> impl Strategy<Value = usize> {

@@ -6,7 +6,9 @@ mod common;
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 
-use cmk_envelope::{open_reader, seal, Error, Header, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm};
+use cmk_envelope::{
+    open_reader, seal, Error, Header, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm,
+};
 use common::{aes_kek, data};
 
 const CTX: &[u8] = b"container/model.bin";
@@ -26,9 +28,16 @@ impl Fixture {
     async fn new() -> Fixture {
         let kek = aes_kek("tamper", WrapAlgorithm::A256Kw);
         let msg = data(LEN, 42);
-        let env = seal(&[kek.clone()], Profile::Blob, CTX, &msg).await.unwrap();
+        let env = seal(std::slice::from_ref(&kek), Profile::Blob, CTX, &msg)
+            .await
+            .unwrap();
         let header_len = Header::parse_prefix(&env).unwrap().1;
-        Fixture { kek, msg, env, header_len }
+        Fixture {
+            kek,
+            msg,
+            env,
+            header_len,
+        }
     }
 
     fn chunk_start(&self, i: usize) -> usize {
@@ -73,8 +82,16 @@ async fn attempt(
 async fn must_fail(f: &Fixture, env: &[u8], damaged_chunk: usize, what: &str) -> Error {
     let (err, released) = attempt(env, &f.resolver(), Profile::Blob, CTX).await;
     let err = err.unwrap_or_else(|| panic!("{what}: accepted"));
-    assert!(released.len() <= damaged_chunk * CHUNK, "{what}: released {} bytes", released.len());
-    assert_eq!(&released[..], &f.msg[..released.len()], "{what}: released wrong plaintext");
+    assert!(
+        released.len() <= damaged_chunk * CHUNK,
+        "{what}: released {} bytes",
+        released.len()
+    );
+    assert_eq!(
+        &released[..],
+        &f.msg[..released.len()],
+        "{what}: released wrong plaintext"
+    );
     err
 }
 
@@ -106,7 +123,10 @@ async fn bit_flips_in_later_chunks_stop_at_that_chunk() {
             let mut env = f.env.clone();
             env[pos] ^= 0x20;
             let e = must_fail(&f, &env, chunk, &format!("flip in chunk {chunk} at {off}")).await;
-            assert!(matches!(e, Error::ChunkAuthentication { chunk: c } if c == chunk as u64), "{e:?}");
+            assert!(
+                matches!(e, Error::ChunkAuthentication { chunk: c } if c == chunk as u64),
+                "{e:?}"
+            );
         }
     }
 }
@@ -131,10 +151,17 @@ async fn truncation_at_every_chunk_boundary_and_random_offsets() {
     cuts.push(f.env.len() - 1);
     for cut in cuts {
         let env = &f.env[..cut];
-        let damaged = if cut <= f.chunk_start(0) { 0 } else { (cut - f.chunk_start(0)) / CT_CHUNK };
+        let damaged = if cut <= f.chunk_start(0) {
+            0
+        } else {
+            (cut - f.chunk_start(0)) / CT_CHUNK
+        };
         let e = must_fail(&f, env, damaged, &format!("truncate at {cut}")).await;
         assert!(
-            matches!(e, Error::Truncated | Error::ChunkAuthentication { .. } | Error::MalformedHeader(_)),
+            matches!(
+                e,
+                Error::Truncated | Error::ChunkAuthentication { .. } | Error::MalformedHeader(_)
+            ),
             "cut {cut}: {e:?}"
         );
     }
@@ -176,7 +203,9 @@ async fn reordered_duplicated_dropped_and_extra_chunks() {
 async fn chunk_spliced_from_another_envelope() {
     let f = Fixture::new().await;
     // same KEK, same context, same plaintext: only the data key differs
-    let other = seal(&[f.kek.clone()], Profile::Blob, CTX, &f.msg).await.unwrap();
+    let other = seal(std::slice::from_ref(&f.kek), Profile::Blob, CTX, &f.msg)
+        .await
+        .unwrap();
     for i in 0..6 {
         let mut env = f.env.clone();
         let s = f.chunk_start(i);
@@ -198,10 +227,14 @@ async fn wrong_context_profile_and_kek() {
     assert!(matches!(e, Some(Error::CommitmentMismatch)) && out.is_empty());
     let (e, out) = attempt(&f.env, &f.resolver(), Profile::Document, CTX).await;
     assert!(matches!(e, Some(Error::CommitmentMismatch)) && out.is_empty());
-    let impostor: StaticResolver = [aes_kek("tamper", WrapAlgorithm::A256Kw)].into_iter().collect();
+    let impostor: StaticResolver = [aes_kek("tamper", WrapAlgorithm::A256Kw)]
+        .into_iter()
+        .collect();
     let (e, out) = attempt(&f.env, &impostor, Profile::Blob, CTX).await;
     assert!(matches!(e, Some(Error::UnwrapFailed { .. })) && out.is_empty());
-    let stranger: StaticResolver = [aes_kek("someone-else", WrapAlgorithm::A256Kw)].into_iter().collect();
+    let stranger: StaticResolver = [aes_kek("someone-else", WrapAlgorithm::A256Kw)]
+        .into_iter()
+        .collect();
     let (e, out) = attempt(&f.env, &stranger, Profile::Blob, CTX).await;
     assert!(matches!(e, Some(Error::UnknownKek { .. })) && out.is_empty());
     // and the untouched envelope opens

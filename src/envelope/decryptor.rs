@@ -9,7 +9,9 @@ use crate::format::{Header, Profile};
 use crate::kek::KeyResolver;
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
-use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
+use crate::stream::chunk::{
+    envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE,
+};
 use crate::stream::{layout, DecryptingReader, RangePlan};
 
 /// The unwrapped data key of one envelope, bound to the object's profile
@@ -27,7 +29,9 @@ pub struct Decryptor {
 
 impl fmt::Debug for Decryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Decryptor").field("provider", &self.provider.name()).finish_non_exhaustive()
+        f.debug_struct("Decryptor")
+            .field("provider", &self.provider.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +52,14 @@ impl Decryptor {
         profile: Profile,
         app_context: &[u8],
     ) -> crate::Result<Self> {
-        Self::with_provider(CryptoProvider::default_provider(), header, resolver, profile, app_context).await
+        Self::with_provider(
+            CryptoProvider::default_provider(),
+            header,
+            resolver,
+            profile,
+            app_context,
+        )
+        .await
     }
 
     /// [`Decryptor::new`] with a chosen crypto provider for the body.
@@ -64,29 +75,13 @@ impl Decryptor {
             // only fail it. Say so without calling any KEK.
             return Err(Error::CommitmentMismatch);
         }
-        let mut first_err = None;
-        let mut resolved_any = false;
-        for entry in header.keys() {
-            let Some(kek) = resolver.resolve(&entry.kek_id) else { continue };
-            resolved_any = true;
-            if kek.algorithm() != entry.alg {
-                first_err.get_or_insert(Error::UnwrapFailed { kek_id: entry.kek_id.clone() });
-                continue;
-            }
-            match kek.unwrap_key(&entry.wrapped).await {
-                Ok(dek) => {
-                    let context = envelope_context(header.suite(), header.profile(), app_context);
-                    return Ok(Decryptor { provider, dek, context });
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        if !resolved_any {
-            return Err(Error::UnknownKek { kek_ids: header.keys().iter().map(|k| k.kek_id.clone()).collect() });
-        }
-        Err(first_err.unwrap_or(Error::ApiMisuse("internal: no unwrap result")))
+        let dek = unwrap_data_key(header, resolver).await?;
+        let context = envelope_context(header.suite(), header.profile(), app_context);
+        Ok(Decryptor {
+            provider,
+            dek,
+            context,
+        })
     }
 
     /// The unwrapped data key. For re-wrapping the header under new KEKs;
@@ -96,7 +91,12 @@ impl Decryptor {
     }
 
     fn cipher(&self, prefix: &[u8; BODY_PREFIX_LEN]) -> crate::Result<ChunkCipher> {
-        ChunkCipher::for_decryption(self.provider, self.dek.expose_secret_bytes(), &self.context, prefix)
+        ChunkCipher::for_decryption(
+            self.provider,
+            self.dek.expose_secret_bytes(),
+            &self.context,
+            prefix,
+        )
     }
 
     /// Reads the body prefix from `body`, checks the commitment, and returns
@@ -116,17 +116,55 @@ impl Decryptor {
     /// [`RangePlan::PREFIX`]) and returns a decryptor for fetched ranges.
     pub fn body(self, prefix: &[u8]) -> crate::Result<BodyDecryptor> {
         let prefix: &[u8; BODY_PREFIX_LEN] = prefix.try_into().map_err(|_| Error::Truncated)?;
-        Ok(BodyDecryptor { cipher: self.cipher(prefix)? })
+        Ok(BodyDecryptor {
+            cipher: self.cipher(prefix)?,
+        })
     }
 
     /// Decrypts a whole body held in memory.
     pub fn open(self, body: &[u8]) -> crate::Result<Vec<u8>> {
         let len = layout::plaintext_len(body.len() as u64)?;
-        let mut out = Vec::with_capacity(usize::try_from(len).map_err(|_| Error::TooLarge("object too large for memory"))?);
+        let mut out = Vec::with_capacity(
+            usize::try_from(len).map_err(|_| Error::TooLarge("object too large for memory"))?,
+        );
         let mut r = self.reader(body)?;
         r.read_to_end(&mut out).map_err(Error::from_io)?;
         Ok(out)
     }
+}
+
+/// Unwraps the data key of `header` with the first allowed KEK that
+/// succeeds, trying entries in header order.
+pub(crate) async fn unwrap_data_key(
+    header: &Header,
+    resolver: &dyn KeyResolver,
+) -> crate::Result<DataKey> {
+    let mut first_err = None;
+    let mut resolved_any = false;
+    for entry in header.keys() {
+        let Some(kek) = resolver.resolve(&entry.kek_id) else {
+            continue;
+        };
+        resolved_any = true;
+        if kek.algorithm() != entry.alg {
+            first_err.get_or_insert(Error::UnwrapFailed {
+                kek_id: entry.kek_id.clone(),
+            });
+            continue;
+        }
+        match kek.unwrap_key(&entry.wrapped).await {
+            Ok(dek) => return Ok(dek),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if !resolved_any {
+        return Err(Error::UnknownKek {
+            kek_ids: header.keys().iter().map(|k| k.kek_id.clone()).collect(),
+        });
+    }
+    Err(first_err.unwrap_or(Error::ApiMisuse("internal: no unwrap result")))
 }
 
 /// Decrypts ciphertext ranges fetched separately (for ranged GETs), after
@@ -154,7 +192,9 @@ impl BodyDecryptor {
             return Err(Error::Truncated);
         }
         // Zeroizing: if a later chunk fails, what was copied is wiped.
-        let mut out = zeroize::Zeroizing::new(Vec::with_capacity((plan.plaintext.end - plan.plaintext.start) as usize));
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(
+            (plan.plaintext.end - plan.plaintext.start) as usize,
+        ));
         let chunks_base = plan.first_chunk * CHUNK_SIZE as u64;
         let mut index = plan.first_chunk;
         let mut rest: &mut [u8] = fetched;
@@ -174,7 +214,9 @@ impl BodyDecryptor {
             let lo = plan.plaintext.start.max(chunk_start);
             let hi = plan.plaintext.end.min(chunk_start + n as u64);
             if lo < hi {
-                out.extend_from_slice(&piece[(lo - chunk_start) as usize..(hi - chunk_start) as usize]);
+                out.extend_from_slice(
+                    &piece[(lo - chunk_start) as usize..(hi - chunk_start) as usize],
+                );
             }
             zeroize::Zeroize::zeroize(&mut piece[..n]);
             index += 1;

@@ -43,8 +43,18 @@ impl Encryptor {
     /// `profile` and `app_context` must be given to decrypt.
     ///
     /// Cost: one `wrap_key` call per KEK, made one after the other.
-    pub async fn new(keks: &[Arc<dyn KeyEncryptionKey>], profile: Profile, app_context: &[u8]) -> crate::Result<Self> {
-        Self::with_provider(CryptoProvider::default_provider(), keks, profile, app_context).await
+    pub async fn new(
+        keks: &[Arc<dyn KeyEncryptionKey>],
+        profile: Profile,
+        app_context: &[u8],
+    ) -> crate::Result<Self> {
+        Self::with_provider(
+            CryptoProvider::default_provider(),
+            keks,
+            profile,
+            app_context,
+        )
+        .await
     }
 
     /// [`Encryptor::new`] with a chosen crypto provider for the body.
@@ -55,24 +65,35 @@ impl Encryptor {
         app_context: &[u8],
     ) -> crate::Result<Self> {
         if keks.is_empty() {
-            return Err(Error::ApiMisuse("at least one key-encryption key is needed"));
+            return Err(Error::ApiMisuse(
+                "at least one key-encryption key is needed",
+            ));
         }
         if keks.len() > MAX_KEYS {
-            return Err(Error::ApiMisuse("at most 16 key-encryption keys per envelope"));
+            return Err(Error::ApiMisuse(
+                "at most 16 key-encryption keys per envelope",
+            ));
         }
         let dek = DataKey::generate(provider)?;
         let mut wrapped = Vec::with_capacity(keks.len());
         for kek in keks {
             let w = kek.wrap_key(&dek).await?;
             if w.alg != kek.algorithm() {
-                return Err(Error::ApiMisuse("a KEK returned a wrapped key of another algorithm"));
+                return Err(Error::ApiMisuse(
+                    "a KEK returned a wrapped key of another algorithm",
+                ));
             }
             wrapped.push(w);
         }
         let suite = Suite::Cobblestone256;
         let header = Header::new(suite, profile, wrapped)?;
         let context = envelope_context(suite, profile, app_context);
-        Ok(Encryptor { provider, header, dek, context })
+        Ok(Encryptor {
+            provider,
+            header,
+            dek,
+            context,
+        })
     }
 
     /// The header (for the detached form, store `header().to_bytes()`).
@@ -94,7 +115,11 @@ impl Encryptor {
     }
 
     fn start<W: Write>(self, out: W, preamble: &[u8]) -> crate::Result<EncryptingWriter<W>> {
-        let (cipher, prefix) = ChunkCipher::for_encryption(self.provider, self.dek.expose_secret_bytes(), &self.context)?;
+        let (cipher, prefix) = ChunkCipher::for_encryption(
+            self.provider,
+            self.dek.expose_secret_bytes(),
+            &self.context,
+        )?;
         EncryptingWriter::start(out, cipher, preamble, &prefix)
     }
 
@@ -104,7 +129,9 @@ impl Encryptor {
     pub fn seal(self, plaintext: &[u8]) -> crate::Result<Vec<u8>> {
         let header_len = self.header.encoded_len();
         let total = header_len as u64 + layout::body_len(plaintext.len() as u64);
-        let out = Vec::with_capacity(usize::try_from(total).map_err(|_| Error::TooLarge("object too large for memory"))?);
+        let out = Vec::with_capacity(
+            usize::try_from(total).map_err(|_| Error::TooLarge("object too large for memory"))?,
+        );
         let mut w = self.writer(out)?;
         w.write_all(plaintext)?;
         w.finish()

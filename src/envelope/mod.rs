@@ -3,12 +3,14 @@
 
 mod decryptor;
 mod encryptor;
+mod rewrap;
 
 use std::io::Read;
 use std::sync::Arc;
 
 pub use decryptor::{BodyDecryptor, Decryptor};
 pub use encryptor::Encryptor;
+pub use rewrap::{rewrap, rewrap_batch};
 
 use crate::error::Error;
 use crate::format::{Header, Profile};
@@ -46,7 +48,9 @@ pub async fn open_reader<R: Read>(
     app_context: &[u8],
 ) -> crate::Result<DecryptingReader<R>> {
     let header = read_header(&mut r)?;
-    Decryptor::new(&header, resolver, profile, app_context).await?.reader(r)
+    Decryptor::new(&header, resolver, profile, app_context)
+        .await?
+        .reader(r)
 }
 
 /// Encrypts a small object in memory into an embedded envelope.
@@ -58,7 +62,9 @@ pub async fn seal(
     app_context: &[u8],
     plaintext: &[u8],
 ) -> crate::Result<Vec<u8>> {
-    Encryptor::new(keks, profile, app_context).await?.seal(plaintext)
+    Encryptor::new(keks, profile, app_context)
+        .await?
+        .seal(plaintext)
 }
 
 /// Decrypts an embedded envelope held in memory.
@@ -71,5 +77,7 @@ pub async fn open(
     envelope: &[u8],
 ) -> crate::Result<Vec<u8>> {
     let (header, used) = Header::parse_prefix(envelope)?;
-    Decryptor::new(&header, resolver, profile, app_context).await?.open(&envelope[used..])
+    Decryptor::new(&header, resolver, profile, app_context)
+        .await?
+        .open(&envelope[used..])
 }

@@ -22,7 +22,11 @@ use async_trait::async_trait;
 
 use crate::key::DataKey;
 
+#[cfg(feature = "azure")]
+pub mod azure;
 mod local;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod resolver;
 
 pub use local::{LocalKek, LocalKeyKind};
@@ -46,8 +50,12 @@ pub enum WrapAlgorithm {
 
 impl WrapAlgorithm {
     /// Every algorithm, in wire order.
-    pub const ALL: [WrapAlgorithm; 4] =
-        [WrapAlgorithm::A256Kw, WrapAlgorithm::A256Kwp, WrapAlgorithm::RsaOaep256, WrapAlgorithm::RsaOaep];
+    pub const ALL: [WrapAlgorithm; 4] = [
+        WrapAlgorithm::A256Kw,
+        WrapAlgorithm::A256Kwp,
+        WrapAlgorithm::RsaOaep256,
+        WrapAlgorithm::RsaOaep,
+    ];
 
     /// The FORMAT.md `alg` byte.
     pub fn to_byte(self) -> u8 {
@@ -83,7 +91,9 @@ impl WrapAlgorithm {
 
     /// Parses a JOSE name (exact, case-sensitive).
     pub fn from_jose_name(name: &str) -> Option<WrapAlgorithm> {
-        WrapAlgorithm::ALL.into_iter().find(|a| a.jose_name() == name)
+        WrapAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.jose_name() == name)
     }
 
     /// Whether this is an RSA algorithm.
@@ -144,6 +154,15 @@ pub trait KeyEncryptionKey: Send + Sync + Debug {
 
     /// The wrap algorithm this KEK uses.
     fn algorithm(&self) -> WrapAlgorithm;
+
+    /// The key container that holds this key: a Key Vault or Managed HSM
+    /// host, a PKCS#11 token, a local key directory. The key hierarchy only
+    /// lets a customer-managed key be rotated to another key in the **same**
+    /// container. `None` (the default) means the container is unknown, and
+    /// such a key can be neither the source nor the target of a rotation.
+    fn key_container(&self) -> Option<String> {
+        None
+    }
 
     /// Wraps `dek`. Cost: one backend call.
     async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey>;

@@ -4,8 +4,9 @@ use aws_lc_rs::{aead, hkdf, key_wrap, rand, rsa};
 use zeroize::Zeroizing;
 
 use super::{
-    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash, RandomProvider, RsaPrivateKey,
-    RsaProvider, RsaPublicKey, AES256_KEY_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, SHA512_LEN,
+    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
+    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, GCM_NONCE_LEN,
+    GCM_TAG_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -30,7 +31,8 @@ struct GcmKey(aead::LessSafeKey);
 impl AeadProvider for Aead {
     fn aes256_gcm(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256GcmKey> {
         // A 32-byte key is always valid for AES-256-GCM.
-        let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, key).expect("32-byte AES-256-GCM key");
+        let unbound =
+            aead::UnboundKey::new(&aead::AES_256_GCM, key).expect("32-byte AES-256-GCM key");
         Box::new(GcmKey(aead::LessSafeKey::new(unbound)))
     }
 }
@@ -44,7 +46,11 @@ impl Aes256GcmKey for GcmKey {
     ) -> Result<[u8; GCM_TAG_LEN], CryptoError> {
         let tag = self
             .0
-            .seal_in_place_separate_tag(aead::Nonce::assume_unique_for_key(*nonce), aead::Aad::from(aad), in_out)
+            .seal_in_place_separate_tag(
+                aead::Nonce::assume_unique_for_key(*nonce),
+                aead::Aad::from(aad),
+                in_out,
+            )
             .map_err(ce)?;
         tag.as_ref().try_into().map_err(ce)
     }
@@ -133,14 +139,19 @@ fn expand_sha512_hmac(prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<(), 
 struct KeyWrap;
 
 impl KeyWrapProvider for KeyWrap {
-    fn wrap(&self, kek: &[u8; AES256_KEY_LEN], padded: bool, key: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn wrap(
+        &self,
+        kek: &[u8; AES256_KEY_LEN],
+        padded: bool,
+        key: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         use key_wrap::{KeyWrap as _, KeyWrapPadded as _};
         let k = key_wrap::KeyEncryptionKey::new(&key_wrap::AES_256, kek).map_err(ce)?;
         let mut out = vec![0u8; key.len() + 16];
         let n = if padded {
             k.wrap_with_padding(key, &mut out).map_err(ce)?.len()
         } else {
-            if key.len() % 8 != 0 || key.len() < 16 {
+            if !key.len().is_multiple_of(8) || key.len() < 16 {
                 return Err(CryptoError);
             }
             k.wrap(key, &mut out).map_err(ce)?.len()
@@ -156,7 +167,7 @@ impl KeyWrapProvider for KeyWrap {
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         use key_wrap::{KeyWrap as _, KeyWrapPadded as _};
-        if wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+        if wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
             return Err(CryptoError);
         }
         let k = key_wrap::KeyEncryptionKey::new(&key_wrap::AES_256, kek).map_err(ce)?;
@@ -188,7 +199,10 @@ fn oaep_alg(hash: OaepHash) -> &'static rsa::OaepAlgorithm {
 /// follows; insist that `der` is exactly one element (tag, length, value),
 /// as the RustCrypto provider does.
 fn exactly_one_der_element(der: &[u8]) -> Result<(), CryptoError> {
-    let (&first, rest) = der.get(1..).and_then(<[u8]>::split_first).ok_or(CryptoError)?;
+    let (&first, rest) = der
+        .get(1..)
+        .and_then(<[u8]>::split_first)
+        .ok_or(CryptoError)?;
     let (header, len) = if first < 0x80 {
         (2, usize::from(first))
     } else {
@@ -196,7 +210,12 @@ fn exactly_one_der_element(der: &[u8]) -> Result<(), CryptoError> {
         if n == 0 || n > std::mem::size_of::<usize>() || rest.len() < n {
             return Err(CryptoError);
         }
-        (2 + n, rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)))
+        (
+            2 + n,
+            rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+        )
     };
     if header.checked_add(len) == Some(der.len()) {
         Ok(())
@@ -212,13 +231,17 @@ impl RsaProvider for Rsa {
     fn private_key_from_pkcs8(&self, der: &[u8]) -> Result<Box<dyn RsaPrivateKey>, CryptoError> {
         exactly_one_der_element(der)?;
         let k = rsa::PrivateDecryptingKey::from_pkcs8(der).map_err(ce)?;
-        Ok(Box::new(PrivateKey(rsa::OaepPrivateDecryptingKey::new(k).map_err(ce)?)))
+        Ok(Box::new(PrivateKey(
+            rsa::OaepPrivateDecryptingKey::new(k).map_err(ce)?,
+        )))
     }
 
     fn public_key_from_spki(&self, der: &[u8]) -> Result<Box<dyn RsaPublicKey>, CryptoError> {
         exactly_one_der_element(der)?;
         let k = rsa::PublicEncryptingKey::from_der(der).map_err(ce)?;
-        Ok(Box::new(PublicKey(rsa::OaepPublicEncryptingKey::new(k).map_err(ce)?)))
+        Ok(Box::new(PublicKey(
+            rsa::OaepPublicEncryptingKey::new(k).map_err(ce)?,
+        )))
     }
 
     fn generate_pkcs8(&self, bits: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
@@ -246,16 +269,28 @@ impl RsaProvider for Rsa {
 impl RsaPublicKey for PublicKey {
     fn encrypt_oaep(&self, hash: OaepHash, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut out = vec![0u8; self.0.ciphertext_size()];
-        let n = self.0.encrypt(oaep_alg(hash), msg, &mut out, None).map_err(ce)?.len();
+        let n = self
+            .0
+            .encrypt(oaep_alg(hash), msg, &mut out, None)
+            .map_err(ce)?
+            .len();
         out.truncate(n);
         Ok(out)
     }
 }
 
 impl RsaPrivateKey for PrivateKey {
-    fn decrypt_oaep(&self, hash: OaepHash, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    fn decrypt_oaep(
+        &self,
+        hash: OaepHash,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let mut out = Zeroizing::new(vec![0u8; self.0.min_output_size()]);
-        let n = self.0.decrypt(oaep_alg(hash), ciphertext, &mut out, None).map_err(ce)?.len();
+        let n = self
+            .0
+            .decrypt(oaep_alg(hash), ciphertext, &mut out, None)
+            .map_err(ce)?
+            .len();
         out.truncate(n);
         Ok(out)
     }

@@ -65,7 +65,9 @@ pub struct CryptoProvider {
 
 impl Debug for CryptoProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CryptoProvider").field("name", &self.name).finish()
+        f.debug_struct("CryptoProvider")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -113,9 +115,11 @@ impl CryptoProvider {
 
     /// Fills `out` from the OS CSPRNG. Fails only if the OS refuses.
     pub(crate) fn fill_random(&self, out: &mut [u8]) -> crate::Result<()> {
-        self.random
-            .fill(out)
-            .map_err(|_| crate::Error::Io(std::io::Error::other("the OS random number generator failed")))
+        self.random.fill(out).map_err(|_| {
+            crate::Error::Io(std::io::Error::other(
+                "the OS random number generator failed",
+            ))
+        })
     }
 }
 
@@ -169,7 +173,12 @@ pub(crate) trait HkdfProvider: Send + Sync + Debug {
 pub(crate) trait KeyWrapProvider: Send + Sync + Debug {
     /// RFC 3394 (`padded == false`, input a multiple of 8 bytes, ≥ 16) or
     /// RFC 5649 (`padded == true`, any non-empty input).
-    fn wrap(&self, kek: &[u8; AES256_KEY_LEN], padded: bool, key: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    fn wrap(
+        &self,
+        kek: &[u8; AES256_KEY_LEN],
+        padded: bool,
+        key: &[u8],
+    ) -> Result<Vec<u8>, CryptoError>;
 
     /// The inverse of [`KeyWrapProvider::wrap`]; fails on any integrity
     /// check failure.
@@ -209,7 +218,11 @@ pub(crate) trait RsaPublicKey: Send + Sync {
 pub(crate) trait RsaPrivateKey: Send + Sync {
     /// OAEP decryption with `hash` for both the label hash and MGF1, empty
     /// label.
-    fn decrypt_oaep(&self, hash: OaepHash, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+    fn decrypt_oaep(
+        &self,
+        hash: OaepHash,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
 }
 
 /// The OS CSPRNG.

@@ -12,15 +12,18 @@ use aes_kw::{KwAes256, KwpAes256};
 use getrandom::SysRng;
 use hkdf::HmacImpl;
 use hmac::Hmac;
-use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, PrivateKeyInfoRef, SubjectPublicKeyInfoRef};
+use rsa::pkcs8::{
+    EncodePrivateKey as _, EncodePublicKey as _, PrivateKeyInfoRef, SubjectPublicKeyInfoRef,
+};
 use rsa::traits::PublicKeyParts as _;
 use sha1::Sha1;
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash, RandomProvider, RsaPrivateKey,
-    RsaProvider, RsaPublicKey, AES256_KEY_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, SHA512_LEN,
+    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
+    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, GCM_NONCE_LEN,
+    GCM_TAG_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -77,7 +80,10 @@ impl Aes256GcmKey for GcmKey {
         // aes-gcm computes and compares the tag (in constant time) before it
         // applies the keystream, so on failure `in_out` still holds the
         // ciphertext. The trait promises zeros; give it zeros.
-        match self.0.decrypt_inout_detached(nonce.into(), aad, in_out.into(), tag.into()) {
+        match self
+            .0
+            .decrypt_inout_detached(nonce.into(), aad, in_out.into(), tag.into())
+        {
             Ok(()) => Ok(()),
             Err(_) => {
                 in_out.zeroize();
@@ -153,7 +159,12 @@ struct KeyWrap;
 const SEMIBLOCK: usize = 8;
 
 impl KeyWrapProvider for KeyWrap {
-    fn wrap(&self, kek: &[u8; AES256_KEY_LEN], padded: bool, key: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    fn wrap(
+        &self,
+        kek: &[u8; AES256_KEY_LEN],
+        padded: bool,
+        key: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         if padded {
             // RFC 5649: 1 ..= 2^32 - 1 bytes. (aes-kw would "wrap" an empty
             // input into the bare, unencrypted AIV: refuse it here.)
@@ -161,16 +172,22 @@ impl KeyWrapProvider for KeyWrap {
                 return Err(CryptoError);
             }
             let mut out = vec![0u8; key.len().div_ceil(SEMIBLOCK) * SEMIBLOCK + SEMIBLOCK];
-            let n = KwpAes256::new(kek.into()).wrap_key(key, &mut out).map_err(ce)?.len();
+            let n = KwpAes256::new(kek.into())
+                .wrap_key(key, &mut out)
+                .map_err(ce)?
+                .len();
             out.truncate(n);
             Ok(out)
         } else {
             // RFC 3394: n >= 2 semiblocks.
-            if key.len() % SEMIBLOCK != 0 || key.len() < 2 * SEMIBLOCK {
+            if !key.len().is_multiple_of(SEMIBLOCK) || key.len() < 2 * SEMIBLOCK {
                 return Err(CryptoError);
             }
             let mut out = vec![0u8; key.len() + SEMIBLOCK];
-            let n = KwAes256::new(kek.into()).wrap_key(key, &mut out).map_err(ce)?.len();
+            let n = KwAes256::new(kek.into())
+                .wrap_key(key, &mut out)
+                .map_err(ce)?
+                .len();
             out.truncate(n);
             Ok(out)
         }
@@ -186,16 +203,22 @@ impl KeyWrapProvider for KeyWrap {
         // block). A single semiblock would skip every AES call inside
         // aes-kw, so the short lengths are refused before it sees them.
         let min = if padded { 2 * SEMIBLOCK } else { 3 * SEMIBLOCK };
-        if wrapped.len() % SEMIBLOCK != 0 || wrapped.len() < min {
+        if !wrapped.len().is_multiple_of(SEMIBLOCK) || wrapped.len() < min {
             return Err(CryptoError);
         }
         let mut out = Zeroizing::new(vec![0u8; wrapped.len() - SEMIBLOCK]);
         // aes-kw zeroes its output buffer itself when the integrity check
         // fails; `out` is zeroized on drop either way.
         let n = if padded {
-            KwpAes256::new(kek.into()).unwrap_key(wrapped, &mut out).map_err(ce)?.len()
+            KwpAes256::new(kek.into())
+                .unwrap_key(wrapped, &mut out)
+                .map_err(ce)?
+                .len()
         } else {
-            KwAes256::new(kek.into()).unwrap_key(wrapped, &mut out).map_err(ce)?.len()
+            KwAes256::new(kek.into())
+                .unwrap_key(wrapped, &mut out)
+                .map_err(ce)?
+                .len()
         };
         out.truncate(n);
         Ok(out)
@@ -281,14 +304,20 @@ impl RsaPublicKey for PublicKey {
         // Empty label; MGF1 uses the same hash.
         let r = match hash {
             OaepHash::Sha1 => self.0.oaep_encrypt_with_rng::<Sha1, _>(&mut SysRng, msg),
-            OaepHash::Sha256 => self.0.oaep_encrypt_with_rng::<sha2::Sha256, _>(&mut SysRng, msg),
+            OaepHash::Sha256 => self
+                .0
+                .oaep_encrypt_with_rng::<sha2::Sha256, _>(&mut SysRng, msg),
         };
         r.map_err(ce)
     }
 }
 
 impl RsaPrivateKey for PrivateKey {
-    fn decrypt_oaep(&self, hash: OaepHash, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    fn decrypt_oaep(
+        &self,
+        hash: OaepHash,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match hash {
             OaepHash::Sha1 => oaep_decrypt::<Sha1>(&self.0, ciphertext),
             OaepHash::Sha256 => oaep_decrypt::<sha2::Sha256>(&self.0, ciphertext),
@@ -334,7 +363,10 @@ fn mgf1_xor<D: Digest>(seed: &[u8], out: &mut [u8]) {
     }
 }
 
-fn oaep_decrypt<D: Digest>(key: &rsa::PrivateKey, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+fn oaep_decrypt<D: Digest>(
+    key: &rsa::PrivateKey,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let k = key.size();
     let h_len = <D as Digest>::output_size();
     // 1. Length checks (public values only).
@@ -343,7 +375,8 @@ fn oaep_decrypt<D: Digest>(key: &rsa::PrivateKey, ciphertext: &[u8]) -> Result<Z
     }
     // 2. c = OS2IP(C); m = RSADP(K, c) (rejects c >= n); EM = I2OSP(m, k).
     let c = rsa::BoxedUint::from_be_slice(ciphertext, key.n_bits_precision()).map_err(ce)?;
-    let m = Zeroizing::new(rsa::hazmat::rsa_decrypt_and_check(key, Some(&mut SysRng), &c).map_err(ce)?);
+    let m =
+        Zeroizing::new(rsa::hazmat::rsa_decrypt_and_check(key, Some(&mut SysRng), &c).map_err(ce)?);
     let m_bytes = Zeroizing::new(m.to_be_bytes());
     // The buffer is the modulus' limb-rounded width; m < n < 256^k, so the
     // bytes above the low k are zero and EM is the last k.

@@ -89,7 +89,11 @@ impl ChunkCipher {
         let mut okm = zeroize::Zeroizing::new([0u8; OKM_LEN]);
         provider
             .hkdf
-            .expand_sha512(input_key, &[INFO_PREFIX, AEAD_NAME, &[0u8], salt, context], &mut okm[..])
+            .expand_sha512(
+                input_key,
+                &[INFO_PREFIX, AEAD_NAME, &[0u8], salt, context],
+                &mut okm[..],
+            )
             .map_err(|_| Error::ApiMisuse("HKDF output length"))?;
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
         key.copy_from_slice(&okm[..32]);
@@ -97,7 +101,13 @@ impl ChunkCipher {
         base_nonce.copy_from_slice(&okm[32..32 + GCM_NONCE_LEN]);
         let mut commitment = [0u8; COMMITMENT_LEN];
         commitment.copy_from_slice(&okm[32 + GCM_NONCE_LEN..]);
-        Ok((ChunkCipher { aead: provider.aead.aes256_gcm(&key), base_nonce }, commitment))
+        Ok((
+            ChunkCipher {
+                aead: provider.aead.aes256_gcm(&key),
+                base_nonce,
+            },
+            commitment,
+        ))
     }
 
     /// Starts a new message: draws a random salt and returns the cipher and
@@ -161,7 +171,12 @@ impl ChunkCipher {
 
     /// Verifies and decrypts chunk `index` in place. On failure `buf` holds
     /// no plaintext and the error is [`Error::ChunkAuthentication`].
-    pub(crate) fn open_chunk(&self, index: u64, buf: &mut [u8], tag: &[u8; TAG_LEN]) -> crate::Result<()> {
+    pub(crate) fn open_chunk(
+        &self,
+        index: u64,
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> crate::Result<()> {
         let nonce = self.nonce(index)?;
         if buf.len() > CHUNK_SIZE {
             return Err(Error::ChunkAuthentication { chunk: index });
@@ -215,7 +230,10 @@ mod tests {
             d.open_chunk(4, &mut wrong_index, &tag),
             Err(Error::ChunkAuthentication { chunk: 4 })
         ));
-        assert!(wrong_index.iter().all(|b| *b == 0), "failed open must leave no plaintext");
+        assert!(
+            wrong_index.iter().all(|b| *b == 0),
+            "failed open must leave no plaintext"
+        );
         d.open_chunk(3, &mut buf, &tag).unwrap();
         assert_eq!(buf, b"hello chunk");
         assert!(matches!(
@@ -226,7 +244,10 @@ mod tests {
             ChunkCipher::for_decryption(p, &[8; 32], b"ctx", &prefix),
             Err(Error::CommitmentMismatch)
         ));
-        assert!(matches!(ChunkCipher::derive(p, &[1; 31], &[0; 24], b""), Err(Error::InvalidKey(_))));
+        assert!(matches!(
+            ChunkCipher::derive(p, &[1; 31], &[0; 24], b""),
+            Err(Error::InvalidKey(_))
+        ));
     }
 
     #[test]

@@ -91,7 +91,11 @@ impl RangePlan {
         // prove where the end is: include the final chunk.
         let last = if range.end > len { final_chunk } else { last };
         let ct_start = chunk_offset(first);
-        let ct_end = if last == final_chunk { body_len } else { chunk_offset(last + 1) };
+        let ct_end = if last == final_chunk {
+            body_len
+        } else {
+            chunk_offset(last + 1)
+        };
         Ok(RangePlan {
             plaintext: start..end,
             ciphertext: ct_start..ct_end,
@@ -117,7 +121,15 @@ mod tests {
 
     #[test]
     fn invalid_lengths_are_truncated() {
-        for b in [0u64, 55, 56, 71, 56 + 16400, 56 + 16400 + 15, 56 + 2 * 16400] {
+        for b in [
+            0u64,
+            55,
+            56,
+            71,
+            56 + 16400,
+            56 + 16400 + 15,
+            56 + 2 * 16400,
+        ] {
             assert!(matches!(plaintext_len(b), Err(Error::Truncated)), "{b}");
         }
     }
@@ -142,6 +154,7 @@ mod tests {
         // a range that ends inside the object but was not clipped
         let p = RangePlan::new(0..100_000, body).unwrap();
         assert!(p.includes_final_chunk);
-        assert!(RangePlan::new(5..4, body).is_err());
+        let (lo, hi) = (5, 4);
+        assert!(RangePlan::new(lo..hi, body).is_err());
     }
 }

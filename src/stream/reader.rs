@@ -216,7 +216,9 @@ impl<R: Read + Seek> DecryptingReader<R> {
         let here = self.inner.stream_position()?;
         let start = here
             .checked_sub(self.inner_chunk * CHUNK_CT_SIZE as u64)
-            .ok_or(Error::ApiMisuse("the source was moved behind the reader's back"))?;
+            .ok_or(Error::ApiMisuse(
+                "the source was moved behind the reader's back",
+            ))?;
         self.chunks_start = Some(start);
         Ok(start)
     }
@@ -231,14 +233,17 @@ impl<R: Read + Seek> DecryptingReader<R> {
         let len = end.checked_sub(start).ok_or(Error::Truncated)? + BODY_PREFIX_LEN as u64;
         self.claimed_len = Some(len);
         // `inner` moved: put it back at `inner_chunk`.
-        self.inner.seek(SeekFrom::Start(start + self.inner_chunk * CHUNK_CT_SIZE as u64))?;
+        self.inner.seek(SeekFrom::Start(
+            start + self.inner_chunk * CHUNK_CT_SIZE as u64,
+        ))?;
         Ok(len)
     }
 
     fn seek_inner_to(&mut self, chunk: u64) -> crate::Result<()> {
         if self.inner_chunk != chunk {
             let start = self.chunks_start()?;
-            self.inner.seek(SeekFrom::Start(start + chunk * CHUNK_CT_SIZE as u64))?;
+            self.inner
+                .seek(SeekFrom::Start(start + chunk * CHUNK_CT_SIZE as u64))?;
             self.inner_chunk = chunk;
         }
         Ok(())
@@ -247,7 +252,11 @@ impl<R: Read + Seek> DecryptingReader<R> {
     /// Puts `inner` at the chunk the next sequential `read` will load.
     fn align_for_pos(&mut self) -> crate::Result<()> {
         let chunk = self.pos / CHUNK;
-        let next = if self.buf_chunk == Some(chunk) { chunk + 1 } else { chunk };
+        let next = if self.buf_chunk == Some(chunk) {
+            chunk + 1
+        } else {
+            chunk
+        };
         self.seek_inner_to(next)
     }
 
@@ -306,7 +315,8 @@ impl<R: Read + Seek> DecryptingReader<R> {
             // Nothing buffered at `at`: either it is past the end, or a
             // chunk must be opened. Decide on the authenticated length when
             // the claimed one says we are at or past the end.
-            let claimed = layout::plaintext_len(self.claimed_body_len()?).map_err(|e| self.fail(e))?;
+            let claimed =
+                layout::plaintext_len(self.claimed_body_len()?).map_err(|e| self.fail(e))?;
             if at >= claimed {
                 let len = self.plaintext_len()?;
                 if at >= len {
@@ -334,8 +344,11 @@ impl<R: Read + Seek> Seek for DecryptingReader<R> {
                 SeekFrom::Current(d) => self.pos.checked_add_signed(d),
                 SeekFrom::End(d) => self.plaintext_len()?.checked_add_signed(d),
             }
-            .ok_or(Error::ApiMisuse("seek to a negative or overflowing position"))?;
-            let claimed = layout::plaintext_len(self.claimed_body_len()?).map_err(|e| self.fail(e))?;
+            .ok_or(Error::ApiMisuse(
+                "seek to a negative or overflowing position",
+            ))?;
+            let claimed =
+                layout::plaintext_len(self.claimed_body_len()?).map_err(|e| self.fail(e))?;
             if new >= claimed {
                 // What a read returns here depends on the length: make
                 // sure it is authentic before anyone relies on it.

@@ -86,7 +86,9 @@ impl<W: Write> EncryptingWriter<W> {
     /// Only after `finish` returns `Ok` is the output a complete envelope.
     pub fn finish(mut self) -> crate::Result<W> {
         if self.poisoned {
-            return Err(Error::ApiMisuse("a previous write failed; the output is incomplete"));
+            return Err(Error::ApiMisuse(
+                "a previous write failed; the output is incomplete",
+            ));
         }
         // The final chunk is always shorter than CHUNK_SIZE: full chunks are
         // flushed as soon as they fill, so `filled < CHUNK_SIZE` here.
@@ -99,7 +101,9 @@ impl<W: Write> EncryptingWriter<W> {
 
     fn write_inner(&mut self, data: &[u8]) -> crate::Result<usize> {
         if self.poisoned {
-            return Err(Error::ApiMisuse("a previous write failed; the output is incomplete"));
+            return Err(Error::ApiMisuse(
+                "a previous write failed; the output is incomplete",
+            ));
         }
         let mut rest = data;
         while !rest.is_empty() {

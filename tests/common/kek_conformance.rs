@@ -32,7 +32,12 @@ pub async fn round_trip(kek: &Arc<dyn KeyEncryptionKey>) -> usize {
         assert_eq!(w.alg, kek.algorithm());
         assert!(!w.kek_id.is_empty() && w.kek_id.len() <= 2048);
         assert!(!w.wrapped.is_empty() && w.wrapped.len() <= 1024);
-        assert!(!w.wrapped.windows(32).any(|win| win == k.expose_secret_bytes()), "wrapped key contains the key in clear");
+        assert!(
+            !w.wrapped
+                .windows(32)
+                .any(|win| win == k.expose_secret_bytes()),
+            "wrapped key contains the key in clear"
+        );
         let back = kek.unwrap_key(&w.wrapped).await.expect("unwrap");
         assert!(back == k, "unwrap returned a different key");
     }
@@ -40,10 +45,19 @@ pub async fn round_trip(kek: &Arc<dyn KeyEncryptionKey>) -> usize {
 }
 
 /// A key wrapped by `kek` does not unwrap under `other`.
-pub async fn wrong_key(kek: &Arc<dyn KeyEncryptionKey>, other: &Arc<dyn KeyEncryptionKey>) -> usize {
+pub async fn wrong_key(
+    kek: &Arc<dyn KeyEncryptionKey>,
+    other: &Arc<dyn KeyEncryptionKey>,
+) -> usize {
     let w = kek.wrap_key(&dek()).await.unwrap();
-    let e = other.unwrap_key(&w.wrapped).await.expect_err("wrong key unwrapped");
-    assert!(matches!(e, Error::UnwrapFailed { .. } | Error::Kek(_)), "unexpected error {e:?}");
+    let e = other
+        .unwrap_key(&w.wrapped)
+        .await
+        .expect_err("wrong key unwrapped");
+    assert!(
+        matches!(e, Error::UnwrapFailed { .. } | Error::Kek(_)),
+        "unexpected error {e:?}"
+    );
     let w2 = other.wrap_key(&dek()).await.unwrap();
     assert!(kek.unwrap_key(&w2.wrapped).await.is_err());
     2
@@ -57,7 +71,10 @@ pub async fn modified_anywhere(kek: &Arc<dyn KeyEncryptionKey>) -> usize {
         for bit in [0x01u8, 0x80] {
             let mut m = w.wrapped.clone();
             m[i] ^= bit;
-            assert!(kek.unwrap_key(&m).await.is_err(), "modified byte {i} (xor {bit:#x}) unwrapped");
+            assert!(
+                kek.unwrap_key(&m).await.is_err(),
+                "modified byte {i} (xor {bit:#x}) unwrapped"
+            );
             n += 1;
         }
     }
@@ -69,7 +86,10 @@ pub async fn truncated_or_empty(kek: &Arc<dyn KeyEncryptionKey>) -> usize {
     let w = kek.wrap_key(&dek()).await.unwrap();
     let mut n = 0;
     for cut in 0..w.wrapped.len() {
-        assert!(kek.unwrap_key(&w.wrapped[..cut]).await.is_err(), "truncated to {cut} unwrapped");
+        assert!(
+            kek.unwrap_key(&w.wrapped[..cut]).await.is_err(),
+            "truncated to {cut} unwrapped"
+        );
         n += 1;
     }
     let mut longer = w.wrapped.clone();
@@ -101,7 +121,11 @@ pub async fn concurrent(kek: &Arc<dyn KeyEncryptionKey>, tasks: usize, rounds: u
 
 /// The whole suite.
 pub async fn run(kek: Arc<dyn KeyEncryptionKey>, other: Arc<dyn KeyEncryptionKey>) -> Report {
-    assert_eq!(kek.algorithm(), other.algorithm(), "the second KEK must use the same algorithm");
+    assert_eq!(
+        kek.algorithm(),
+        other.algorithm(),
+        "the second KEK must use the same algorithm"
+    );
     assert_ne!(format!("{kek:?}"), "", "Debug must print something");
     Report {
         round_trips: round_trip(&kek).await,

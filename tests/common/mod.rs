@@ -22,7 +22,12 @@ pub fn rsa_jwk(slot: usize) -> &'static str {
         let dir = tempdir();
         (0..2)
             .map(|i| {
-                let k = LocalKek::generate(WrapAlgorithm::RsaOaep256, Some(format!("rsa-{i}")), Some(3072)).unwrap();
+                let k = LocalKek::generate(
+                    WrapAlgorithm::RsaOaep256,
+                    Some(format!("rsa-{i}")),
+                    Some(3072),
+                )
+                .unwrap();
                 let p = dir.join(format!("rsa-{i}.jwk"));
                 k.save_jwk(&p, false).unwrap();
                 std::fs::read_to_string(&p).unwrap()
@@ -33,9 +38,18 @@ pub fn rsa_jwk(slot: usize) -> &'static str {
 }
 
 /// A local RSA KEK from test key `slot`, re-labelled for `alg`.
-pub fn rsa_kek(slot: usize, alg: WrapAlgorithm, provider: &'static CryptoProvider) -> Arc<dyn KeyEncryptionKey> {
+pub fn rsa_kek(
+    slot: usize,
+    alg: WrapAlgorithm,
+    provider: &'static CryptoProvider,
+) -> Arc<dyn KeyEncryptionKey> {
     let jwk = rsa_jwk(slot).replace("\"RSA-OAEP-256\"", &format!("\"{}\"", alg.jose_name()));
-    Arc::new(LocalKek::from_jwk_bytes(jwk.as_bytes()).unwrap().with_provider(provider).unwrap())
+    Arc::new(
+        LocalKek::from_jwk_bytes(jwk.as_bytes())
+            .unwrap()
+            .with_provider(provider)
+            .unwrap(),
+    )
 }
 
 /// A unique temporary directory (removed at process exit by the OS's tmp
@@ -50,7 +64,10 @@ pub fn tempdir() -> std::path::PathBuf {
 
 fn getrandom_fill(out: &mut [u8]) {
     use std::io::Read;
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(out).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(out)
+        .unwrap();
 }
 
 /// Deterministic test data.

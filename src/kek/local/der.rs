@@ -7,7 +7,9 @@
 use zeroize::Zeroizing;
 
 /// `rsaEncryption` OID 1.2.840.113549.1.1.1, DER-encoded with its tag.
-const RSA_ENCRYPTION_OID: [u8; 11] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
+const RSA_ENCRYPTION_OID: [u8; 11] = [
+    0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01,
+];
 const NULL: [u8; 2] = [0x05, 0x00];
 
 const TAG_INTEGER: u8 = 0x02;
@@ -72,7 +74,11 @@ pub(crate) fn rsa_pkcs8_from_parts(parts: &RsaParts) -> Zeroizing<Vec<u8>> {
 
     let mut info = Zeroizing::new(Vec::with_capacity(rsa_key.len() + 32));
     push_uint(&mut info, &[0]);
-    push_tlv(&mut info, TAG_SEQUENCE, &[&RSA_ENCRYPTION_OID[..], &NULL[..]].concat());
+    push_tlv(
+        &mut info,
+        TAG_SEQUENCE,
+        &[&RSA_ENCRYPTION_OID[..], &NULL[..]].concat(),
+    );
     push_tlv(&mut info, TAG_OCTET_STRING, &rsa_key);
     let mut out = Zeroizing::new(Vec::with_capacity(info.len() + 8));
     push_tlv(&mut out, TAG_SEQUENCE, &info);
@@ -91,7 +97,11 @@ pub(crate) fn rsa_spki_from_parts(n: &[u8], e: &[u8]) -> Vec<u8> {
     bits.extend_from_slice(&rsa_pub);
 
     let mut info = Vec::with_capacity(bits.len() + 32);
-    push_tlv(&mut info, TAG_SEQUENCE, &[&RSA_ENCRYPTION_OID[..], &NULL[..]].concat());
+    push_tlv(
+        &mut info,
+        TAG_SEQUENCE,
+        &[&RSA_ENCRYPTION_OID[..], &NULL[..]].concat(),
+    );
     push_tlv(&mut info, TAG_BIT_STRING, &bits);
     let mut out = Vec::with_capacity(info.len() + 8);
     push_tlv(&mut out, TAG_SEQUENCE, &info);
@@ -177,7 +187,16 @@ pub(crate) fn rsa_parts_from_pkcs8(der: &[u8]) -> Option<RsaParts> {
         return None; // multi-prime keys (version 1) are not supported
     }
     let mut take = || s.uint().map(|v| Zeroizing::new(v.to_vec()));
-    let ints = [take()?, take()?, take()?, take()?, take()?, take()?, take()?, take()?];
+    let ints = [
+        take()?,
+        take()?,
+        take()?,
+        take()?,
+        take()?,
+        take()?,
+        take()?,
+        take()?,
+    ];
     Some(RsaParts { ints })
 }
 
@@ -210,7 +229,8 @@ mod tests {
 
     #[test]
     fn pkcs8_round_trip() {
-        let ints: [Zeroizing<Vec<u8>>; 8] = std::array::from_fn(|i| Zeroizing::new(vec![0x80 | i as u8; 3 + i]));
+        let ints: [Zeroizing<Vec<u8>>; 8] =
+            std::array::from_fn(|i| Zeroizing::new(vec![0x80 | i as u8; 3 + i]));
         let parts = RsaParts { ints };
         let der = rsa_pkcs8_from_parts(&parts);
         let back = rsa_parts_from_pkcs8(&der).unwrap();

@@ -104,7 +104,10 @@ pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
         format!("not a valid JSON Web Key: {}", json_error(&e))
     })?;
     let kty = raw.kty.as_deref().ok_or("missing member `kty`")?;
-    let kid = raw.kid.clone().ok_or("missing member `kid` (a key id is required)")?;
+    let kid = raw
+        .kid
+        .clone()
+        .ok_or("missing member `kid` (a key id is required)")?;
     if kid.is_empty() || kid.len() > 2048 {
         return Err("member `kid` must be 1 to 2048 bytes".into());
     }
@@ -118,7 +121,9 @@ pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
     })?;
     if let Some(u) = raw.use_.as_deref() {
         if u != "enc" {
-            return Err(format!("member `use` is {u:?}, but a key-encryption key needs \"enc\""));
+            return Err(format!(
+                "member `use` is {u:?}, but a key-encryption key needs \"enc\""
+            ));
         }
     }
 
@@ -129,9 +134,12 @@ pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
             }
             let k = raw.k.as_ref().ok_or("missing member `k` (the AES key)")?;
             let k = b64("k", k)?;
-            let k: [u8; 32] = k[..]
-                .try_into()
-                .map_err(|_| format!("wrong key size: {} bits, {alg} needs a 256-bit key", k.len() * 8))?;
+            let k: [u8; 32] = k[..].try_into().map_err(|_| {
+                format!(
+                    "wrong key size: {} bits, {alg} needs a 256-bit key",
+                    k.len() * 8
+                )
+            })?;
             JwkKey::Oct(Zeroizing::new(k))
         }
         "RSA" => {
@@ -145,12 +153,17 @@ pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
             let e = b64_uint("e", raw.e.as_deref().ok_or("missing member `e`")?)?;
             let bits = n.len() * 8 - n[0].leading_zeros() as usize;
             if bits != 3072 && bits != 4096 {
-                return Err(format!("wrong key size: RSA modulus of {bits} bits, expected 3072 or 4096"));
+                return Err(format!(
+                    "wrong key size: RSA modulus of {bits} bits, expected 3072 or 4096"
+                ));
             }
             let privs = [&raw.d, &raw.p, &raw.q, &raw.dp, &raw.dq, &raw.qi];
             let present = privs.iter().filter(|m| m.is_some()).count();
             if present == 0 {
-                JwkKey::RsaPublic { n: n.to_vec(), e: e.to_vec() }
+                JwkKey::RsaPublic {
+                    n: n.to_vec(),
+                    e: e.to_vec(),
+                }
             } else if present < privs.len() {
                 let missing: Vec<&str> = RSA_PRIVATE_MEMBERS
                     .iter()
@@ -165,14 +178,20 @@ pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
             } else {
                 let mut ints: Vec<Zeroizing<Vec<u8>>> = vec![n, e];
                 for (name, m) in RSA_PRIVATE_MEMBERS.iter().zip(privs) {
-                    ints.push(b64_uint(name, m.as_deref().map(String::as_str).unwrap_or_default())?);
+                    ints.push(b64_uint(
+                        name,
+                        m.as_deref().map(String::as_str).unwrap_or_default(),
+                    )?);
                 }
-                let ints: [Zeroizing<Vec<u8>>; 8] = ints.try_into().map_err(|_| "internal: RSA member count")?;
+                let ints: [Zeroizing<Vec<u8>>; 8] =
+                    ints.try_into().map_err(|_| "internal: RSA member count")?;
                 JwkKey::RsaPrivate(RsaParts { ints })
             }
         }
         other => {
-            return Err(format!("unsupported `kty` {other:?}: expected \"oct\" or \"RSA\""));
+            return Err(format!(
+                "unsupported `kty` {other:?}: expected \"oct\" or \"RSA\""
+            ));
         }
     };
 
@@ -219,7 +238,8 @@ pub(super) fn serialize(jwk: &Jwk, public_only: bool) -> Result<Zeroizing<String
                 raw.key_ops = Some(vec!["wrapKey".into()]);
             } else {
                 let s = |i: usize| Some(Zeroizing::new(enc(&parts.ints[i])));
-                (raw.d, raw.p, raw.q, raw.dp, raw.dq, raw.qi) = (s(2), s(3), s(4), s(5), s(6), s(7));
+                (raw.d, raw.p, raw.q, raw.dp, raw.dq, raw.qi) =
+                    (s(2), s(3), s(4), s(5), s(6), s(7));
                 raw.key_ops = Some(vec!["wrapKey".into(), "unwrapKey".into()]);
             }
         }
@@ -230,7 +250,8 @@ pub(super) fn serialize(jwk: &Jwk, public_only: bool) -> Result<Zeroizing<String
             raw.key_ops = Some(vec!["wrapKey".into()]);
         }
     }
-    let mut s = serde_json::to_string_pretty(&raw).map_err(|e| format!("cannot serialize JWK: {e}"))?;
+    let mut s =
+        serde_json::to_string_pretty(&raw).map_err(|e| format!("cannot serialize JWK: {e}"))?;
     s.push('\n');
     Ok(Zeroizing::new(s))
 }
@@ -239,8 +260,14 @@ pub(super) fn serialize(jwk: &Jwk, public_only: bool) -> Result<Zeroizing<String
 fn json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Syntax | Category::Eof => format!("bad JSON at line {} column {}", e.line(), e.column()),
-        Category::Data => format!("a member has the wrong type (line {} column {})", e.line(), e.column()),
+        Category::Syntax | Category::Eof => {
+            format!("bad JSON at line {} column {}", e.line(), e.column())
+        }
+        Category::Data => format!(
+            "a member has the wrong type (line {} column {})",
+            e.line(),
+            e.column()
+        ),
         Category::Io => "read error".to_string(),
     }
 }
@@ -285,13 +312,20 @@ mod tests {
         assert!(err(r#"{"kty":"EC","kid":"x","alg":"A256KW"}"#).contains("kty"));
         assert!(err(r#"{"kty":"oct","kid":"x","alg":"A128KW","k":"AAAA"}"#).contains("alg"));
         assert!(err(r#"{"kty":"oct","kid":"x","alg":"RSA1_5","k":"AAAA"}"#).contains("RSA1_5"));
-        assert!(err(r#"{"kty":"oct","kid":"x","alg":"RSA-OAEP","k":"AAAA"}"#).contains("does not fit"));
+        assert!(
+            err(r#"{"kty":"oct","kid":"x","alg":"RSA-OAEP","k":"AAAA"}"#).contains("does not fit")
+        );
         let short = err(r#"{"kty":"oct","kid":"x","alg":"A256KW","k":"AAECAwQFBgcICQoLDA0ODw"}"#);
         assert!(short.contains("128 bits"), "{short}");
         assert!(!short.contains("AAEC"));
         assert!(err(r#"{"kty":"oct","kid":"x","alg":"A256KW","k":"!!"}"#).contains("base64url"));
-        assert!(err(r#"{"kty":"oct","kid":"x","alg":"A256KW","use":"sig","k":"AAAA"}"#).contains("use"));
-        let pubonly = err(&format!(r#"{{"kty":"RSA","kid":"x","alg":"RSA-OAEP","n":"{}","e":"AQAB"}}"#, "w".repeat(512)));
+        assert!(
+            err(r#"{"kty":"oct","kid":"x","alg":"A256KW","use":"sig","k":"AAAA"}"#).contains("use")
+        );
+        let pubonly = err(&format!(
+            r#"{{"kty":"RSA","kid":"x","alg":"RSA-OAEP","n":"{}","e":"AQAB"}}"#,
+            "w".repeat(512)
+        ));
         assert!(pubonly.contains("public part"), "{pubonly}");
         let small = err(r#"{"kty":"RSA","kid":"x","alg":"RSA-OAEP","n":"wAAB","e":"AQAB"}"#);
         assert!(small.contains("wrong key size"), "{small}");
@@ -299,6 +333,9 @@ mod tests {
             r#"{{"kty":"RSA","kid":"x","alg":"RSA-OAEP","n":"{}","e":"AQAB","d":"AQ"}}"#,
             "w".repeat(512)
         ));
-        assert!(partial.contains("missing member(s) p, q, dp, dq, qi"), "{partial}");
+        assert!(
+            partial.contains("missing member(s) p, q, dp, dq, qi"),
+            "{partial}"
+        );
     }
 }

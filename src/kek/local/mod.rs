@@ -76,7 +76,11 @@ impl LocalKek {
     ///
     /// Cost: RSA generation takes from a fraction of a second to several
     /// seconds.
-    pub fn generate(alg: WrapAlgorithm, kid: Option<String>, rsa_bits: Option<usize>) -> crate::Result<LocalKek> {
+    pub fn generate(
+        alg: WrapAlgorithm,
+        kid: Option<String>,
+        rsa_bits: Option<usize>,
+    ) -> crate::Result<LocalKek> {
         Self::generate_with_provider(CryptoProvider::default_provider(), alg, kid, rsa_bits)
     }
 
@@ -95,13 +99,18 @@ impl LocalKek {
             None => {
                 let mut r = [0u8; 8];
                 provider.fill_random(&mut r)?;
-                format!("local-{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                format!(
+                    "local-{}",
+                    r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                )
             }
         };
         let key = if alg.is_rsa() {
             let bits = rsa_bits.unwrap_or(3072);
             if bits != 3072 && bits != 4096 {
-                return Err(Error::InvalidKey(format!("RSA keys must be 3072 or 4096 bits, not {bits}")));
+                return Err(Error::InvalidKey(format!(
+                    "RSA keys must be 3072 or 4096 bits, not {bits}"
+                )));
             }
             let pkcs8 = provider
                 .rsa
@@ -122,7 +131,11 @@ impl LocalKek {
     }
 
     /// Wraps an existing 256-bit AES key as a KEK (`A256KW` or `A256KWP`).
-    pub fn from_aes_key(kid: impl Into<String>, alg: WrapAlgorithm, key: &[u8; 32]) -> crate::Result<LocalKek> {
+    pub fn from_aes_key(
+        kid: impl Into<String>,
+        alg: WrapAlgorithm,
+        key: &[u8; 32],
+    ) -> crate::Result<LocalKek> {
         if alg.is_rsa() {
             return Err(Error::ApiMisuse("an AES key needs A256KW or A256KWP"));
         }
@@ -130,7 +143,11 @@ impl LocalKek {
         if kid.is_empty() || kid.len() > 2048 {
             return Err(Error::InvalidKey("a key id must be 1 to 2048 bytes".into()));
         }
-        let jwk = Jwk { kid, alg, key: JwkKey::Oct(Zeroizing::new(*key)) };
+        let jwk = Jwk {
+            kid,
+            alg,
+            key: JwkKey::Oct(Zeroizing::new(*key)),
+        };
         Self::from_jwk(jwk, CryptoProvider::default_provider(), None).map_err(Error::InvalidKey)
     }
 
@@ -152,14 +169,25 @@ impl LocalKek {
 
     /// Parses JWK bytes held in memory (errors name `<memory>`).
     pub fn from_jwk_bytes(bytes: &[u8]) -> crate::Result<LocalKek> {
-        let jwk = jwk::parse(bytes, false).map_err(|problem| Error::KeyFile { path: "<memory>".into(), problem })?;
-        Self::from_jwk(jwk, CryptoProvider::default_provider(), None)
-            .map_err(|problem| Error::KeyFile { path: "<memory>".into(), problem })
+        let jwk = jwk::parse(bytes, false).map_err(|problem| Error::KeyFile {
+            path: "<memory>".into(),
+            problem,
+        })?;
+        Self::from_jwk(jwk, CryptoProvider::default_provider(), None).map_err(|problem| {
+            Error::KeyFile {
+                path: "<memory>".into(),
+                problem,
+            }
+        })
     }
 
     fn load(path: &Path, need_private: bool) -> crate::Result<LocalKek> {
-        let kf = |problem: String| Error::KeyFile { path: path.to_path_buf(), problem };
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| kf(format!("cannot read: {e}")))?);
+        let kf = |problem: String| Error::KeyFile {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let bytes =
+            Zeroizing::new(std::fs::read(path).map_err(|e| kf(format!("cannot read: {e}")))?);
         let jwk = jwk::parse(&bytes, need_private).map_err(kf)?;
         let dir = path
             .canonicalize()
@@ -168,7 +196,11 @@ impl LocalKek {
         Self::from_jwk(jwk, CryptoProvider::default_provider(), dir).map_err(kf)
     }
 
-    fn from_jwk(jwk: Jwk, provider: &'static CryptoProvider, dir: Option<PathBuf>) -> Result<LocalKek, String> {
+    fn from_jwk(
+        jwk: Jwk,
+        provider: &'static CryptoProvider,
+        dir: Option<PathBuf>,
+    ) -> Result<LocalKek, String> {
         let material = match &jwk.key {
             JwkKey::Oct(k) => Material::Aes(Zeroizing::new(**k)),
             JwkKey::RsaPrivate(parts) => {
@@ -182,7 +214,10 @@ impl LocalKek {
                     .rsa
                     .public_key_from_spki(&spki)
                     .map_err(|_| "the RSA public key is invalid".to_string())?;
-                Material::Rsa { public, private: Some(private) }
+                Material::Rsa {
+                    public,
+                    private: Some(private),
+                }
             }
             JwkKey::RsaPublic { n, e } => {
                 let spki = der::rsa_spki_from_parts(n, e);
@@ -190,10 +225,20 @@ impl LocalKek {
                     .rsa
                     .public_key_from_spki(&spki)
                     .map_err(|_| "the RSA public key is invalid".to_string())?;
-                Material::Rsa { public, private: None }
+                Material::Rsa {
+                    public,
+                    private: None,
+                }
             }
         };
-        Ok(LocalKek { kid: jwk.kid.clone(), alg: jwk.alg, jwk, material, provider, dir })
+        Ok(LocalKek {
+            kid: jwk.kid.clone(),
+            alg: jwk.alg,
+            jwk,
+            material,
+            provider,
+            dir,
+        })
     }
 
     /// Uses `provider` for this key's operations from now on.
@@ -215,11 +260,16 @@ impl LocalKek {
     }
 
     fn save(&self, path: &Path, public_only: bool, overwrite: bool) -> crate::Result<()> {
-        let kf = |problem: String| Error::KeyFile { path: path.to_path_buf(), problem };
+        let kf = |problem: String| Error::KeyFile {
+            path: path.to_path_buf(),
+            problem,
+        };
         let text = jwk::serialize(&self.jwk, public_only).map_err(kf)?;
         let mode = if public_only { 0o644 } else { 0o600 };
-        let mut f = AtomicFile::create(path, mode, overwrite).map_err(|e| kf(format!("cannot write: {e}")))?;
-        f.write_all(text.as_bytes()).map_err(|e| kf(format!("cannot write: {e}")))?;
+        let mut f = AtomicFile::create(path, mode, overwrite)
+            .map_err(|e| kf(format!("cannot write: {e}")))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| kf(format!("cannot write: {e}")))?;
         f.commit().map_err(|e| kf(format!("cannot write: {e}")))
     }
 
@@ -227,7 +277,9 @@ impl LocalKek {
     pub fn kind(&self) -> LocalKeyKind {
         match &self.material {
             Material::Aes(_) => LocalKeyKind::Aes,
-            Material::Rsa { private: Some(_), .. } => LocalKeyKind::RsaPrivate,
+            Material::Rsa {
+                private: Some(_), ..
+            } => LocalKeyKind::RsaPrivate,
             Material::Rsa { private: None, .. } => LocalKeyKind::RsaPublic,
         }
     }
@@ -240,7 +292,9 @@ impl LocalKek {
     }
 
     fn unwrap_failed(&self) -> Error {
-        Error::UnwrapFailed { kek_id: self.kid.clone() }
+        Error::UnwrapFailed {
+            kek_id: self.kid.clone(),
+        }
     }
 
     /// Synchronous wrap (local keys do no I/O).
@@ -254,9 +308,15 @@ impl LocalKek {
                 .map_err(|_| KekError::new(BACKEND, KekErrorKind::Other, "AES key wrap failed"))?,
             Material::Rsa { public, .. } => public
                 .encrypt_oaep(oaep_hash(self.alg), secret)
-                .map_err(|_| KekError::new(BACKEND, KekErrorKind::Other, "RSA-OAEP encryption failed"))?,
+                .map_err(|_| {
+                    KekError::new(BACKEND, KekErrorKind::Other, "RSA-OAEP encryption failed")
+                })?,
         };
-        Ok(WrappedKey { alg: self.alg, kek_id: self.kid.clone(), wrapped })
+        Ok(WrappedKey {
+            alg: self.alg,
+            kek_id: self.kid.clone(),
+            wrapped,
+        })
     }
 
     /// Synchronous unwrap (local keys do no I/O).
@@ -267,17 +327,21 @@ impl LocalKek {
                 .key_wrap
                 .unwrap(k, self.alg == WrapAlgorithm::A256Kwp, wrapped)
                 .map_err(|_| self.unwrap_failed())?,
-            Material::Rsa { private: Some(private), .. } => private
+            Material::Rsa {
+                private: Some(private),
+                ..
+            } => private
                 .decrypt_oaep(oaep_hash(self.alg), wrapped)
                 .map_err(|_| self.unwrap_failed())?,
-            Material::Rsa { private: None, .. } => {
-                return Err(KekError::new(
-                    BACKEND,
-                    KekErrorKind::KeyUsage,
-                    format!("key `{}` is only the public part of an RSA key: it can wrap but not unwrap", self.kid),
-                )
-                .into())
-            }
+            Material::Rsa { private: None, .. } => return Err(KekError::new(
+                BACKEND,
+                KekErrorKind::KeyUsage,
+                format!(
+                    "key `{}` is only the public part of an RSA key: it can wrap but not unwrap",
+                    self.kid
+                ),
+            )
+            .into()),
         };
         // A different length means this is not one of our data keys.
         DataKey::from_unwrapped(&clear).map_err(|_| self.unwrap_failed())
@@ -299,6 +363,14 @@ impl KeyEncryptionKey for LocalKek {
 
     fn algorithm(&self) -> WrapAlgorithm {
         self.alg
+    }
+
+    /// `local-dir:<canonical directory of the key file>`, when the key was
+    /// loaded from a file.
+    fn key_container(&self) -> Option<String> {
+        self.dir
+            .as_ref()
+            .map(|d| format!("local-dir:{}", d.display()))
     }
 
     async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey> {

@@ -1,0 +1,6 @@
+//! Random-access reads over arbitrary bytes taken as an envelope (2 control bytes first).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    cmk_envelope::__private::fuzz_read_at(data);
+});

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"). Installs what it
+# needs, then runs formatting, lints and every test, for both crypto
+# providers. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+# Toolchain components used below.
+if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
+if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (all targets, all features)"
+cargo clippy --all-targets --all-features -- -D warnings
+
+echo "== tests: all features (aws-lc-rs and rustcrypto providers, cross-provider, CLI)"
+cargo test --all-features -- --nocapture 2>&1 | tee target/test-all-features.log | grep -E "^(test result|wycheproof|conformance|tamper)|FAILED|panicked" || true
+test "${PIPESTATUS[0]}" -eq 0
+
+echo "== tests: pure-Rust provider only (--no-default-features --features rustcrypto)"
+cargo test --no-default-features --features rustcrypto
+
+echo "== doc build"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features >/dev/null
+echo "all tests passed"

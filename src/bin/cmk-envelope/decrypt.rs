@@ -1,0 +1,150 @@
+//! `decrypt`: envelope in, plaintext out; whole streams or a byte range.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::ops::Range;
+use std::path::Path;
+
+use cmk_envelope::format::MAX_HEADER_LEN;
+use cmk_envelope::{read_header, Decryptor, Header, Profile};
+use zeroize::Zeroizing;
+
+use crate::error::CliError;
+use crate::input::Source;
+use crate::output::{Output, MODE_PRIVATE};
+use crate::pipe::{copy, BUF_SIZE};
+use crate::progress::Progress;
+use crate::{block_on, keys, DecryptArgs};
+
+pub(crate) fn run(args: &DecryptArgs) -> Result<(), CliError> {
+    let resolver = keys::load_resolver(&args.key.keks)?;
+    let detached = match &args.header {
+        Some(p) => Some(read_header_file(p)?),
+        None => None,
+    };
+    let src = Source::from_arg(args.input.as_deref());
+    match &args.range {
+        Some(range) => decrypt_range(args, &resolver, detached, &src, range.clone()),
+        None => decrypt_stream(args, &resolver, detached, &src),
+    }
+}
+
+/// Reads a detached header: a file holding exactly one header.
+fn read_header_file(path: &Path) -> Result<Header, CliError> {
+    let ctx = format!("cannot read header {}", path.display());
+    let f = File::open(path).map_err(|e| CliError::io(&ctx, e))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_HEADER_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CliError::io(&ctx, e))?;
+    Header::parse(&bytes).map_err(|e| CliError::with_context(&ctx, e))
+}
+
+/// Unwraps the data key (the only key call) for `header`.
+fn unwrap(
+    args: &DecryptArgs,
+    resolver: &keys::CliResolver,
+    header: &Header,
+) -> Result<Decryptor, CliError> {
+    let profile: Profile = args.key.profile.into();
+    Ok(block_on(Decryptor::new(
+        header,
+        resolver,
+        profile,
+        args.key.context.as_bytes(),
+    ))??)
+}
+
+/// Sequential decryption. To a file, the plaintext is renamed into place
+/// only once the reader has reported the authenticated end; to stdout it is
+/// streamed chunk by chunk, each chunk after its own tag verified.
+fn decrypt_stream(
+    args: &DecryptArgs,
+    resolver: &keys::CliResolver,
+    detached: Option<Header>,
+    src: &Source,
+) -> Result<(), CliError> {
+    let read_ctx = src.read_context();
+    let (reader, len) = src.open()?;
+    let out = Output::create(args.output.as_deref(), MODE_PRIVATE, args.force)?;
+    let write_ctx = out.write_context();
+
+    let progress = Progress::new(len, "decrypting");
+    let mut input = BufReader::with_capacity(BUF_SIZE, progress.reader(reader));
+    let header = match detached {
+        Some(h) => h,
+        None => read_header(&mut input).map_err(|e| CliError::with_context(&read_ctx, e))?,
+    };
+    let dec = unwrap(args, resolver, &header)?;
+    let mut plaintext = dec
+        .reader(input)
+        .map_err(|e| CliError::with_context(&read_ctx, e))?;
+
+    let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
+    // `copy` returns only when a read returned 0, which the reader does only
+    // after the final chunk authenticated (the end of the message).
+    copy(&mut plaintext, &mut sink, &read_ctx, &write_ctx)?;
+    let out = sink
+        .into_inner()
+        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    drop(progress);
+    out.commit()
+}
+
+/// Random access: only the chunks covering `range` (plus the final chunk
+/// when the range reaches the end) are read and opened.
+fn decrypt_range(
+    args: &DecryptArgs,
+    resolver: &keys::CliResolver,
+    detached: Option<Header>,
+    src: &Source,
+    range: Range<u64>,
+) -> Result<(), CliError> {
+    let Source::File(path) = src else {
+        return Err(CliError::msg(
+            "--range needs IN to be a file (it reads by random access), not stdin",
+        ));
+    };
+    let read_ctx = src.read_context();
+    let open_ctx = format!("cannot open {}", path.display());
+    let mut file = File::open(path).map_err(|e| CliError::io(&open_ctx, e))?;
+    let meta = file.metadata().map_err(|e| CliError::io(&open_ctx, e))?;
+    if !meta.is_file() {
+        return Err(CliError::msg(format!(
+            "--range needs IN to be a regular, seekable file; {} is not",
+            path.display()
+        )));
+    }
+    let out = Output::create(args.output.as_deref(), MODE_PRIVATE, args.force)?;
+    let write_ctx = out.write_context();
+
+    let header = match detached {
+        Some(h) => h,
+        None => read_header(&mut file).map_err(|e| CliError::with_context(&read_ctx, e))?,
+    };
+    let dec = unwrap(args, resolver, &header)?;
+    let mut plaintext = dec
+        .reader(file)
+        .map_err(|e| CliError::with_context(&read_ctx, e))?;
+
+    let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
+    let mut buf = Zeroizing::new(vec![0u8; BUF_SIZE]);
+    let mut pos = range.start;
+    while pos < range.end {
+        let want = usize::try_from(range.end - pos).map_or(BUF_SIZE, |r| r.min(BUF_SIZE));
+        let n = plaintext
+            .read_at(pos, &mut buf[..want])
+            .map_err(|e| CliError::with_context(&read_ctx, e))?;
+        sink.write_all(&buf[..n])
+            .map_err(|e| CliError::io(&write_ctx, e))?;
+        pos += n as u64;
+        if n < want {
+            // A short read happens only at the authenticated end: clip.
+            break;
+        }
+    }
+    let out = sink
+        .into_inner()
+        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    out.commit()
+}

@@ -1,0 +1,77 @@
+//! `encrypt`: plaintext in, envelope out (embedded or detached).
+
+use std::io::{BufWriter, Write};
+
+use cmk_envelope::{Encryptor, Profile};
+
+use crate::error::CliError;
+use crate::input::Source;
+use crate::output::{Output, MODE_PUBLIC};
+use crate::pipe::{copy, BUF_SIZE};
+use crate::progress::Progress;
+use crate::{block_on, keys, EncryptArgs};
+
+pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
+    let keks = keys::load_keks(&args.key.keks)?;
+    let profile: Profile = args.key.profile.into();
+
+    let src = Source::from_arg(args.input.as_deref());
+    let (mut reader, len) = src.open()?;
+
+    if let (Some(h), Some(o)) = (&args.header_out, &args.output) {
+        if h == o {
+            return Err(CliError::msg("--header-out and -o name the same file"));
+        }
+    }
+    // Outputs are created (and an existing one refused) before any key is
+    // called or any input is read.
+    let header_out = match &args.header_out {
+        Some(p) => Some(Output::file(p, MODE_PUBLIC, args.force)?),
+        None => None,
+    };
+    let out = Output::create(args.output.as_deref(), MODE_PUBLIC, args.force)?;
+    let write_ctx = out.write_context();
+
+    let enc = block_on(Encryptor::new(&keks, profile, args.key.context.as_bytes()))??;
+    let header_bytes = header_out.as_ref().map(|_| enc.header().to_bytes());
+
+    let progress = Progress::new(len, "encrypting");
+    let sink = BufWriter::with_capacity(BUF_SIZE, out);
+    let mut writer = if header_out.is_some() {
+        enc.detached_writer(sink)
+    } else {
+        enc.writer(sink)
+    }
+    .map_err(|e| CliError::with_context(&write_ctx, e))?;
+    copy(
+        &mut progress.reader(&mut reader),
+        &mut writer,
+        &src.read_context(),
+        &write_ctx,
+    )?;
+    let sink = writer
+        .finish()
+        .map_err(|e| CliError::with_context(&write_ctx, e))?;
+    let out = sink
+        .into_inner()
+        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    drop(progress);
+
+    let Some(mut header_out) = header_out else {
+        return out.commit();
+    };
+    let body_path = out.path().map(|p| p.to_path_buf());
+    out.commit()?;
+    let header_ctx = header_out.write_context();
+    let written = header_out
+        .write_all(header_bytes.as_deref().unwrap_or_default())
+        .map_err(|e| CliError::io(&header_ctx, e))
+        .and_then(|()| header_out.commit());
+    if written.is_err() {
+        // A body without its header cannot be decrypted: do not leave one.
+        if let Some(p) = body_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    written
+}

@@ -1,0 +1,137 @@
+//! Key-encryption keys: loading `--kek` arguments, and `keygen`.
+
+use std::sync::Arc;
+
+#[cfg(feature = "azure")]
+use cmk_envelope::kek::azure::{AzureKeyVaultKek, AzureKeyVaultResolver};
+use cmk_envelope::{Error, KeyEncryptionKey, KeyResolver, LocalKek, StaticResolver, WrapAlgorithm};
+
+use crate::error::CliError;
+use crate::KeygenArgs;
+
+/// Loads one `--kek` argument.
+///
+/// Today only JWK file paths are supported. This is the one place where
+/// other backends plug in: `https://…vault.azure.net/keys/…` (Azure Key
+/// Vault / Managed HSM) and `pkcs11:` URIs (RFC 7512) are recognised and
+/// refused until the tool is built with the corresponding feature.
+pub(crate) fn load_kek(arg: &str) -> Result<Arc<dyn KeyEncryptionKey>, CliError> {
+    // The argument is not echoed for URIs: a PKCS#11 URI may carry a PIN
+    // (`pin-value=`), and a URL may carry a token.
+    if arg.starts_with("https://") {
+        #[cfg(feature = "azure")]
+        return Ok(Arc::new(load_azure(arg)?));
+        #[cfg(not(feature = "azure"))]
+        return Err(CliError::msg(
+            "--kek https://…: Azure Key Vault keys are not supported in this build (enable feature `azure`)",
+        ));
+    }
+    if arg.starts_with("pkcs11:") {
+        return Err(CliError::msg(
+            "--kek pkcs11:…: PKCS#11 keys are not supported in this build (enable feature `pkcs11`)",
+        ));
+    }
+    let kek = LocalKek::from_jwk_file(arg)?;
+    Ok(Arc::new(kek))
+}
+
+/// Loads every `--kek`, in order.
+pub(crate) fn load_keks(args: &[String]) -> Result<Vec<Arc<dyn KeyEncryptionKey>>, CliError> {
+    if args.is_empty() {
+        return Err(CliError::msg("at least one --kek is needed"));
+    }
+    if args.len() > crate::MAX_KEKS {
+        return Err(CliError::msg(format!(
+            "too many --kek options ({}): an envelope holds at most {} keys",
+            args.len(),
+            crate::MAX_KEKS
+        )));
+    }
+    args.iter().map(|a| load_kek(a)).collect()
+}
+
+/// An Azure Key Vault / Managed HSM key from
+/// `https://NAME.vault.azure.net/keys/KEY[/VERSION][#ALG]` (`ALG`:
+/// `RSA-OAEP-256`, the default, `RSA-OAEP`, or `A256KW` for a Managed HSM
+/// `oct-HSM` key). Authentication uses the crate's credential chain
+/// (`AZURE_*` environment variables, managed identity, `az login`). No call
+/// is made until the key is used.
+#[cfg(feature = "azure")]
+fn load_azure(arg: &str) -> Result<AzureKeyVaultKek, CliError> {
+    let (url, alg) = match arg.split_once('#') {
+        Some((url, alg)) => (url, Some(alg)),
+        None => (arg, None),
+    };
+    let mut builder = AzureKeyVaultKek::builder(url)?;
+    if let Some(alg) = alg {
+        builder = builder.algorithm_name(alg)?;
+    }
+    Ok(builder.build()?)
+}
+
+/// The allow-list for decryption: local keys by their kid, and for each
+/// Key Vault `--kek`, exactly the versioned key ids under that key URL (only
+/// that version, if the URL names one).
+#[derive(Default)]
+pub(crate) struct CliResolver {
+    local: StaticResolver,
+    #[cfg(feature = "azure")]
+    azure: Vec<AzureKeyVaultResolver>,
+}
+
+impl KeyResolver for CliResolver {
+    fn resolve(&self, kek_id: &str) -> Option<Arc<dyn KeyEncryptionKey>> {
+        if let Some(k) = self.local.resolve(kek_id) {
+            return Some(k);
+        }
+        #[cfg(feature = "azure")]
+        if let Some(k) = self.azure.iter().find_map(|r| r.resolve(kek_id)) {
+            return Some(k);
+        }
+        None
+    }
+}
+
+/// Loads every `--kek` into an allow-list for decryption.
+pub(crate) fn load_resolver(args: &[String]) -> Result<CliResolver, CliError> {
+    let mut resolver = CliResolver::default();
+    #[cfg(feature = "azure")]
+    for a in args.iter().filter(|a| a.starts_with("https://")) {
+        resolver.azure.push(AzureKeyVaultResolver::new(load_azure(a)?));
+    }
+    let local: Vec<String> = args.iter().filter(|a| !a.starts_with("https://")).cloned().collect();
+    if !local.is_empty() {
+        resolver.local = load_keks(&local)?.into_iter().collect();
+    } else if !cfg!(feature = "azure") {
+        load_keks(args)?; // the same errors as for encryption
+    }
+    Ok(resolver)
+}
+
+/// `keygen`: generates a key, saves it as a private JWK (mode 0600,
+/// atomically), and prints its kid on stdout.
+pub(crate) fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
+    let alg: WrapAlgorithm = args.alg.into();
+    if args.bits.is_some() && !alg.is_rsa() {
+        return Err(CliError::msg(format!(
+            "--bits applies only to RSA keys, not {alg}"
+        )));
+    }
+    // Refuse early: RSA generation can take seconds.
+    if !args.force && args.out.symlink_metadata().is_ok() {
+        return Err(CliError::msg(format!(
+            "{} already exists (use --force to overwrite)",
+            args.out.display()
+        )));
+    }
+    let kek = LocalKek::generate(alg, args.kid.clone(), args.bits)?;
+    kek.save_jwk(&args.out, args.force).map_err(|e| match e {
+        // Not a bad key file: writing it failed.
+        Error::KeyFile { problem, .. } => {
+            CliError::msg(format!("{}: {problem}", args.out.display()))
+        }
+        other => CliError::from(other),
+    })?;
+    println!("{}", kek.key_id());
+    Ok(())
+}

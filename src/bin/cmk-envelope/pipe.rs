@@ -1,0 +1,35 @@
+//! Moving bytes from a reader to a writer in large blocks.
+
+use std::io::{self, Read, Write};
+
+use zeroize::Zeroizing;
+
+use crate::error::CliError;
+
+/// Size of the I/O buffers (reads, writes, copies).
+pub(crate) const BUF_SIZE: usize = 256 * 1024;
+
+/// Copies `r` to `w` until `r` reports the end, with a 256 KiB buffer that
+/// is wiped afterwards (it may hold plaintext). Read failures are reported
+/// with `read_ctx`, write failures with `write_ctx`; crate errors carried
+/// inside `io::Error` (authentication failures) are recovered.
+pub(crate) fn copy<R: Read + ?Sized, W: Write + ?Sized>(
+    r: &mut R,
+    w: &mut W,
+    read_ctx: &str,
+    write_ctx: &str,
+) -> Result<u64, CliError> {
+    let mut buf = Zeroizing::new(vec![0u8; BUF_SIZE]);
+    let mut total = 0u64;
+    loop {
+        let n = match r.read(&mut buf[..]) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CliError::io(read_ctx, e)),
+        };
+        w.write_all(&buf[..n])
+            .map_err(|e| CliError::io(write_ctx, e))?;
+        total += n as u64;
+    }
+}
