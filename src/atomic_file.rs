@@ -26,7 +26,10 @@ impl AtomicFile {
         if !overwrite && dest.symlink_metadata().is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} already exists (use --force to overwrite)", dest.display()),
+                format!(
+                    "{} already exists (use --force to overwrite)",
+                    dest.display()
+                ),
             ));
         }
         let dir = match dest.parent() {
@@ -35,7 +38,9 @@ impl AtomicFile {
         };
         let name = dest
             .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name"))?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name")
+            })?
             .to_string_lossy()
             .into_owned();
         let mut last_err = None;
@@ -57,7 +62,12 @@ impl AtomicFile {
             let _ = mode;
             match opts.open(&tmp) {
                 Ok(file) => {
-                    return Ok(AtomicFile { file: Some(file), tmp, dest: dest.to_path_buf(), overwrite });
+                    return Ok(AtomicFile {
+                        file: Some(file),
+                        tmp,
+                        dest: dest.to_path_buf(),
+                        overwrite,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
                 Err(e) => return Err(e),
@@ -76,7 +86,10 @@ impl AtomicFile {
             let _ = fs::remove_file(&self.tmp);
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} already exists (use --force to overwrite)", self.dest.display()),
+                format!(
+                    "{} already exists (use --force to overwrite)",
+                    self.dest.display()
+                ),
             ));
         }
         if let Err(e) = fs::rename(&self.tmp, &self.dest) {
@@ -95,11 +108,17 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("file present until commit").write(buf)
+        self.file
+            .as_mut()
+            .expect("file present until commit")
+            .write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("file present until commit").flush()
+        self.file
+            .as_mut()
+            .expect("file present until commit")
+            .flush()
     }
 }
 
@@ -117,7 +136,9 @@ mod tests {
 
     fn tmpdir() -> PathBuf {
         let mut rnd = [0u8; 8];
-        crate::CryptoProvider::default_provider().fill_random(&mut rnd).unwrap();
+        crate::CryptoProvider::default_provider()
+            .fill_random(&mut rnd)
+            .unwrap();
         let d = std::env::temp_dir().join(format!("cmk-atomic-{}", u64::from_le_bytes(rnd)));
         fs::create_dir_all(&d).unwrap();
         d
@@ -147,9 +168,15 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
-        assert_eq!(AtomicFile::create(&dest, 0o600, false).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            AtomicFile::create(&dest, 0o600, false).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
         let mut f = AtomicFile::create(&dest, 0o600, true).unwrap();
         f.write_all(b"two").unwrap();
         f.commit().unwrap();

@@ -76,10 +76,14 @@ impl Header {
     /// Builds a header, checking every limit of the format.
     pub fn new(suite: Suite, profile: Profile, keys: Vec<WrappedKey>) -> crate::Result<Header> {
         if keys.is_empty() {
-            return Err(Error::ApiMisuse("an envelope needs at least one wrapped key"));
+            return Err(Error::ApiMisuse(
+                "an envelope needs at least one wrapped key",
+            ));
         }
         if keys.len() > MAX_KEYS {
-            return Err(Error::ApiMisuse("an envelope holds at most 16 wrapped keys"));
+            return Err(Error::ApiMisuse(
+                "an envelope holds at most 16 wrapped keys",
+            ));
         }
         for k in &keys {
             if k.kek_id.is_empty() || k.kek_id.len() > MAX_KEK_ID_LEN {
@@ -89,7 +93,11 @@ impl Header {
                 return Err(Error::ApiMisuse("a wrapped key must be 1 to 1,024 bytes"));
             }
         }
-        let h = Header { suite, profile, keys };
+        let h = Header {
+            suite,
+            profile,
+            keys,
+        };
         if h.encoded_len() > MAX_HEADER_LEN {
             return Err(Error::ApiMisuse("the header would exceed 64 KiB"));
         }
@@ -113,7 +121,12 @@ impl Header {
 
     /// The encoded length in bytes (`header_len`).
     pub fn encoded_len(&self) -> usize {
-        FIXED_LEN + self.keys.iter().map(|k| 5 + k.kek_id.len() + k.wrapped.len()).sum::<usize>()
+        FIXED_LEN
+            + self
+                .keys
+                .iter()
+                .map(|k| 5 + k.kek_id.len() + k.wrapped.len())
+                .sum::<usize>()
     }
 
     /// Encodes the header.
@@ -174,7 +187,9 @@ impl Header {
         let header_len = Self::peek_len(prefix)?;
         let suite = Suite::from_byte(bytes[5]).ok_or(bad("unknown suite"))?;
         let profile = Profile::from_byte(bytes[6]).ok_or(bad("unknown profile"))?;
-        let h = bytes.get(..header_len).ok_or(bad("shorter than header_len"))?;
+        let h = bytes
+            .get(..header_len)
+            .ok_or(bad("shorter than header_len"))?;
         let count = usize::from(*h.get(11).ok_or(bad("header_len too small"))?);
         if !(1..=MAX_KEYS).contains(&count) {
             return Err(bad("key_count out of range"));
@@ -187,13 +202,24 @@ impl Header {
             let (id, r) = take_u16_prefixed(r, MAX_KEK_ID_LEN, "kek_id_len out of range")?;
             let kek_id = std::str::from_utf8(id).map_err(|_| bad("kek_id is not valid UTF-8"))?;
             let (wrapped, r) = take_u16_prefixed(r, MAX_WRAPPED_LEN, "wrapped_len out of range")?;
-            keys.push(WrappedKey { alg, kek_id: kek_id.to_owned(), wrapped: wrapped.to_vec() });
+            keys.push(WrappedKey {
+                alg,
+                kek_id: kek_id.to_owned(),
+                wrapped: wrapped.to_vec(),
+            });
             rest = r;
         }
         if !rest.is_empty() {
             return Err(bad("fields do not add up to header_len"));
         }
-        Ok((Header { suite, profile, keys }, header_len))
+        Ok((
+            Header {
+                suite,
+                profile,
+                keys,
+            },
+            header_len,
+        ))
     }
 
     /// The same header with its wrapped keys replaced (for re-wrapping under
@@ -203,7 +229,11 @@ impl Header {
     }
 }
 
-fn take_u16_prefixed<'a>(buf: &'a [u8], max: usize, reason: &'static str) -> crate::Result<(&'a [u8], &'a [u8])> {
+fn take_u16_prefixed<'a>(
+    buf: &'a [u8],
+    max: usize,
+    reason: &'static str,
+) -> crate::Result<(&'a [u8], &'a [u8])> {
     let len_bytes: [u8; 2] = buf
         .get(..2)
         .and_then(|b| b.try_into().ok())
@@ -221,14 +251,25 @@ mod tests {
     use super::*;
 
     fn wk(alg: WrapAlgorithm, id: &str, n: usize) -> WrappedKey {
-        WrappedKey { alg, kek_id: id.into(), wrapped: vec![0xAA; n] }
+        WrappedKey {
+            alg,
+            kek_id: id.into(),
+            wrapped: vec![0xAA; n],
+        }
     }
 
     fn sample() -> Header {
         Header::new(
             Suite::Cobblestone256,
             Profile::Blob,
-            vec![wk(WrapAlgorithm::A256Kw, "k1", 40), wk(WrapAlgorithm::RsaOaep256, "https://v.vault.azure.net/keys/x/1", 384)],
+            vec![
+                wk(WrapAlgorithm::A256Kw, "k1", 40),
+                wk(
+                    WrapAlgorithm::RsaOaep256,
+                    "https://v.vault.azure.net/keys/x/1",
+                    384,
+                ),
+            ],
         )
         .unwrap()
     }
@@ -248,14 +289,21 @@ mod tests {
 
     #[test]
     fn minimal_header_is_19_bytes() {
-        let h = Header::new(Suite::Cobblestone256, Profile::Index, vec![wk(WrapAlgorithm::A256Kwp, "x", 1)]).unwrap();
+        let h = Header::new(
+            Suite::Cobblestone256,
+            Profile::Index,
+            vec![wk(WrapAlgorithm::A256Kwp, "x", 1)],
+        )
+        .unwrap();
         assert_eq!(h.to_bytes().len(), MIN_HEADER_LEN);
         assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
     }
 
     fn reject(b: &[u8], want: &str) {
         match Header::parse(b) {
-            Err(Error::MalformedHeader(r)) => assert!(r.contains(want), "{r:?} does not mention {want:?}"),
+            Err(Error::MalformedHeader(r)) => {
+                assert!(r.contains(want), "{r:?} does not mention {want:?}")
+            }
             other => panic!("expected MalformedHeader({want}), got {other:?}"),
         }
     }
@@ -323,20 +371,37 @@ mod tests {
         reject(&b, "UTF-8");
         // truncated anywhere
         for cut in 0..good.len() {
-            assert!(Header::parse(&good[..cut]).is_err(), "accepted a header cut at {cut}");
+            assert!(
+                Header::parse(&good[..cut]).is_err(),
+                "accepted a header cut at {cut}"
+            );
         }
     }
 
     #[test]
     fn new_enforces_limits() {
         assert!(Header::new(Suite::Cobblestone256, Profile::Blob, vec![]).is_err());
-        let many = (0..17).map(|i| wk(WrapAlgorithm::A256Kw, &format!("k{i}"), 40)).collect();
+        let many = (0..17)
+            .map(|i| wk(WrapAlgorithm::A256Kw, &format!("k{i}"), 40))
+            .collect();
         assert!(Header::new(Suite::Cobblestone256, Profile::Blob, many).is_err());
-        assert!(Header::new(Suite::Cobblestone256, Profile::Blob, vec![wk(WrapAlgorithm::A256Kw, "", 40)]).is_err());
-        assert!(Header::new(Suite::Cobblestone256, Profile::Blob, vec![wk(WrapAlgorithm::A256Kw, "a", 1025)]).is_err());
+        assert!(Header::new(
+            Suite::Cobblestone256,
+            Profile::Blob,
+            vec![wk(WrapAlgorithm::A256Kw, "", 40)]
+        )
+        .is_err());
+        assert!(Header::new(
+            Suite::Cobblestone256,
+            Profile::Blob,
+            vec![wk(WrapAlgorithm::A256Kw, "a", 1025)]
+        )
+        .is_err());
         // The largest header the limits allow (16 × 2,048-byte ids and
         // 1,024-byte keys) is 49,244 bytes: within 64 KiB, and it parses.
-        let big: Vec<_> = (0..16).map(|_| wk(WrapAlgorithm::A256Kw, &"x".repeat(2048), 1024)).collect();
+        let big: Vec<_> = (0..16)
+            .map(|_| wk(WrapAlgorithm::A256Kw, &"x".repeat(2048), 1024))
+            .collect();
         let h = Header::new(Suite::Cobblestone256, Profile::Blob, big).unwrap();
         assert_eq!(h.encoded_len(), 49_244);
         assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);

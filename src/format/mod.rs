@@ -3,7 +3,10 @@
 
 mod header;
 
-pub use header::{Header, FIXED_LEN, MAGIC, MAX_HEADER_LEN, MAX_KEK_ID_LEN, MAX_KEYS, MAX_WRAPPED_LEN, MIN_HEADER_LEN, VERSION};
+pub use header::{
+    Header, FIXED_LEN, MAGIC, MAX_HEADER_LEN, MAX_KEK_ID_LEN, MAX_KEYS, MAX_WRAPPED_LEN,
+    MIN_HEADER_LEN, VERSION,
+};
 
 /// The body's cipher suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -27,7 +27,9 @@ impl DataKey {
     ///
     /// Cost: one `getrandom` call, no allocation.
     pub fn generate(provider: &CryptoProvider) -> crate::Result<DataKey> {
-        let mut key = DataKey { bytes: [0u8; DATA_KEY_LEN] };
+        let mut key = DataKey {
+            bytes: [0u8; DATA_KEY_LEN],
+        };
         provider.fill_random(&mut key.bytes)?;
         Ok(key)
     }
