@@ -13,6 +13,7 @@ mod keys;
 mod output;
 mod pipe;
 mod progress;
+mod rewrap;
 
 use std::future::Future;
 use std::ops::Range;
@@ -61,7 +62,13 @@ enum Command {
         Prints {\"version\",\"suite\",\"profile\",\"header_len\",\"keys\":[{\"alg\",\"kid\",\"wrapped_len\"}]}."
     )]
     Inspect(InspectArgs),
+    /// Re-wrap an envelope's data key under new keys, rewriting only the
+    /// header, in place and atomically.
+    #[command(long_about = REWRAP_LONG_ABOUT)]
+    Rewrap(RewrapArgs),
 }
+
+const REWRAP_LONG_ABOUT: &str = "Re-wrap an envelope's data key under new keys, rewriting only the header, in place and atomically.\n\nThe data key is unwrapped with one of the --kek keys (an allow-list, as for decrypt) and wrapped with every --new-kek; the new header holds only the --new-kek copies. The body is not changed, so this is how a key-encryption key is rotated without re-encrypting data.\n\nFILE is an embedded envelope, rewritten with the new header. With --header H (detached form), H is rewritten and FILE, the body, is left as it is. The rewritten file replaces the original by an atomic rename and keeps its permissions; on any failure the original is unchanged.";
 
 const DECRYPT_LONG_ABOUT: &str =
     "Decrypt an envelope from IN (default stdin) to OUT (default stdout).\n\n\
@@ -218,6 +225,22 @@ struct DecryptArgs {
 }
 
 #[derive(Args, Debug)]
+struct RewrapArgs {
+    /// A key that can unwrap the current header (repeatable; an allow-list).
+    #[arg(long = "kek", value_name = "OLD", required = true)]
+    keks: Vec<String>,
+    /// A key to wrap the data key with (repeatable, at most 16).
+    #[arg(long = "new-kek", value_name = "NEW", required = true)]
+    new_keks: Vec<String>,
+    /// Detached form: the header file to rewrite (FILE is then the body).
+    #[arg(long, value_name = "FILE")]
+    header: Option<PathBuf>,
+    /// The envelope (or, with --header, its body).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Args, Debug)]
 struct InspectArgs {
     /// Envelope or detached header file (default stdin; `-` is stdin).
     #[arg(value_name = "IN")]
@@ -276,6 +299,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Encrypt(a) => encrypt::run(&a),
         Command::Decrypt(a) => decrypt::run(&a),
         Command::Inspect(a) => inspect::run(&a),
+        Command::Rewrap(a) => rewrap::run(&a),
     }
 }
 
