@@ -34,20 +34,37 @@ fn main() {
     let env0 = fuzz_seed_envelope(0);
     let (_, used) = Header::parse_prefix(&env0).expect("header");
     total += write(&root, "header_parse", "one-key", &env0[..used]);
-    let second: Arc<dyn KeyEncryptionKey> =
-        Arc::new(LocalKek::from_aes_key("fuzz-kwp", WrapAlgorithm::A256Kwp, &[0x24; 32]).expect("kek"));
-    let env2 = block_on(cmk_envelope::seal(&[fuzz_kek(), second], Profile::Blob, b"fuzz", b"two keys")).expect("seal");
+    let second: Arc<dyn KeyEncryptionKey> = Arc::new(
+        LocalKek::from_aes_key("fuzz-kwp", WrapAlgorithm::A256Kwp, &[0x24; 32]).expect("kek"),
+    );
+    let env2 = block_on(cmk_envelope::seal(
+        &[fuzz_kek(), second],
+        Profile::Blob,
+        b"fuzz",
+        b"two keys",
+    ))
+    .expect("seal");
     let (_, used2) = Header::parse_prefix(&env2).expect("header");
     total += write(&root, "header_parse", "two-keys", &env2[..used2]);
     total += write(&root, "header_parse", "with-body", &env0[..used + 56]);
 
     // open_envelope: whole envelopes around the chunk boundaries.
     for len in [0usize, 1, 16383, 16384, 16385, 40000] {
-        total += write(&root, "open_envelope", &format!("len-{len}"), &fuzz_seed_envelope(len));
+        total += write(
+            &root,
+            "open_envelope",
+            &format!("len-{len}"),
+            &fuzz_seed_envelope(len),
+        );
     }
 
     // read_at: 2 control bytes (the LCG seed of the reads), then an envelope.
-    for (len, ctl) in [(0usize, [0u8, 0]), (1, [1, 0]), (16384, [0x34, 0x12]), (40000, [0xff, 0x7f])] {
+    for (len, ctl) in [
+        (0usize, [0u8, 0]),
+        (1, [1, 0]),
+        (16384, [0x34, 0x12]),
+        (40000, [0xff, 0x7f]),
+    ] {
         let mut seed = ctl.to_vec();
         seed.extend_from_slice(&fuzz_seed_envelope(len));
         total += write(&root, "read_at", &format!("len-{len}"), &seed);
@@ -58,7 +75,12 @@ fn main() {
     let p = CryptoProvider::default_provider();
     for len in [0usize, 1, 16384, 16390] {
         let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-        total += write(&root, "chunk_open", &format!("len-{len}"), &chunked_encrypt(p, &[7u8; 32], b"fuzz", &msg));
+        total += write(
+            &root,
+            "chunk_open",
+            &format!("len-{len}"),
+            &chunked_encrypt(p, &[7u8; 32], b"fuzz", &msg),
+        );
     }
 
     println!("wrote {total} bytes of seeds under {}", root.display());

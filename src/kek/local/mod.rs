@@ -333,15 +333,17 @@ impl LocalKek {
             } => private
                 .decrypt_oaep(oaep_hash(self.alg), wrapped)
                 .map_err(|_| self.unwrap_failed())?,
-            Material::Rsa { private: None, .. } => return Err(KekError::new(
-                BACKEND,
-                KekErrorKind::KeyUsage,
-                format!(
+            Material::Rsa { private: None, .. } => {
+                return Err(KekError::new(
+                    BACKEND,
+                    KekErrorKind::KeyUsage,
+                    format!(
                     "key `{}` is only the public part of an RSA key: it can wrap but not unwrap",
                     self.kid
                 ),
-            )
-            .into()),
+                )
+                .into())
+            }
         };
         // A different length means this is not one of our data keys.
         DataKey::from_unwrapped(&clear).map_err(|_| self.unwrap_failed())
