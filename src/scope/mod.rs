@@ -366,17 +366,12 @@ impl EncryptionScope {
     /// TTL has passed (unless a copy of the record survives elsewhere, such
     /// as a backup of the store). `confirm_scope_id` must repeat the id.
     pub async fn destroy(&self, confirm_scope_id: &str) -> crate::Result<()> {
-        if self.inner.id != confirm_scope_id {
-            return Err(Error::KeyPolicy(
-                "destroying a scope needs its id twice, and the two differ".into(),
-            ));
-        }
-        let etag = self.inner.record.lock().expect("record lock").1.clone();
+        Self::destroy_record(self.inner.store.as_ref(), &self.inner.id, confirm_scope_id).await?;
         self.inner
             .destroyed
             .store(true, std::sync::atomic::Ordering::Release);
         self.inner.cache.invalidate(&self.inner.id);
-        self.inner.store.delete(&self.inner.id, &etag).await
+        Ok(())
     }
 
     /// Crypto-shreds a scope by id, without opening it (see
