@@ -422,3 +422,34 @@ async fn header_is_rejected_before_any_kek_call() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failed_write_poisons_the_writer() {
+    /// Accepts `budget` bytes, then fails.
+    struct Failing {
+        budget: usize,
+    }
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.budget == 0 {
+                return Err(std::io::Error::other("disk full"));
+            }
+            let n = buf.len().min(self.budget);
+            self.budget -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
+    let enc = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+        .await
+        .unwrap();
+    let mut w = enc.writer(Failing { budget: 5000 }).unwrap();
+    let e = w.write_all(&data(40_000, 1)).unwrap_err();
+    assert_eq!(e.to_string(), "disk full");
+    // every later write, and finish, fail: no half-sealed chunk is re-sealed
+    assert!(w.write_all(b"more").is_err());
+    assert!(matches!(w.finish(), Err(Error::ApiMisuse(_))));
+}

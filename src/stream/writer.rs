@@ -71,9 +71,11 @@ impl<W: Write> EncryptingWriter<W> {
     /// Seals the chunk in the buffer (`filled` bytes) and writes it.
     fn flush_chunk(&mut self) -> crate::Result<()> {
         let n = self.filled;
+        // Poisoned until the chunk is out: the buffer now holds ciphertext,
+        // and a failed seal or write must not be retried over it.
+        self.poisoned = true;
         let tag = self.cipher.seal_chunk(self.index, &mut self.buf[..n])?;
         self.buf[n..n + tag.len()].copy_from_slice(&tag);
-        self.poisoned = true; // until the write completes
         self.inner.write_all(&self.buf[..n + tag.len()])?;
         self.poisoned = false;
         self.index += 1;
