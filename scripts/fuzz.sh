@@ -58,11 +58,11 @@ for t in "${TARGETS[@]}"; do
         -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 >"$log" 2>&1
     rc=$?
     set -e
-    stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
+    stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1 || true; }
     execs="$(stat number_of_executed_units)"
     rate="$(stat average_exec_per_sec)"
     units="$(stat new_units_added)"
-    cov="$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)"
+    cov="$({ grep -o 'cov: [0-9]*' "$log" || true; } | tail -n 1 | cut -d' ' -f2)"
     if [[ $rc -ne 0 ]]; then
         failed+=("$t")
         summary+=("$(printf '%-14s FAILED (exit %s)' "$t" "$rc")")
