@@ -11,6 +11,15 @@ need() { command -v "$1" >/dev/null 2>&1; }
 if ! cargo fmt --version >/dev/null 2>&1; then rustup component add rustfmt; fi
 if ! cargo clippy --version >/dev/null 2>&1; then rustup component add clippy; fi
 
+# SoftHSM2 for the PKCS#11 tests (tests/pkcs11.rs fails, never skips,
+# without it).
+if ! need softhsm2-util; then
+    echo "== installing softhsm2"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
