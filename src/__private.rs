@@ -377,3 +377,12 @@ pub fn chunked_reader<R: std::io::Read>(
     let cipher = crate::stream::chunk::ChunkCipher::for_decryption(p, key, context, &prefix)?;
     Ok(crate::stream::DecryptingReader::new(src, cipher))
 }
+
+// ----- parallel engine -----
+
+/// A copy of `enc` (same data key, header and context) with a fixed salt,
+/// so that two encryptions can be compared byte for byte. Tests only: a
+/// fixed salt must never protect real data.
+pub fn encryptor_with_salt(enc: &crate::Encryptor, salt: [u8; 24]) -> crate::Encryptor {
+    enc.duplicate_with_salt(salt).expect("copy the data key")
+}

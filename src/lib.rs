@@ -4,9 +4,13 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod atomic_file;
+#[cfg(feature = "json")]
+pub mod document;
 pub mod envelope;
 mod error;
 pub mod format;
+#[cfg(feature = "tantivy")]
+pub mod index;
 pub mod kek;
 mod key;
 mod provider;
@@ -33,4 +37,6 @@ pub use kek::{
 };
 pub use key::{DataKey, DATA_KEY_LEN};
 pub use provider::CryptoProvider;
+#[cfg(feature = "tokio")]
+pub use stream::{AsyncDecryptingReader, AsyncEncryptingWriter};
 pub use stream::{DecryptingReader, EncryptingWriter, RangePlan};

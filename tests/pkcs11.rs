@@ -709,16 +709,51 @@ fn cli_encrypts_and_decrypts_with_an_hsm_key() {
             .output()
             .unwrap()
     };
-    let out = run(&["encrypt", "--kek", &kek, "--context", "c", "-o", "env", "plain"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "encrypt",
+        "--kek",
+        &kek,
+        "--context",
+        "c",
+        "-o",
+        "env",
+        "plain",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["inspect", "env"]);
     let header: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(header["keys"][0]["kid"].as_str().unwrap(), kek.as_str());
-    let out = run(&["decrypt", "--kek", &kek, "--context", "c", "-o", "out", "env"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "decrypt",
+        "--kek",
+        &kek,
+        "--context",
+        "c",
+        "-o",
+        "out",
+        "env",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(dir.join("out")).unwrap(), msg);
     // a missing object: one clear line, no PIN
-    let out = run(&["decrypt", "--kek", &uri("nope", "secret-key"), "--context", "c", "-o", "out2", "env"]);
+    let out = run(&[
+        "decrypt",
+        "--kek",
+        &uri("nope", "secret-key"),
+        "--context",
+        "c",
+        "-o",
+        "out2",
+        "env",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.lines().count() == 1, "{err}");
     assert!(err.contains("nope") && !err.contains(PIN), "{err}");

@@ -2,7 +2,7 @@
 //! decrypt streams, whole bodies or fetched ranges.
 
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 
 use crate::error::Error;
 use crate::format::{Header, Profile};
@@ -12,7 +12,9 @@ use crate::provider::CryptoProvider;
 use crate::stream::chunk::{
     envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE,
 };
-use crate::stream::{layout, DecryptingReader, RangePlan};
+use crate::stream::{layout, parallel, DecryptingReader, RangePlan};
+
+use super::encryptor::COPY_BUF;
 
 /// The unwrapped data key of one envelope, bound to the object's profile
 /// and context, ready to open its body.
@@ -103,11 +105,7 @@ impl Decryptor {
     /// a reader of the plaintext. `body` must be positioned at the start of
     /// the body (right after the header in the embedded form).
     pub fn reader<R: Read>(self, mut body: R) -> crate::Result<DecryptingReader<R>> {
-        let mut prefix = [0u8; BODY_PREFIX_LEN];
-        body.read_exact(&mut prefix).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::Truncated,
-            _ => Error::Io(e),
-        })?;
+        let prefix = read_prefix(&mut body)?;
         let cipher = self.cipher(&prefix)?;
         Ok(DecryptingReader::new(body, cipher))
     }
@@ -131,6 +129,103 @@ impl Decryptor {
         r.read_to_end(&mut out).map_err(Error::from_io)?;
         Ok(out)
     }
+    /// [`Decryptor::open`] on `threads` threads (`0`: the available cores).
+    /// Nothing is returned unless every chunk verified and the body ends
+    /// with its final chunk; the error is that of the lowest failing chunk,
+    /// as `open` reports it.
+    ///
+    /// Cost: one allocation of the plaintext size; chunks are decrypted
+    /// directly into it (wiped if a chunk fails).
+    pub fn open_parallel(self, body: &[u8], threads: usize) -> crate::Result<Vec<u8>> {
+        let threads = parallel::resolve_threads(threads);
+        let len = layout::plaintext_len(body.len() as u64)?;
+        let len =
+            usize::try_from(len).map_err(|_| Error::TooLarge("object too large for memory"))?;
+        let prefix: &[u8; BODY_PREFIX_LEN] = body[..BODY_PREFIX_LEN]
+            .try_into()
+            .map_err(|_| Error::Truncated)?;
+        let cipher = self.cipher(prefix)?;
+        let mut out = zeroize::Zeroizing::new(vec![0u8; len]);
+        parallel::open_into(&cipher, &body[BODY_PREFIX_LEN..], &mut out, threads)?;
+        Ok(std::mem::take(&mut *out))
+    }
+
+    /// Decrypts the body read from `reader` (positioned at the start of the
+    /// body) into `writer`, on `threads` threads (`0`: the available
+    /// cores). Returns the plaintext length, only after the final chunk
+    /// authenticated; `writer` is flushed.
+    ///
+    /// With `threads == 1` this is [`Decryptor::reader`] and a copy loop.
+    /// Otherwise the calling thread reads and writes and `threads` workers
+    /// open chunks, over a bounded window of 256 KiB groups: memory is
+    /// O(threads), whatever the object size. Plaintext is written strictly
+    /// in order, and a chunk's plaintext only after it and every chunk
+    /// before it verified. On the first failure the verified chunks before
+    /// it are written, nothing after, and the error of the lowest failing
+    /// chunk is returned — what the sequential reader writes and reports.
+    /// As there, what was written before an error is an incomplete prefix:
+    /// trust it only if this returns `Ok`.
+    pub fn decrypt_stream<R: Read, W: Write>(
+        self,
+        mut reader: R,
+        mut writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        let threads = parallel::resolve_threads(threads);
+        if threads <= 1 {
+            let mut r = self.reader(reader)?;
+            let mut buf = zeroize::Zeroizing::new(vec![0u8; COPY_BUF]);
+            let mut total = 0u64;
+            loop {
+                let n = match r.read(&mut buf[..]) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::from_io(e)),
+                };
+                writer.write_all(&buf[..n])?;
+                total += n as u64;
+            }
+            writer.flush()?;
+            return Ok(total);
+        }
+        let prefix = read_prefix(&mut reader)?;
+        let cipher = self.cipher(&prefix)?;
+        let total = parallel::decrypt_stream(&cipher, reader, &mut writer, threads)?;
+        writer.flush()?;
+        Ok(total)
+    }
+
+    /// Reads the body prefix from `body`, checks the commitment, and
+    /// returns an [`AsyncRead`](tokio::io::AsyncRead) reader of the
+    /// plaintext (see
+    /// [`AsyncDecryptingReader`](crate::stream::AsyncDecryptingReader)).
+    #[cfg(feature = "tokio")]
+    pub async fn async_reader<R: tokio::io::AsyncRead + Unpin>(
+        self,
+        mut body: R,
+    ) -> crate::Result<crate::stream::AsyncDecryptingReader<R>> {
+        use tokio::io::AsyncReadExt;
+        let mut prefix = [0u8; BODY_PREFIX_LEN];
+        body.read_exact(&mut prefix)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::Truncated,
+                _ => Error::Io(e),
+            })?;
+        let cipher = self.cipher(&prefix)?;
+        Ok(crate::stream::AsyncDecryptingReader::new(body, cipher))
+    }
+}
+
+/// Reads the 56-byte body prefix; a short body is truncated.
+fn read_prefix<R: Read>(body: &mut R) -> crate::Result<[u8; BODY_PREFIX_LEN]> {
+    let mut prefix = [0u8; BODY_PREFIX_LEN];
+    body.read_exact(&mut prefix).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Truncated,
+        _ => Error::Io(e),
+    })?;
+    Ok(prefix)
 }
 
 /// Unwraps the data key of `header` with the first allowed KEK that

@@ -1,7 +1,7 @@
 //! Sealing: a fresh data key, wrapped by every KEK, driving the writer.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -9,8 +9,13 @@ use crate::format::{Header, Profile, Suite, MAX_KEYS};
 use crate::kek::KeyEncryptionKey;
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
-use crate::stream::chunk::{envelope_context, ChunkCipher};
-use crate::stream::{layout, EncryptingWriter};
+use crate::stream::chunk::{
+    envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_SIZE, MAX_CHUNKS, SALT_LEN,
+};
+use crate::stream::{layout, parallel, EncryptingWriter};
+
+/// The copy buffer of the single-threaded stream paths.
+pub(super) const COPY_BUF: usize = 64 * 1024;
 
 /// Everything needed to encrypt one object: a fresh [`DataKey`], the header
 /// holding it wrapped by each KEK, and the object's context.
@@ -25,6 +30,9 @@ pub struct Encryptor {
     header: Header,
     dek: DataKey,
     context: Vec<u8>,
+    /// A fixed salt, for byte-for-byte comparisons in tests only (set
+    /// through `__private`); `None` draws a random one, always in use.
+    salt: Option<[u8; SALT_LEN]>,
 }
 
 impl fmt::Debug for Encryptor {
@@ -93,6 +101,7 @@ impl Encryptor {
             header,
             dek,
             context,
+            salt: None,
         })
     }
 
@@ -115,12 +124,183 @@ impl Encryptor {
     }
 
     fn start<W: Write>(self, out: W, preamble: &[u8]) -> crate::Result<EncryptingWriter<W>> {
-        let (cipher, prefix) = ChunkCipher::for_encryption(
-            self.provider,
-            self.dek.expose_secret_bytes(),
-            &self.context,
-        )?;
+        let (cipher, prefix) = self.cipher()?;
         EncryptingWriter::start(out, cipher, preamble, &prefix)
+    }
+
+    /// The chunk cipher and body prefix of this envelope (random salt,
+    /// unless a test fixed it).
+    fn cipher(&self) -> crate::Result<(ChunkCipher, [u8; BODY_PREFIX_LEN])> {
+        let key = self.dek.expose_secret_bytes();
+        match &self.salt {
+            None => ChunkCipher::for_encryption(self.provider, key, &self.context),
+            Some(salt) => {
+                let (cipher, commitment) =
+                    ChunkCipher::derive(self.provider, key, salt, &self.context)?;
+                let mut prefix = [0u8; BODY_PREFIX_LEN];
+                prefix[..SALT_LEN].copy_from_slice(salt);
+                prefix[SALT_LEN..].copy_from_slice(&commitment);
+                Ok((cipher, prefix))
+            }
+        }
+    }
+
+    /// A copy with the same data key, header and context and a fixed salt,
+    /// so that two encryptions can be compared byte for byte. Test-only
+    /// (`__private`): a fixed salt must never be used for real data.
+    pub(crate) fn duplicate_with_salt(&self, salt: [u8; SALT_LEN]) -> crate::Result<Encryptor> {
+        Ok(Encryptor {
+            provider: self.provider,
+            header: self.header.clone(),
+            dek: DataKey::from_unwrapped(self.dek.expose_secret_bytes())?,
+            context: self.context.clone(),
+            salt: Some(salt),
+        })
+    }
+
+    /// An [`AsyncWrite`](tokio::io::AsyncWrite) writer that emits the
+    /// embedded form (header, then body). See
+    /// [`AsyncEncryptingWriter`](crate::stream::AsyncEncryptingWriter):
+    /// call its `finish`.
+    #[cfg(feature = "tokio")]
+    pub fn async_writer<W: tokio::io::AsyncWrite + Unpin>(
+        self,
+        out: W,
+    ) -> crate::Result<crate::stream::AsyncEncryptingWriter<W>> {
+        let header = self.header.to_bytes();
+        let (cipher, prefix) = self.cipher()?;
+        Ok(crate::stream::AsyncEncryptingWriter::new(
+            out, cipher, &header, &prefix,
+        ))
+    }
+
+    /// [`Encryptor::async_writer`] for the detached form (body only).
+    #[cfg(feature = "tokio")]
+    pub fn async_detached_writer<W: tokio::io::AsyncWrite + Unpin>(
+        self,
+        out: W,
+    ) -> crate::Result<crate::stream::AsyncEncryptingWriter<W>> {
+        let (cipher, prefix) = self.cipher()?;
+        Ok(crate::stream::AsyncEncryptingWriter::new(
+            out,
+            cipher,
+            &[],
+            &prefix,
+        ))
+    }
+
+    /// [`Encryptor::seal`] on `threads` threads (`0`: the available cores,
+    /// [`default_threads`](crate::stream::default_threads)). The output is
+    /// byte-for-byte what `seal` would produce with the same data key and
+    /// salt: chunk *i* is sealed with nonce *i* whichever thread seals it.
+    ///
+    /// Cost: one allocation of the exact output size; the chunks are
+    /// sealed directly into it.
+    pub fn seal_parallel(self, plaintext: &[u8], threads: usize) -> crate::Result<Vec<u8>> {
+        let header = self.header.to_bytes();
+        self.seal_parallel_into(&header, plaintext, threads)
+    }
+
+    /// [`Encryptor::seal_detached`] on `threads` threads; see
+    /// [`Encryptor::seal_parallel`].
+    pub fn seal_detached_parallel(
+        self,
+        plaintext: &[u8],
+        threads: usize,
+    ) -> crate::Result<(Vec<u8>, Vec<u8>)> {
+        let header = self.header.to_bytes();
+        let body = self.seal_parallel_into(&[], plaintext, threads)?;
+        Ok((header, body))
+    }
+
+    fn seal_parallel_into(
+        self,
+        preamble: &[u8],
+        plaintext: &[u8],
+        threads: usize,
+    ) -> crate::Result<Vec<u8>> {
+        let threads = parallel::resolve_threads(threads);
+        let body = layout::body_len(plaintext.len() as u64);
+        let total = usize::try_from(preamble.len() as u64 + body)
+            .map_err(|_| Error::TooLarge("object too large for memory"))?;
+        if plaintext.len() as u64 / CHUNK_SIZE as u64 >= MAX_CHUNKS {
+            return Err(Error::TooLarge("more than 2^38 chunks"));
+        }
+        let (cipher, prefix) = self.cipher()?;
+        let mut out = vec![0u8; total];
+        out[..preamble.len()].copy_from_slice(preamble);
+        let chunks_at = preamble.len() + BODY_PREFIX_LEN;
+        out[preamble.len()..chunks_at].copy_from_slice(&prefix);
+        parallel::seal_into(&cipher, plaintext, &mut out[chunks_at..], threads)?;
+        Ok(out)
+    }
+
+    /// Encrypts everything `reader` yields into `writer` as an embedded
+    /// envelope, on `threads` threads (`0`: the available cores). Returns
+    /// the plaintext length; `writer` is flushed.
+    ///
+    /// With `threads == 1` this is [`Encryptor::writer`] and a copy loop.
+    /// Otherwise the calling thread reads and writes and `threads` workers
+    /// seal, over a bounded window of 256 KiB groups of chunks: memory is
+    /// O(threads), independent of the object size, and a slow `writer`
+    /// stops the reading (no unbounded buffering). The output is byte for
+    /// byte that of the single-threaded path for the same key and salt.
+    ///
+    /// On error the output ends without its final chunk, so it never
+    /// decrypts as a valid, shorter object.
+    pub fn encrypt_stream<R: Read, W: Write>(
+        self,
+        reader: R,
+        writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        let header = self.header.to_bytes();
+        self.encrypt_stream_with(&header, reader, writer, threads)
+    }
+
+    /// [`Encryptor::encrypt_stream`] for the detached form: writes only the
+    /// body. Store [`Encryptor::header`] first.
+    pub fn encrypt_stream_detached<R: Read, W: Write>(
+        self,
+        reader: R,
+        writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        self.encrypt_stream_with(&[], reader, writer, threads)
+    }
+
+    fn encrypt_stream_with<R: Read, W: Write>(
+        self,
+        preamble: &[u8],
+        mut reader: R,
+        mut writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        let threads = parallel::resolve_threads(threads);
+        if threads <= 1 {
+            let mut w = self.start(&mut writer, preamble)?;
+            let mut buf = zeroize::Zeroizing::new(vec![0u8; COPY_BUF]);
+            loop {
+                let n = match reader.read(&mut buf[..]) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::Io(e)),
+                };
+                w.write_all(&buf[..n]).map_err(Error::from_io)?;
+            }
+            let len = w.plaintext_len();
+            w.finish()?;
+            return Ok(len);
+        }
+        let (cipher, prefix) = self.cipher()?;
+        if !preamble.is_empty() {
+            writer.write_all(preamble)?;
+        }
+        writer.write_all(&prefix)?;
+        let len = parallel::encrypt_stream(&cipher, reader, &mut writer, threads)?;
+        writer.flush()?;
+        Ok(len)
     }
 
     /// Encrypts `plaintext` in memory into an embedded envelope.

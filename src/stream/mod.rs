@@ -1,10 +1,22 @@
 //! The streaming AEAD layer: the chunk engine and its `Read`/`Write`
-//! adapters, plus body geometry for random access.
+//! adapters (and, with the `tokio` feature, `AsyncRead`/`AsyncWrite`
+//! ones), the parallel engine, plus body geometry for random access.
 
+#[cfg(feature = "tokio")]
+mod async_io;
 pub(crate) mod chunk;
+pub(crate) mod codec;
 pub mod layout;
+pub(crate) mod parallel;
 mod reader;
 mod writer;
+
+#[cfg(feature = "tokio")]
+pub use async_io::{
+    open_async_reader, read_header_async, AsyncDecryptingReader, AsyncEncryptingWriter,
+};
+pub use parallel::default_threads;
+pub use reader::PARALLEL_READ_MIN;
 
 pub use chunk::{
     BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE, COMMITMENT_LEN, MAX_CHUNKS, SALT_LEN, TAG_LEN,

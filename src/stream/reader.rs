@@ -4,27 +4,16 @@
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE, TAG_LEN};
-use super::layout;
+use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
+use super::codec::{open_piece, read_full, Sticky};
+use super::{layout, parallel, RangePlan};
 use crate::error::Error;
 
 const CHUNK: u64 = CHUNK_SIZE as u64;
 
-/// A failure that, once seen, every later read reports again.
-#[derive(Debug, Clone, Copy)]
-enum Sticky {
-    Truncated,
-    Chunk(u64),
-}
-
-impl Sticky {
-    fn error(self) -> Error {
-        match self {
-            Sticky::Truncated => Error::Truncated,
-            Sticky::Chunk(chunk) => Error::ChunkAuthentication { chunk },
-        }
-    }
-}
+/// Below this many bytes, [`DecryptingReader::read_at_parallel`] is a plain
+/// [`DecryptingReader::read_at`] (256 KiB: 16 chunks).
+pub const PARALLEL_READ_MIN: usize = 16 * CHUNK_SIZE;
 
 /// Decrypts an envelope body.
 ///
@@ -79,20 +68,6 @@ impl<R> fmt::Debug for DecryptingReader<R> {
     }
 }
 
-/// Reads until `buf` is full or EOF; returns the count.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 impl<R> DecryptingReader<R> {
     /// `inner` must be positioned at chunk 0 (the prefix has been read and
     /// the commitment verified).
@@ -124,12 +99,7 @@ impl<R> DecryptingReader<R> {
     }
 
     fn fail(&mut self, e: Error) -> Error {
-        match e {
-            Error::Truncated => self.sticky = Some(Sticky::Truncated),
-            Error::ChunkAuthentication { chunk } => self.sticky = Some(Sticky::Chunk(chunk)),
-            _ => {}
-        }
-        e
+        Sticky::record(&mut self.sticky, e)
     }
 }
 
@@ -142,18 +112,12 @@ impl<R: Read> DecryptingReader<R> {
         self.buf_len = 0;
         let n = read_full(&mut self.inner, &mut self.buf[..])?;
         self.inner_chunk = index + 1;
-        if n < TAG_LEN {
-            // EOF right after a full chunk (the final chunk is missing), or
-            // inside a tag.
-            return Err(self.fail(Error::Truncated));
-        }
-        let is_final = n < CHUNK_CT_SIZE;
-        match self.cipher.open_chunk_with_tag(index, &mut self.buf[..n]) {
-            Ok(len) => {
+        match open_piece(&self.cipher, index, &mut self.buf[..n]) {
+            Ok(d) => {
                 self.buf_chunk = Some(index);
-                self.buf_len = len;
-                if is_final {
-                    self.final_len = Some(index * CHUNK + len as u64);
+                self.buf_len = d.len;
+                if d.is_final {
+                    self.final_len = Some(index * CHUNK + d.len as u64);
                 }
                 Ok(())
             }
@@ -301,6 +265,99 @@ impl<R: Read + Seek> DecryptingReader<R> {
         let n = r?;
         restore?;
         Ok(n)
+    }
+
+    /// [`DecryptingReader::read_at`] with the chunks opened in parallel on
+    /// `threads` threads (`0`: the available cores), for large ranges.
+    ///
+    /// Reads of fewer than [`PARALLEL_READ_MIN`] bytes, or with one thread,
+    /// are plain `read_at` calls. Larger ranges are read from the source in
+    /// windows of up to `2 × threads × 256 KiB` of ciphertext (memory is
+    /// bounded by the window, not the range) and each window's chunks are
+    /// opened in parallel. Same results and guarantees as `read_at`: only
+    /// verified plaintext reaches `out`, a range reaching the end
+    /// authenticates the final chunk, the error is that of the lowest
+    /// failing chunk, and failures are sticky.
+    pub fn read_at_parallel(
+        &mut self,
+        offset: u64,
+        out: &mut [u8],
+        threads: usize,
+    ) -> crate::Result<usize> {
+        if let Some(s) = self.sticky {
+            return Err(s.error());
+        }
+        let threads = parallel::resolve_threads(threads);
+        if threads <= 1 || out.len() < PARALLEL_READ_MIN {
+            return self.read_at(offset, out);
+        }
+        let r = self.read_at_parallel_inner(offset, out, threads);
+        let restore = self.align_for_pos();
+        let n = r?;
+        restore?;
+        Ok(n)
+    }
+
+    fn read_at_parallel_inner(
+        &mut self,
+        offset: u64,
+        out: &mut [u8],
+        threads: usize,
+    ) -> crate::Result<usize> {
+        let body = self.claimed_body_len()?;
+        let end = offset.saturating_add(out.len() as u64);
+        let plan = RangePlan::new(offset..end, body).map_err(|e| self.fail(e))?;
+        if plan.plaintext.is_empty() {
+            // At or past the end: only the final chunk, as `read_at` does.
+            return self.read_at_inner(offset, out);
+        }
+        let prefix = BODY_PREFIX_LEN as u64;
+        let ct_end = plan.ciphertext.end - prefix; // relative to chunk 0
+        let window = (2 * threads * parallel::GROUP_CHUNKS * CHUNK_CT_SIZE) as u64;
+        let mut chunk = plan.first_chunk;
+        let mut scratch = zeroize::Zeroizing::new(vec![
+            0u8;
+            window.min(ct_end - chunk * CHUNK_CT_SIZE as u64)
+                as usize
+        ]);
+        self.seek_inner_to(chunk)?;
+        while chunk * (CHUNK_CT_SIZE as u64) < ct_end {
+            let want = (ct_end - chunk * CHUNK_CT_SIZE as u64).min(scratch.len() as u64) as usize;
+            let got = read_full(&mut self.inner, &mut scratch[..want]);
+            // `inner` is now wherever the read stopped: re-seek next time.
+            self.inner_chunk = u64::MAX;
+            if got? < want {
+                // The source is shorter than it claimed a moment ago.
+                return Err(self.fail(Error::Truncated));
+            }
+            let opened = parallel::open_pieces(&self.cipher, chunk, &mut scratch[..want], threads)
+                .map_err(|e| self.fail(e))?;
+            let last_window = chunk * (CHUNK_CT_SIZE as u64) + want as u64 == ct_end;
+            for (k, d) in opened.iter().enumerate() {
+                let index = chunk + k as u64;
+                let expect_final =
+                    plan.includes_final_chunk && last_window && k + 1 == opened.len();
+                if d.is_final != expect_final {
+                    return Err(self.fail(Error::Truncated));
+                }
+                if d.is_final {
+                    self.final_len = Some(index * CHUNK + d.len as u64);
+                }
+                let lo = plan.plaintext.start.max(index * CHUNK);
+                let hi = plan.plaintext.end.min(index * CHUNK + d.len as u64);
+                if lo < hi {
+                    let src = k * CHUNK_CT_SIZE + (lo - index * CHUNK) as usize;
+                    let dst = (lo - offset) as usize;
+                    let n = (hi - lo) as usize;
+                    out[dst..dst + n].copy_from_slice(&scratch[src..src + n]);
+                }
+            }
+            chunk += opened.len() as u64;
+            if want.is_multiple_of(CHUNK_CT_SIZE) {
+                self.inner_chunk = chunk;
+            }
+        }
+        Ok((plan.plaintext.end - plan.plaintext.start) as usize)
     }
 
     fn read_at_inner(&mut self, offset: u64, out: &mut [u8]) -> crate::Result<usize> {

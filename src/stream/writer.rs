@@ -3,7 +3,8 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
+use super::chunk::{ChunkCipher, BODY_PREFIX_LEN};
+use super::codec::ChunkEncoder;
 use crate::error::Error;
 
 /// Encrypts everything written to it into an envelope body (and, in the
@@ -20,21 +21,15 @@ use crate::error::Error;
 ///   into a valid shorter object.
 pub struct EncryptingWriter<W: Write> {
     inner: W,
-    cipher: ChunkCipher,
-    /// `CHUNK_CT_SIZE` bytes: plaintext of the current chunk, then room for
-    /// its tag.
-    buf: zeroize::Zeroizing<Vec<u8>>,
-    filled: usize,
-    index: u64,
-    written: u64,
+    enc: ChunkEncoder,
     poisoned: bool,
 }
 
 impl<W: Write> fmt::Debug for EncryptingWriter<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncryptingWriter")
-            .field("chunks_sealed", &self.index)
-            .field("plaintext_bytes", &self.written)
+            .field("chunks_sealed", &self.enc.chunks_sealed())
+            .field("plaintext_bytes", &self.enc.plaintext_len())
             .finish_non_exhaustive()
     }
 }
@@ -54,32 +49,26 @@ impl<W: Write> EncryptingWriter<W> {
         inner.write_all(prefix)?;
         Ok(EncryptingWriter {
             inner,
-            cipher,
-            buf: zeroize::Zeroizing::new(vec![0u8; CHUNK_CT_SIZE]),
-            filled: 0,
-            index: 0,
-            written: 0,
+            enc: ChunkEncoder::new(cipher),
             poisoned: false,
         })
     }
 
     /// Plaintext bytes accepted so far.
     pub fn plaintext_len(&self) -> u64 {
-        self.written
+        self.enc.plaintext_len()
     }
 
-    /// Seals the chunk in the buffer (`filled` bytes) and writes it.
-    fn flush_chunk(&mut self) -> crate::Result<()> {
-        let n = self.filled;
-        // Poisoned until the chunk is out: the buffer now holds ciphertext,
-        // and a failed seal or write must not be retried over it.
-        self.poisoned = true;
-        let tag = self.cipher.seal_chunk(self.index, &mut self.buf[..n])?;
-        self.buf[n..n + tag.len()].copy_from_slice(&tag);
-        self.inner.write_all(&self.buf[..n + tag.len()])?;
-        self.poisoned = false;
-        self.index += 1;
-        self.filled = 0;
+    /// Writes the sealed chunk, if any, in one `write_all`.
+    fn drain(&mut self) -> crate::Result<()> {
+        let pending = self.enc.pending();
+        if !pending.is_empty() {
+            let n = pending.len();
+            self.poisoned = true; // until the write completes
+            self.inner.write_all(pending)?;
+            self.poisoned = false;
+            self.enc.advance(n);
+        }
         Ok(())
     }
 
@@ -92,10 +81,9 @@ impl<W: Write> EncryptingWriter<W> {
                 "a previous write failed; the output is incomplete",
             ));
         }
-        // The final chunk is always shorter than CHUNK_SIZE: full chunks are
-        // flushed as soon as they fill, so `filled < CHUNK_SIZE` here.
-        debug_assert!(self.filled < CHUNK_SIZE);
-        self.flush_chunk()?;
+        self.drain()?;
+        self.enc.seal_final()?;
+        self.drain()?;
         self.inner.flush()?;
         let EncryptingWriter { inner, .. } = self;
         Ok(inner)
@@ -109,16 +97,11 @@ impl<W: Write> EncryptingWriter<W> {
         }
         let mut rest = data;
         while !rest.is_empty() {
-            let take = rest.len().min(CHUNK_SIZE - self.filled);
-            self.buf[self.filled..self.filled + take].copy_from_slice(&rest[..take]);
-            self.filled += take;
-            rest = &rest[take..];
-            if self.filled == CHUNK_SIZE {
-                // A full chunk is never the last one: seal it now.
-                self.flush_chunk()?;
-            }
+            let took = self.enc.absorb(rest)?;
+            rest = &rest[took..];
+            // A full chunk is never the last one: it was sealed, write it.
+            self.drain()?;
         }
-        self.written += data.len() as u64;
         Ok(data.len())
     }
 }

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::error::CliError;
 use crate::input::Source;
 use crate::output::{Output, MODE_PRIVATE};
-use crate::pipe::{copy, BUF_SIZE};
+use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
 use crate::{block_on, keys, DecryptArgs};
 
@@ -76,14 +76,29 @@ fn decrypt_stream(
         None => read_header(&mut input).map_err(|e| CliError::with_context(&read_ctx, e))?,
     };
     let dec = unwrap(args, resolver, &header)?;
-    let mut plaintext = dec
-        .reader(input)
-        .map_err(|e| CliError::with_context(&read_ctx, e))?;
-
     let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
-    // `copy` returns only when a read returned 0, which the reader does only
-    // after the final chunk authenticated (the end of the message).
-    copy(&mut plaintext, &mut sink, &read_ctx, &write_ctx)?;
+    let threads = crate::threads(args.threads);
+    if threads > 1 {
+        // The parallel engine writes a chunk's plaintext only after it and
+        // every chunk before it verified, in order, and returns Ok only
+        // after the final chunk authenticated (the end of the message).
+        let mut input = Tracked::new(input);
+        if let Err(e) = dec.decrypt_stream(&mut input, &mut sink, threads) {
+            let ctx = if input.failed() {
+                read_ctx.clone()
+            } else {
+                write_ctx.clone()
+            };
+            return Err(CliError::with_context(&ctx, e));
+        }
+    } else {
+        let mut plaintext = dec
+            .reader(input)
+            .map_err(|e| CliError::with_context(&read_ctx, e))?;
+        // `copy` returns only when a read returned 0, which the reader does
+        // only after the final chunk authenticated (the end of the message).
+        copy(&mut plaintext, &mut sink, &read_ctx, &write_ctx)?;
+    }
     let out = sink
         .into_inner()
         .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
@@ -128,12 +143,16 @@ fn decrypt_range(
         .map_err(|e| CliError::with_context(&read_ctx, e))?;
 
     let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
-    let mut buf = Zeroizing::new(vec![0u8; BUF_SIZE]);
+    // With several threads, read larger spans: `read_at_parallel` opens
+    // their chunks in parallel (bounded windows; 4 MiB of plaintext here).
+    let threads = crate::threads(args.threads);
+    let span = if threads > 1 { 16 * BUF_SIZE } else { BUF_SIZE };
+    let mut buf = Zeroizing::new(vec![0u8; span]);
     let mut pos = range.start;
     while pos < range.end {
-        let want = usize::try_from(range.end - pos).map_or(BUF_SIZE, |r| r.min(BUF_SIZE));
+        let want = usize::try_from(range.end - pos).map_or(span, |r| r.min(span));
         let n = plaintext
-            .read_at(pos, &mut buf[..want])
+            .read_at_parallel(pos, &mut buf[..want], threads)
             .map_err(|e| CliError::with_context(&read_ctx, e))?;
         sink.write_all(&buf[..n])
             .map_err(|e| CliError::io(&write_ctx, e))?;

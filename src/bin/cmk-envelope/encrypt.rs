@@ -7,7 +7,7 @@ use cmk_envelope::{Encryptor, Profile};
 use crate::error::CliError;
 use crate::input::Source;
 use crate::output::{Output, MODE_PUBLIC};
-use crate::pipe::{copy, BUF_SIZE};
+use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
 use crate::{block_on, keys, EncryptArgs};
 
@@ -36,22 +36,42 @@ pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
     let header_bytes = header_out.as_ref().map(|_| enc.header().to_bytes());
 
     let progress = Progress::new(len, "encrypting");
-    let sink = BufWriter::with_capacity(BUF_SIZE, out);
-    let mut writer = if header_out.is_some() {
-        enc.detached_writer(sink)
+    let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
+    let threads = crate::threads(args.threads);
+    if threads > 1 {
+        // The parallel engine: reads, seals on `threads` workers, writes in
+        // order; the final chunk is written only at the end of the input.
+        let mut input = Tracked::new(progress.reader(&mut reader));
+        let r = if header_out.is_some() {
+            enc.encrypt_stream_detached(&mut input, &mut sink, threads)
+        } else {
+            enc.encrypt_stream(&mut input, &mut sink, threads)
+        };
+        if let Err(e) = r {
+            let ctx = if input.failed() {
+                src.read_context()
+            } else {
+                write_ctx.clone()
+            };
+            return Err(CliError::with_context(&ctx, e));
+        }
     } else {
-        enc.writer(sink)
-    }
-    .map_err(|e| CliError::with_context(&write_ctx, e))?;
-    copy(
-        &mut progress.reader(&mut reader),
-        &mut writer,
-        &src.read_context(),
-        &write_ctx,
-    )?;
-    let sink = writer
-        .finish()
+        let mut writer = if header_out.is_some() {
+            enc.detached_writer(&mut sink)
+        } else {
+            enc.writer(&mut sink)
+        }
         .map_err(|e| CliError::with_context(&write_ctx, e))?;
+        copy(
+            &mut progress.reader(&mut reader),
+            &mut writer,
+            &src.read_context(),
+            &write_ctx,
+        )?;
+        writer
+            .finish()
+            .map_err(|e| CliError::with_context(&write_ctx, e))?;
+    }
     let out = sink
         .into_inner()
         .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;

@@ -27,6 +27,9 @@ pub(crate) fn load_kek(arg: &str) -> Result<Arc<dyn KeyEncryptionKey>, CliError>
         ));
     }
     if arg.starts_with("pkcs11:") {
+        #[cfg(feature = "pkcs11")]
+        return Ok(Arc::new(load_pkcs11(arg)?));
+        #[cfg(not(feature = "pkcs11"))]
         return Err(CliError::msg(
             "--kek pkcs11:…: PKCS#11 keys are not supported in this build (enable feature `pkcs11`)",
         ));
@@ -69,6 +72,31 @@ fn load_azure(arg: &str) -> Result<AzureKeyVaultKek, CliError> {
     Ok(builder.build()?)
 }
 
+/// A PKCS#11 key from an RFC 7512 URI, e.g.
+/// `pkcs11:token=kek-test;object=cmk;type=secret-key[#ALG]` (`ALG`:
+/// `A256KW` or `A256KWP` for AES keys, `RSA-OAEP-256` or `RSA-OAEP` for RSA
+/// keys; by default the one the key type suggests). The module comes from
+/// `PKCS11_MODULE` (or the URI's `module-path`), the PIN from
+/// `CMK_PKCS11_PIN`; a PIN inside the URI is refused. The token is opened
+/// and the key probed once, now.
+#[cfg(feature = "pkcs11")]
+fn load_pkcs11(arg: &str) -> Result<cmk_envelope::Pkcs11Kek, CliError> {
+    let (uri, alg) = match arg.rsplit_once('#') {
+        Some((uri, alg)) => (uri, Some(alg)),
+        None => (arg, None),
+    };
+    let mut builder = cmk_envelope::Pkcs11Kek::builder(uri);
+    if let Some(alg) = alg {
+        let alg = WrapAlgorithm::from_jose_name(alg).ok_or_else(|| {
+            CliError::msg(
+                "--kek pkcs11:…#ALG: ALG must be A256KW, A256KWP, RSA-OAEP-256 or RSA-OAEP",
+            )
+        })?;
+        builder = builder.algorithm(alg);
+    }
+    Ok(builder.build()?)
+}
+
 /// The allow-list for decryption: local keys by their kid, and for each
 /// Key Vault `--kek`, exactly the versioned key ids under that key URL (only
 /// that version, if the URL names one).
@@ -97,9 +125,15 @@ pub(crate) fn load_resolver(args: &[String]) -> Result<CliResolver, CliError> {
     let mut resolver = CliResolver::default();
     #[cfg(feature = "azure")]
     for a in args.iter().filter(|a| a.starts_with("https://")) {
-        resolver.azure.push(AzureKeyVaultResolver::new(load_azure(a)?));
+        resolver
+            .azure
+            .push(AzureKeyVaultResolver::new(load_azure(a)?));
     }
-    let local: Vec<String> = args.iter().filter(|a| !a.starts_with("https://")).cloned().collect();
+    let local: Vec<String> = args
+        .iter()
+        .filter(|a| !a.starts_with("https://"))
+        .cloned()
+        .collect();
     if !local.is_empty() {
         resolver.local = load_keks(&local)?.into_iter().collect();
     } else if !cfg!(feature = "azure") {

@@ -191,6 +191,11 @@ struct EncryptArgs {
     /// Overwrite existing output files (OUT and --header-out).
     #[arg(long)]
     force: bool,
+    /// Worker threads for the chunk encryption (default: the available
+    /// cores). `--threads 1` is the single-threaded path; the output is the
+    /// same either way.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     /// Input file (default stdin; `-` is stdin).
     #[arg(value_name = "IN")]
     input: Option<PathBuf>,
@@ -219,6 +224,11 @@ struct DecryptArgs {
     /// Overwrite an existing OUT.
     #[arg(long)]
     force: bool,
+    /// Worker threads for the chunk decryption (default: the available
+    /// cores). `--threads 1` is the single-threaded path; the output is the
+    /// same either way.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     /// Input file (default stdin; `-` is stdin).
     #[arg(value_name = "IN")]
     input: Option<PathBuf>,
@@ -267,6 +277,11 @@ fn parse_range(s: &str) -> Result<Range<u64>, String> {
         return Err(format!("START {start} is after END {end}"));
     }
     Ok(start..end)
+}
+
+/// The `--threads` value, or the available cores.
+pub(crate) fn threads(arg: Option<u16>) -> usize {
+    arg.map_or_else(cmk_envelope::stream::default_threads, usize::from)
 }
 
 /// Runs a future (a key-encryption key call) to completion on a

@@ -33,3 +33,34 @@ pub(crate) fn copy<R: Read + ?Sized, W: Write + ?Sized>(
         total += n as u64;
     }
 }
+
+/// A reader that remembers whether it failed, to tell read errors from
+/// write errors when one call does both (the parallel engine).
+pub(crate) struct Tracked<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R> Tracked<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Tracked {
+            inner,
+            failed: false,
+        }
+    }
+
+    /// Whether a read returned an error (other than `Interrupted`).
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        if matches!(&r, Err(e) if e.kind() != io::ErrorKind::Interrupted) {
+            self.failed = true;
+        }
+        r
+    }
+}

@@ -1,0 +1,528 @@
+//! tokio adapters (feature `tokio`): [`AsyncEncryptingWriter`] and
+//! [`AsyncDecryptingReader`]. They drive the same chunk logic as the sync
+//! [`EncryptingWriter`](super::EncryptingWriter) and
+//! [`DecryptingReader`](super::DecryptingReader) (the `codec` module): only
+//! the I/O differs.
+//!
+//! Cancellation: all progress lives in the adapter, never in a future, so a
+//! dropped `write`/`read` future loses nothing; and the message is ended
+//! only by [`AsyncEncryptingWriter::finish`], so a writer dropped without
+//! it, or a `finish` future dropped before completion, leaves output that
+//! every reader rejects (truncated, or a final chunk whose tag fails).
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io::{self, SeekFrom};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf,
+};
+
+use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
+use super::codec::{open_piece, ChunkEncoder, Sticky};
+use super::RangePlan;
+use crate::envelope::Decryptor;
+use crate::error::Error;
+use crate::format::{Header, Profile};
+use crate::kek::KeyResolver;
+
+const CHUNK: u64 = CHUNK_SIZE as u64;
+
+/// Chunks of ciphertext the async reader asks its source for at once
+/// (≈ 256 KiB): sources such as `tokio::fs::File` pay a thread hand-off per
+/// read.
+const READ_AHEAD_CHUNKS: usize = 16;
+
+/// The async [`EncryptingWriter`](super::EncryptingWriter): implements
+/// [`AsyncWrite`].
+///
+/// * Memory: one 16 KiB chunk buffer plus the header.
+/// * **Call [`AsyncEncryptingWriter::finish`]**: it writes the final
+///   (short) chunk. `poll_shutdown` (`AsyncWriteExt::shutdown`) does *not*
+///   end the message: it writes the sealed full chunks, shuts the inner
+///   writer down and leaves a body that readers reject as truncated — as
+///   does dropping the writer or a `finish` future before it completes.
+/// * `poll_flush` writes the sealed chunks and flushes the inner writer; it
+///   never seals a partial chunk.
+pub struct AsyncEncryptingWriter<W> {
+    inner: W,
+    enc: ChunkEncoder,
+    /// Header (embedded form) and body prefix, written before any chunk.
+    preamble: Vec<u8>,
+    preamble_pos: usize,
+    poisoned: bool,
+    shut_down: bool,
+}
+
+impl<W> fmt::Debug for AsyncEncryptingWriter<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncEncryptingWriter")
+            .field("chunks_sealed", &self.enc.chunks_sealed())
+            .field("plaintext_bytes", &self.enc.plaintext_len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn misuse(m: &'static str) -> io::Error {
+    Error::ApiMisuse(m).into_io()
+}
+
+impl<W: AsyncWrite + Unpin> AsyncEncryptingWriter<W> {
+    /// No I/O happens here: `preamble` and the body prefix are written on
+    /// the first poll.
+    pub(crate) fn new(
+        inner: W,
+        cipher: ChunkCipher,
+        preamble: &[u8],
+        prefix: &[u8; BODY_PREFIX_LEN],
+    ) -> Self {
+        let mut pre = Vec::with_capacity(preamble.len() + BODY_PREFIX_LEN);
+        pre.extend_from_slice(preamble);
+        pre.extend_from_slice(prefix);
+        AsyncEncryptingWriter {
+            inner,
+            enc: ChunkEncoder::new(cipher),
+            preamble: pre,
+            preamble_pos: 0,
+            poisoned: false,
+            shut_down: false,
+        }
+    }
+
+    /// Plaintext bytes accepted so far.
+    pub fn plaintext_len(&self) -> u64 {
+        self.enc.plaintext_len()
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.poisoned {
+            return Err(misuse("a previous write failed; the output is incomplete"));
+        }
+        if self.shut_down {
+            return Err(misuse("the writer was shut down; the output is incomplete"));
+        }
+        Ok(())
+    }
+
+    /// Writes the preamble and the sealed chunk, if any.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let pending = if self.preamble_pos < self.preamble.len() {
+                &self.preamble[self.preamble_pos..]
+            } else {
+                self.enc.pending()
+            };
+            if pending.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let n = match ready!(Pin::new(&mut self.inner).poll_write(cx, pending)) {
+                Ok(0) => {
+                    self.poisoned = true;
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.poisoned = true;
+                    return Poll::Ready(Err(e));
+                }
+            };
+            if self.preamble_pos < self.preamble.len() {
+                self.preamble_pos += n;
+            } else {
+                self.enc.advance(n);
+            }
+        }
+    }
+
+    /// Writes the final chunk, flushes, and returns the inner writer (which
+    /// is not shut down: do that yourself if its protocol needs it).
+    ///
+    /// Only after `finish` returns `Ok` is the output a complete envelope.
+    /// Dropped before it completes, it leaves an output that fails to
+    /// decrypt.
+    pub async fn finish(mut self) -> crate::Result<W> {
+        self.check().map_err(Error::from_io)?;
+        poll_fn(|cx| self.poll_drain(cx)).await?;
+        self.enc.seal_final()?;
+        poll_fn(|cx| self.poll_drain(cx)).await?;
+        self.inner.flush().await?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptingWriter<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check()?;
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        ready!(this.poll_drain(cx))?;
+        let mut taken = 0;
+        loop {
+            taken += this.enc.absorb(&data[taken..]).map_err(Error::into_io)?;
+            if taken == data.len() {
+                break;
+            }
+            // A chunk filled and was sealed: write it and go on, as long as
+            // the inner writer keeps accepting.
+            match this.poll_drain(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
+        }
+        Poll::Ready(Ok(taken))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    /// Writes the sealed chunks and shuts the inner writer down **without
+    /// ending the message** (see [`AsyncEncryptingWriter::finish`]).
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.poisoned {
+            ready!(this.poll_drain(cx))?;
+        }
+        this.shut_down = true;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// The async [`DecryptingReader`](super::DecryptingReader): implements
+/// [`AsyncRead`], with [`AsyncDecryptingReader::read_at`] when the source
+/// also implements [`AsyncSeek`].
+///
+/// Same guarantees as the sync reader: the commitment was checked before it
+/// existed; no byte of a chunk is returned before that chunk's tag
+/// verified; a read returns end-of-file only after the final, short chunk
+/// opened (truncation, trailing data, reordering are errors, carried in
+/// `io::Error`: recover them with [`Error::from_io`]); failures are sticky.
+///
+/// Memory: a read-ahead buffer of 16 chunks (≈ 256 KiB), in which chunks
+/// are decrypted in place, plus one chunk for `read_at`.
+pub struct AsyncDecryptingReader<R> {
+    inner: R,
+    cipher: ChunkCipher,
+    buf: zeroize::Zeroizing<Vec<u8>>,
+    /// Ciphertext read and not yet opened: `buf[raw_start..raw_end]`.
+    raw_start: usize,
+    raw_end: usize,
+    /// Plaintext of the last opened chunk not yet returned.
+    plain_start: usize,
+    plain_end: usize,
+    /// The source reported its end.
+    eof: bool,
+    /// The next chunk to open.
+    index: u64,
+    /// Sequential reading opened the final chunk.
+    at_end: bool,
+    /// Ciphertext bytes read from the source so far (from chunk 0).
+    consumed: u64,
+    final_len: Option<u64>,
+    sticky: Option<Sticky>,
+    // Random access.
+    chunks_start: Option<u64>,
+    claimed_len: Option<u64>,
+    scratch: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl<R> fmt::Debug for AsyncDecryptingReader<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncDecryptingReader")
+            .field("chunks_opened", &self.index)
+            .field("authenticated_len", &self.final_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> AsyncDecryptingReader<R> {
+    /// `inner` must be positioned at chunk 0 (prefix read, commitment
+    /// verified).
+    pub(crate) fn new(inner: R, cipher: ChunkCipher) -> Self {
+        AsyncDecryptingReader {
+            inner,
+            cipher,
+            buf: zeroize::Zeroizing::new(vec![0u8; READ_AHEAD_CHUNKS * CHUNK_CT_SIZE]),
+            raw_start: 0,
+            raw_end: 0,
+            plain_start: 0,
+            plain_end: 0,
+            eof: false,
+            index: 0,
+            at_end: false,
+            consumed: 0,
+            final_len: None,
+            sticky: None,
+            chunks_start: None,
+            claimed_len: None,
+            scratch: None,
+        }
+    }
+
+    /// The plaintext length, if the final chunk has been opened already.
+    pub fn authenticated_len(&self) -> Option<u64> {
+        self.final_len
+    }
+
+    /// Returns the source. Buffered plaintext is wiped.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
+    /// Reads until a whole chunk window is buffered or the source ends,
+    /// then opens the next chunk.
+    fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
+        while self.raw_end - self.raw_start < CHUNK_CT_SIZE && !self.eof {
+            if self.buf.len() - self.raw_start < CHUNK_CT_SIZE {
+                // Not enough room behind the unopened bytes: move them down.
+                self.buf.copy_within(self.raw_start..self.raw_end, 0);
+                self.raw_end -= self.raw_start;
+                self.raw_start = 0;
+            }
+            let mut rb = ReadBuf::new(&mut self.buf[self.raw_end..]);
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.raw_end += n;
+                self.consumed += n as u64;
+            }
+        }
+        let take = (self.raw_end - self.raw_start).min(CHUNK_CT_SIZE);
+        let piece = &mut self.buf[self.raw_start..self.raw_start + take];
+        let d = open_piece(&self.cipher, self.index, piece)
+            .map_err(|e| Sticky::record(&mut self.sticky, e))?;
+        self.plain_start = self.raw_start;
+        self.plain_end = self.raw_start + d.len;
+        self.raw_start += take;
+        if d.is_final {
+            self.final_len = Some(self.index * CHUNK + d.len as u64);
+            self.at_end = true;
+        }
+        self.index += 1;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(s) = this.sticky {
+                return Poll::Ready(Err(s.error().into_io()));
+            }
+            if out.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if this.plain_start < this.plain_end {
+                let n = out.remaining().min(this.plain_end - this.plain_start);
+                out.put_slice(&this.buf[this.plain_start..this.plain_start + n]);
+                this.plain_start += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.at_end {
+                // The authenticated end.
+                return Poll::Ready(Ok(()));
+            }
+            ready!(this.poll_next_chunk(cx)).map_err(Error::into_io)?;
+        }
+    }
+}
+
+/// Reads until `buf` is full or the source ends; returns the count.
+async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).await {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl<R: AsyncRead + AsyncSeek + Unpin> AsyncDecryptingReader<R> {
+    async fn chunks_start(&mut self) -> crate::Result<u64> {
+        if let Some(s) = self.chunks_start {
+            return Ok(s);
+        }
+        let here = self.inner.stream_position().await?;
+        let start = here.checked_sub(self.consumed).ok_or(Error::ApiMisuse(
+            "the source was moved behind the reader's back",
+        ))?;
+        self.chunks_start = Some(start);
+        Ok(start)
+    }
+
+    async fn claimed_body_len(&mut self) -> crate::Result<u64> {
+        if let Some(l) = self.claimed_len {
+            return Ok(l);
+        }
+        let start = self.chunks_start().await?;
+        let end = self.inner.seek(SeekFrom::End(0)).await?;
+        let len = end.checked_sub(start).ok_or(Error::Truncated)? + BODY_PREFIX_LEN as u64;
+        self.claimed_len = Some(len);
+        Ok(len)
+    }
+
+    /// Puts the source back where sequential reading left it.
+    async fn restore_position(&mut self) -> crate::Result<()> {
+        if let Some(start) = self.chunks_start {
+            self.inner
+                .seek(SeekFrom::Start(start + self.consumed))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads plaintext at `offset` into `out` without disturbing sequential
+    /// reads. Returns `out.len()` bytes, or fewer only at the authenticated
+    /// end (`Ok(0)` at or past it). Opens each chunk covering the range once,
+    /// plus the final chunk when the range reaches the end. A failure is
+    /// sticky, as for reads.
+    pub async fn read_at(&mut self, offset: u64, out: &mut [u8]) -> crate::Result<usize> {
+        if let Some(s) = self.sticky {
+            return Err(s.error());
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let r = self.read_at_inner(offset, out).await;
+        let restore = self.restore_position().await;
+        let n = r?;
+        restore?;
+        Ok(n)
+    }
+
+    /// The authenticated plaintext length (opens the final chunk if needed).
+    pub async fn plaintext_len(&mut self) -> crate::Result<u64> {
+        if let Some(s) = self.sticky {
+            return Err(s.error());
+        }
+        if let Some(l) = self.final_len {
+            return Ok(l);
+        }
+        let body = self.claimed_body_len().await?;
+        let claimed =
+            super::layout::plaintext_len(body).map_err(|e| Sticky::record(&mut self.sticky, e))?;
+        // An empty read at the claimed end opens exactly the final chunk.
+        let r = self.read_range(claimed..claimed, &mut []).await;
+        let restore = self.restore_position().await;
+        r?;
+        restore?;
+        self.final_len.ok_or(Error::Truncated)
+    }
+
+    async fn read_at_inner(&mut self, offset: u64, out: &mut [u8]) -> crate::Result<usize> {
+        let end = offset.saturating_add(out.len() as u64);
+        self.read_range(offset..end, out).await
+    }
+
+    async fn read_range(
+        &mut self,
+        range: std::ops::Range<u64>,
+        out: &mut [u8],
+    ) -> crate::Result<usize> {
+        let body = self.claimed_body_len().await?;
+        let plan = RangePlan::new(range, body).map_err(|e| Sticky::record(&mut self.sticky, e))?;
+        let start = self.chunks_start().await?;
+        let prefix = BODY_PREFIX_LEN as u64;
+        self.inner
+            .seek(SeekFrom::Start(start + plan.ciphertext.start - prefix))
+            .await?;
+        let mut scratch = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| zeroize::Zeroizing::new(vec![0u8; CHUNK_CT_SIZE]));
+        let r = async {
+            let mut index = plan.first_chunk;
+            let mut remaining = plan.ciphertext.end - plan.ciphertext.start;
+            while remaining > 0 {
+                let want = remaining.min(CHUNK_CT_SIZE as u64) as usize;
+                let n = read_full(&mut self.inner, &mut scratch[..want]).await?;
+                if n < want {
+                    return Err(Error::Truncated);
+                }
+                let d = open_piece(&self.cipher, index, &mut scratch[..n])?;
+                let expect_final = plan.includes_final_chunk && remaining == want as u64;
+                if d.is_final != expect_final {
+                    return Err(Error::Truncated);
+                }
+                if d.is_final {
+                    self.final_len = Some(index * CHUNK + d.len as u64);
+                }
+                let lo = plan.plaintext.start.max(index * CHUNK);
+                let hi = plan.plaintext.end.min(index * CHUNK + d.len as u64);
+                if lo < hi {
+                    let dst = (lo - plan.plaintext.start) as usize;
+                    let src = (lo - index * CHUNK) as usize;
+                    let k = (hi - lo) as usize;
+                    out[dst..dst + k].copy_from_slice(&scratch[src..src + k]);
+                }
+                index += 1;
+                remaining -= want as u64;
+            }
+            Ok((plan.plaintext.end - plan.plaintext.start) as usize)
+        }
+        .await;
+        self.scratch = Some(scratch);
+        r.map_err(|e| Sticky::record(&mut self.sticky, e))
+    }
+}
+
+/// Reads one header from the start of `r` (the embedded form), leaving `r`
+/// at the start of the body: the async
+/// [`read_header`](crate::read_header).
+pub async fn read_header_async<R: AsyncRead + Unpin>(r: &mut R) -> crate::Result<Header> {
+    let eof = |e: io::Error| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::MalformedHeader("input ends inside the header")
+        } else {
+            Error::Io(e)
+        }
+    };
+    let mut prefix = [0u8; 11];
+    r.read_exact(&mut prefix).await.map_err(eof)?;
+    let len = Header::peek_len(&prefix)?;
+    let mut bytes = vec![0u8; len];
+    bytes[..11].copy_from_slice(&prefix);
+    r.read_exact(&mut bytes[11..]).await.map_err(eof)?;
+    Header::parse(&bytes)
+}
+
+/// Opens an embedded envelope from an async stream: reads the header,
+/// unwraps the data key through `resolver`, checks the commitment and
+/// returns the plaintext reader (the async
+/// [`open_reader`](crate::open_reader)).
+pub async fn open_async_reader<R: AsyncRead + Unpin>(
+    mut r: R,
+    resolver: &dyn KeyResolver,
+    profile: Profile,
+    app_context: &[u8],
+) -> crate::Result<AsyncDecryptingReader<R>> {
+    let header = read_header_async(&mut r).await?;
+    Decryptor::new(&header, resolver, profile, app_context)
+        .await?
+        .async_reader(r)
+        .await
+}

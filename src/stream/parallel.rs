@@ -1,0 +1,403 @@
+//! The parallel engine: the chunk engine on several threads.
+//!
+//! Chunk *i* is sealed with nonce index *i* whichever thread seals it, so
+//! the output is byte-for-byte the output of the sequential
+//! [`EncryptingWriter`](super::EncryptingWriter) for the same data key and
+//! salt. All threads are scoped ([`std::thread::scope`]): nothing outlives
+//! the call.
+//!
+//! Work is cut into *groups* of [`GROUP_CHUNKS`] chunks (256 KiB of
+//! plaintext).
+//!
+//! * **In memory** ([`seal_into`], [`open_into`]): the threads take groups
+//!   in order from a shared cursor and work on disjoint slices of the
+//!   output.
+//! * **Streams** ([`encrypt_stream`], [`decrypt_stream`]): the calling
+//!   thread is the coordinator. It reads a group from the source into a
+//!   buffer, hands it to the workers, and writes finished groups to the
+//!   sink strictly in order. At most `window = 2 × threads + 2` groups exist
+//!   at once (each buffer is reused), so memory is O(threads), whatever the
+//!   object size. A slow sink blocks the coordinator, which then stops
+//!   reading: backpressure, without unbounded buffering.
+//! * **Decryption** writes the plaintext of a group only after every chunk
+//!   before it, and the group's own chunks, verified; on the first failure
+//!   it writes the verified chunks before the failing one, stops, and
+//!   returns the failing chunk's error — which is the lowest failing chunk,
+//!   as the sequential reader would report it. The end is authenticated as
+//!   by the sequential reader: the source is read in the same 16,400-byte
+//!   windows, classified by [`open_piece`], and success needs the final,
+//!   short chunk.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, PoisonError};
+
+use zeroize::Zeroizing;
+
+use super::chunk::{ChunkCipher, CHUNK_CT_SIZE, CHUNK_SIZE};
+use super::codec::{open_piece, open_piece_into, read_full, seal_piece, Decoded};
+use crate::error::Error;
+
+/// Chunks per unit of work (256 KiB of plaintext).
+pub(crate) const GROUP_CHUNKS: usize = 16;
+
+/// The default number of threads: the available cores
+/// ([`std::thread::available_parallelism`]), or 1 if unknown.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `0` means [`default_threads`].
+pub(crate) fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    }
+}
+
+/// Runs `f` over `items` on `threads` threads (the caller is one of them),
+/// taking items in order from a shared cursor. On failure, items after the
+/// lowest failing one may be skipped; every item before it was run. Returns
+/// the error of the lowest failing item.
+pub(crate) fn par_for_each<T, I, F>(threads: usize, items: I, f: F) -> crate::Result<()>
+where
+    T: Send,
+    I: Iterator<Item = T> + Send,
+    F: Fn(T) -> crate::Result<()> + Sync,
+{
+    if threads <= 1 {
+        for item in items {
+            f(item)?;
+        }
+        return Ok(());
+    }
+    let queue = Mutex::new(items.enumerate());
+    let lowest = AtomicUsize::new(usize::MAX);
+    let first_err: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    let worker = || loop {
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+        let Some((i, item)) = next else { break };
+        if i > lowest.load(Ordering::Acquire) {
+            // Items come out in order: all later ones are higher too.
+            break;
+        }
+        if let Err(e) = f(item) {
+            lowest.fetch_min(i, Ordering::AcqRel);
+            let mut slot = first_err.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                *slot = Some((i, e));
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    match first_err
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Seals `plaintext` into `out`, the chunk region of a body
+/// (`layout::body_len(len) - 56` bytes), on `threads` threads.
+pub(crate) fn seal_into(
+    cipher: &ChunkCipher,
+    plaintext: &[u8],
+    out: &mut [u8],
+    threads: usize,
+) -> crate::Result<()> {
+    let group_ct = GROUP_CHUNKS * CHUNK_CT_SIZE;
+    let group_pt = GROUP_CHUNKS * CHUNK_SIZE;
+    let items = out.chunks_mut(group_ct).enumerate();
+    par_for_each(threads, items, |(g, slots)| {
+        let pt = plaintext.get(g * group_pt..).unwrap_or_default();
+        for (k, slot) in slots.chunks_mut(CHUNK_CT_SIZE).enumerate() {
+            let from = (k * CHUNK_SIZE).min(pt.len());
+            let to = ((k + 1) * CHUNK_SIZE).min(pt.len());
+            let n = to - from;
+            slot[..n].copy_from_slice(&pt[from..to]);
+            let index = (g * GROUP_CHUNKS + k) as u64;
+            seal_piece(cipher, index, slot, n)?;
+        }
+        Ok(())
+    })
+}
+
+/// Opens `chunks` (a body without its prefix, whose length was validated
+/// with `layout::plaintext_len`) into `out` (exactly that plaintext
+/// length) on `threads` threads. On error `out` may hold plaintext of
+/// verified chunks only; the caller wipes it.
+pub(crate) fn open_into(
+    cipher: &ChunkCipher,
+    chunks: &[u8],
+    out: &mut [u8],
+    threads: usize,
+) -> crate::Result<()> {
+    let group_ct = GROUP_CHUNKS * CHUNK_CT_SIZE;
+    let group_pt = GROUP_CHUNKS * CHUNK_SIZE;
+    let n_groups = chunks.len().div_ceil(group_ct);
+    // Pair each ciphertext group with its plaintext slice; the last
+    // plaintext group may be empty (an empty final chunk).
+    let mut outs = out.chunks_mut(group_pt);
+    let items = chunks
+        .chunks(group_ct)
+        .enumerate()
+        .map(move |(g, ct)| (g, ct, outs.next().unwrap_or_default()))
+        .take(n_groups);
+    par_for_each(threads, items, |(g, ct, pt)| {
+        // The body length was checked: only the last piece of the body is
+        // short (the final chunk), exactly as a sequential read finds it.
+        for (k, piece) in ct.chunks(CHUNK_CT_SIZE).enumerate() {
+            let index = (g * GROUP_CHUNKS + k) as u64;
+            let from = (k * CHUNK_SIZE).min(pt.len());
+            open_piece_into(cipher, index, piece, &mut pt[from..])?;
+        }
+        Ok(())
+    })
+}
+
+/// Opens the pieces of `buf` (consecutive chunks from `first`, read in
+/// 16,400-byte windows) in place, on `threads` threads. Returns each
+/// piece's result, or the error of the lowest failing piece.
+pub(crate) fn open_pieces(
+    cipher: &ChunkCipher,
+    first: u64,
+    buf: &mut [u8],
+    threads: usize,
+) -> crate::Result<Vec<Decoded>> {
+    let n = buf.len().div_ceil(CHUNK_CT_SIZE);
+    let mut results = vec![
+        Decoded {
+            len: 0,
+            is_final: false
+        };
+        n
+    ];
+    let items = buf
+        .chunks_mut(GROUP_CHUNKS * CHUNK_CT_SIZE)
+        .zip(results.chunks_mut(GROUP_CHUNKS))
+        .enumerate();
+    par_for_each(threads, items, |(g, (pieces, res))| {
+        for (k, (piece, r)) in pieces.chunks_mut(CHUNK_CT_SIZE).zip(res).enumerate() {
+            *r = open_piece(cipher, first + (g * GROUP_CHUNKS + k) as u64, piece)?;
+        }
+        Ok(())
+    })?;
+    Ok(results)
+}
+
+/// One group of chunks in flight in the stream pipeline.
+struct Job {
+    seq: u64,
+    /// Encrypt: plaintext at chunk slots of `CHUNK_CT_SIZE` bytes, sealed in
+    /// place. Decrypt: the ciphertext read, opened in place.
+    buf: Zeroizing<Vec<u8>>,
+    /// Decrypt: ciphertext bytes read.
+    len: usize,
+    /// Encrypt: plaintext length of each slot, then ciphertext length.
+    /// Decrypt: plaintext length of each opened piece.
+    pieces: Vec<usize>,
+    /// The source ended in this group.
+    eof: bool,
+    error: Option<Error>,
+}
+
+impl Job {
+    fn first_chunk(&self) -> u64 {
+        self.seq * GROUP_CHUNKS as u64
+    }
+}
+
+/// Runs the pipeline: `produce` fills a job on the coordinator (and sets
+/// `eof` on the last), `work` runs on the workers, `consume` takes the jobs
+/// in order on the coordinator. Stops at the first error.
+fn pipeline<P, F, C>(threads: usize, mut produce: P, work: F, mut consume: C) -> crate::Result<()>
+where
+    P: FnMut(&mut Job) -> crate::Result<()>,
+    F: Fn(&mut Job) + Sync,
+    C: FnMut(&mut Job) -> crate::Result<()>,
+{
+    let threads = threads.max(1);
+    let window = 2 * threads + 2;
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<Job>();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let done_tx = done_tx.clone();
+            let (job_rx, work) = (&job_rx, &work);
+            s.spawn(move || loop {
+                let next = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                let Ok(mut job) = next else { break };
+                if catch_unwind(AssertUnwindSafe(|| work(&mut job))).is_err() {
+                    job.error = Some(Error::ApiMisuse("a worker thread panicked"));
+                }
+                if done_tx.send(job).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        let result = (|| {
+            let mut spare: Vec<Job> = Vec::with_capacity(window);
+            let mut ready: BTreeMap<u64, Job> = BTreeMap::new();
+            let (mut next_seq, mut next_out, mut in_flight) = (0u64, 0u64, 0usize);
+            let mut more = true;
+            loop {
+                while more && in_flight < window {
+                    let mut job = spare.pop().unwrap_or_else(|| Job {
+                        seq: 0,
+                        buf: Zeroizing::new(vec![0u8; GROUP_CHUNKS * CHUNK_CT_SIZE]),
+                        len: 0,
+                        pieces: Vec::with_capacity(GROUP_CHUNKS),
+                        eof: false,
+                        error: None,
+                    });
+                    job.seq = next_seq;
+                    job.len = 0;
+                    job.pieces.clear();
+                    job.eof = false;
+                    job.error = None;
+                    produce(&mut job)?;
+                    more = !job.eof;
+                    next_seq += 1;
+                    in_flight += 1;
+                    job_tx
+                        .send(job)
+                        .map_err(|_| Error::ApiMisuse("worker threads ended"))?;
+                }
+                if in_flight == 0 {
+                    return Ok(());
+                }
+                let job = done_rx
+                    .recv()
+                    .map_err(|_| Error::ApiMisuse("worker threads ended"))?;
+                ready.insert(job.seq, job);
+                while let Some(mut job) = ready.remove(&next_out) {
+                    next_out += 1;
+                    in_flight -= 1;
+                    consume(&mut job)?;
+                    spare.push(job);
+                }
+            }
+        })();
+        // Workers finish the job in hand and exit; the scope joins them.
+        drop(job_tx);
+        result
+    })
+}
+
+/// Encrypts `reader` to `writer` (chunks only: the caller wrote the header
+/// and the body prefix) on `threads` workers. Returns the plaintext length.
+/// Does not flush `writer`.
+pub(crate) fn encrypt_stream<R: Read, W: Write>(
+    cipher: &ChunkCipher,
+    mut reader: R,
+    mut writer: W,
+    threads: usize,
+) -> crate::Result<u64> {
+    let mut total = 0u64;
+    pipeline(
+        threads,
+        |job| {
+            for k in 0..GROUP_CHUNKS {
+                let slot = &mut job.buf[k * CHUNK_CT_SIZE..k * CHUNK_CT_SIZE + CHUNK_SIZE];
+                let n = read_full(&mut reader, slot)?;
+                job.pieces.push(n);
+                total += n as u64;
+                if n < CHUNK_SIZE {
+                    // Short: the final chunk (possibly empty).
+                    job.eof = true;
+                    break;
+                }
+            }
+            Ok(())
+        },
+        |job| {
+            let first = job.first_chunk();
+            for k in 0..job.pieces.len() {
+                let slot = &mut job.buf[k * CHUNK_CT_SIZE..(k + 1) * CHUNK_CT_SIZE];
+                match seal_piece(cipher, first + k as u64, slot, job.pieces[k]) {
+                    Ok(ct) => job.pieces[k] = ct,
+                    Err(e) => {
+                        job.error = Some(e);
+                        return;
+                    }
+                }
+            }
+        },
+        |job| {
+            if let Some(e) = job.error.take() {
+                return Err(e);
+            }
+            // Every slot but the last is full: the ciphertext is contiguous.
+            let len: usize = job.pieces.iter().sum();
+            writer.write_all(&job.buf[..len])?;
+            Ok(())
+        },
+    )?;
+    Ok(total)
+}
+
+/// Decrypts chunks from `reader` (positioned after the body prefix) to
+/// `writer` on `threads` workers. Returns the plaintext length, only once
+/// the final chunk authenticated. Does not flush `writer`.
+pub(crate) fn decrypt_stream<R: Read, W: Write>(
+    cipher: &ChunkCipher,
+    mut reader: R,
+    mut writer: W,
+    threads: usize,
+) -> crate::Result<u64> {
+    let mut total = 0u64;
+    pipeline(
+        threads,
+        |job| {
+            job.len = read_full(&mut reader, &mut job.buf[..])?;
+            job.eof = job.len < job.buf.len();
+            Ok(())
+        },
+        |job| {
+            let first = job.first_chunk();
+            let len = job.len;
+            let mut ended = false;
+            for (k, piece) in job.buf[..len].chunks_mut(CHUNK_CT_SIZE).enumerate() {
+                match open_piece(cipher, first + k as u64, piece) {
+                    Ok(d) => {
+                        job.pieces.push(d.len);
+                        ended = d.is_final;
+                    }
+                    Err(e) => {
+                        job.error = Some(e);
+                        return;
+                    }
+                }
+            }
+            if job.eof && !ended {
+                // The source ended right after a full chunk: the final
+                // chunk is missing (an empty read is a truncated piece).
+                job.error = Some(Error::Truncated);
+            }
+        },
+        |job| {
+            for (k, &n) in job.pieces.iter().enumerate() {
+                let at = k * CHUNK_CT_SIZE;
+                writer.write_all(&job.buf[at..at + n])?;
+                total += n as u64;
+            }
+            match job.error.take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        },
+    )?;
+    Ok(total)
+}

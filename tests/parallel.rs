@@ -1,0 +1,403 @@
+//! The parallel engine: byte-for-byte the sequential output, failures
+//! exactly like the sequential reader, parallel range reads equal to
+//! `read_at`, and memory that does not grow with the object (a counting
+//! global allocator; the tests of this binary take turns so that the
+//! measurement sees only its own allocations).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Cursor, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use cmk_envelope::__private::{block_on, encryptor_with_salt};
+use cmk_envelope::stream::CHUNK_SIZE;
+use cmk_envelope::{
+    Decryptor, Encryptor, Error, Header, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm,
+};
+use proptest::prelude::*;
+
+// ----- counting allocator -----
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(n: usize) {
+    let now = CURRENT.fetch_add(n, Ordering::Relaxed) + n;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counters are only statistics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Tests of this binary run one at a time (for the memory measurement).
+fn serial() -> MutexGuard<'static, ()> {
+    static M: Mutex<()> = Mutex::new(());
+    M.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ----- helpers -----
+
+const CTX: &[u8] = b"container/parallel";
+
+fn kek() -> Arc<dyn KeyEncryptionKey> {
+    static K: OnceLock<Arc<dyn KeyEncryptionKey>> = OnceLock::new();
+    K.get_or_init(|| common::aes_kek("par", WrapAlgorithm::A256Kw))
+        .clone()
+}
+
+fn encryptor() -> Encryptor {
+    block_on(Encryptor::new(&[kek()], Profile::Blob, CTX)).unwrap()
+}
+
+fn decryptor(header: &Header) -> Decryptor {
+    let r: StaticResolver = [kek()].into_iter().collect();
+    block_on(Decryptor::new(header, &r, Profile::Blob, CTX)).unwrap()
+}
+
+/// A reader that returns at most `step` bytes per call.
+struct Dribble<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Dribble<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+fn len_strategy() -> impl Strategy<Value = usize> {
+    let c = CHUNK_SIZE;
+    prop_oneof![
+        Just(0usize),
+        Just(1usize),
+        Just(c - 1),
+        Just(c),
+        Just(c + 1),
+        Just(16 * c),
+        Just(16 * c + 1),
+        Just(16 * c - 1),
+        Just(18 * c),
+        0usize..300 * 1024,
+    ]
+}
+
+/// Sequential decryption with the reader: what it released, and its error.
+fn sequential_decrypt(header: &Header, body: &[u8]) -> (Vec<u8>, Option<String>) {
+    let mut out = Vec::new();
+    let mut r = match decryptor(header).reader(body) {
+        Ok(r) => r,
+        Err(e) => return (out, Some(format!("{e:?}"))),
+    };
+    let mut buf = vec![0u8; 50_000];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(format!("{:?}", Error::from_io(e)))),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// seal, seal_parallel and encrypt_stream agree byte for byte (same
+    /// data key and salt), and both parallel decryptions return the input.
+    #[test]
+    fn parallel_equals_sequential(
+        len in len_strategy(),
+        seed in any::<u8>(),
+        threads in 1usize..=8,
+        step in 1usize..70_000,
+    ) {
+        let _g = serial();
+        let msg = common::data(len, seed);
+        let enc = encryptor();
+        let salt = [seed; 24];
+        let seq = encryptor_with_salt(&enc, salt).seal(&msg).unwrap();
+        let par = encryptor_with_salt(&enc, salt).seal_parallel(&msg, threads).unwrap();
+        prop_assert!(seq == par, "seal_parallel differs");
+        let mut streamed = Vec::new();
+        let n = encryptor_with_salt(&enc, salt)
+            .encrypt_stream(Dribble { data: &msg, step }, &mut streamed, threads)
+            .unwrap();
+        prop_assert_eq!(n, len as u64);
+        prop_assert!(seq == streamed, "encrypt_stream differs");
+        let (hb, body) = encryptor_with_salt(&enc, salt).seal_detached_parallel(&msg, threads).unwrap();
+        prop_assert_eq!(&hb, &enc.header().to_bytes());
+        prop_assert!(seq[hb.len()..] == body[..], "detached body differs");
+
+        let header = enc.header().clone();
+        prop_assert!(decryptor(&header).open_parallel(&body, threads).unwrap() == msg);
+        let mut out = Vec::new();
+        let n = decryptor(&header)
+            .decrypt_stream(Dribble { data: &body, step }, &mut out, threads)
+            .unwrap();
+        prop_assert_eq!(n, len as u64);
+        prop_assert!(out == msg);
+    }
+
+    /// Tampered, truncated or extended bodies: the parallel decryptions fail
+    /// with the sequential reader's error, and decrypt_stream writes exactly
+    /// what the sequential reader released (the chunks before the lowest
+    /// failing one), nothing from the failing chunk on.
+    #[test]
+    fn parallel_failures_match_sequential(
+        len in len_strategy(),
+        threads in 2usize..=8,
+        kind in 0u8..4,
+        pos in any::<prop::sample::Index>(),
+        pos2 in any::<prop::sample::Index>(),
+        extra in 1usize..40_000,
+    ) {
+        let _g = serial();
+        let msg = common::data(len, 3);
+        let enc = encryptor();
+        let header = enc.header().clone();
+        let (_, mut body) = enc.seal_detached(&msg).unwrap();
+        match kind {
+            0 => {
+                let i = pos.index(body.len());
+                body[i] ^= 0x20;
+            }
+            1 => {
+                // Two chunks modified: the lowest must be reported.
+                let i = pos.index(body.len());
+                let j = pos2.index(body.len());
+                body[i] ^= 1;
+                body[j] ^= 2;
+            }
+            2 => body.truncate(pos.index(body.len())),
+            _ => body.extend(std::iter::repeat_n(7u8, extra)),
+        }
+        let (seq_out, seq_err) = sequential_decrypt(&header, &body);
+        let seq_err = seq_err.expect("the sequential reader must fail");
+
+        let mut par_out = Vec::new();
+        let par_err = decryptor(&header)
+            .decrypt_stream(&body[..], &mut par_out, threads)
+            .expect_err("decrypt_stream must fail");
+        prop_assert_eq!(format!("{par_err:?}"), seq_err.clone());
+        prop_assert!(par_out == seq_out, "written {} vs released {}", par_out.len(), seq_out.len());
+        if let Error::ChunkAuthentication { chunk } = par_err {
+            prop_assert_eq!(par_out.len() as u64, chunk * CHUNK_SIZE as u64);
+        }
+
+        let mem_seq = decryptor(&header).open(&body).expect_err("open must fail");
+        let mem_par = decryptor(&header).open_parallel(&body, threads).expect_err("open_parallel must fail");
+        prop_assert_eq!(format!("{mem_par:?}"), format!("{mem_seq:?}"));
+    }
+
+    /// read_at_parallel returns what read_at returns, for any range.
+    #[test]
+    fn read_at_parallel_matches_read_at(
+        len in len_strategy(),
+        threads in 1usize..=4,
+        reads in proptest::collection::vec((0u64..320 * 1024, 0usize..400_000), 1..6),
+    ) {
+        let _g = serial();
+        let msg = common::data(len, 9);
+        let enc = encryptor();
+        let header = enc.header().clone();
+        let (_, body) = enc.seal_detached(&msg).unwrap();
+        let mut a = decryptor(&header).reader(Cursor::new(&body[..])).unwrap();
+        let mut b = decryptor(&header).reader(Cursor::new(&body[..])).unwrap();
+        for (off, n) in reads {
+            let mut x = vec![0u8; n];
+            let mut y = vec![0u8; n];
+            let nx = a.read_at_parallel(off, &mut x, threads).unwrap();
+            let ny = b.read_at(off, &mut y).unwrap();
+            prop_assert_eq!(nx, ny);
+            prop_assert!(x[..nx] == y[..ny]);
+            let lo = (off as usize).min(len);
+            prop_assert!(x[..nx] == msg[lo..lo + nx]);
+            prop_assert_eq!(a.authenticated_len(), b.authenticated_len());
+        }
+        // Sequential reading still works after the random access.
+        let mut all = Vec::new();
+        a.read_to_end(&mut all).unwrap();
+        prop_assert!(all == msg);
+    }
+}
+
+#[test]
+fn read_at_parallel_reports_lowest_failing_chunk_and_sticks() {
+    let _g = serial();
+    let msg = common::data(40 * CHUNK_SIZE + 5, 1);
+    let enc = encryptor();
+    let header = enc.header().clone();
+    let (_, mut body) = enc.seal_detached(&msg).unwrap();
+    let at = |chunk: usize| 56 + chunk * (CHUNK_SIZE + 16) + 100;
+    body[at(33)] ^= 1;
+    body[at(21)] ^= 1;
+    let mut r = decryptor(&header).reader(Cursor::new(&body[..])).unwrap();
+    let mut out = vec![0u8; 38 * CHUNK_SIZE];
+    // A range before the damage reads fine.
+    assert_eq!(
+        r.read_at_parallel(0, &mut out[..20 * CHUNK_SIZE], 4)
+            .unwrap(),
+        20 * CHUNK_SIZE
+    );
+    let e = r.read_at_parallel(0, &mut out, 4).unwrap_err();
+    assert!(
+        matches!(e, Error::ChunkAuthentication { chunk: 21 }),
+        "{e:?}"
+    );
+    let e = r
+        .read_at_parallel(0, &mut out[..CHUNK_SIZE], 4)
+        .unwrap_err();
+    assert!(matches!(e, Error::ChunkAuthentication { chunk: 21 }));
+}
+
+#[test]
+fn zero_threads_means_available_cores() {
+    let _g = serial();
+    let msg = common::data(100_000, 4);
+    let enc = encryptor();
+    let header = enc.header().clone();
+    let env = enc.seal_parallel(&msg, 0).unwrap();
+    let used = header.encoded_len();
+    assert_eq!(
+        decryptor(&header).open_parallel(&env[used..], 0).unwrap(),
+        msg
+    );
+    assert!(cmk_envelope::stream::default_threads() >= 1);
+}
+
+// ----- memory bound -----
+
+/// Plaintext generated on the fly: a repeating 64 KiB pattern.
+struct Source {
+    left: u64,
+    pattern: Arc<Vec<u8>>,
+    pos: usize,
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize;
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(self.pattern.len() - self.pos);
+            buf[done..done + k].copy_from_slice(&self.pattern[self.pos..self.pos + k]);
+            self.pos = (self.pos + k) % self.pattern.len();
+            done += k;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A sink that checks the plaintext against the pattern and keeps nothing.
+struct Check {
+    pattern: Arc<Vec<u8>>,
+    pos: usize,
+    seen: u64,
+}
+
+impl Write for Check {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let k = (buf.len() - done).min(self.pattern.len() - self.pos);
+            assert!(buf[done..done + k] == self.pattern[self.pos..self.pos + k]);
+            self.pos = (self.pos + k) % self.pattern.len();
+            done += k;
+        }
+        self.seen += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Streams `size` bytes through encrypt_stream, an OS pipe, and
+/// decrypt_stream (2 threads each, concurrently); returns the peak of
+/// live heap bytes above the starting point.
+fn streamed_peak(size: u64) -> usize {
+    let pattern: Arc<Vec<u8>> = Arc::new((0..65_521u32).map(|i| (i * 7 + 3) as u8).collect());
+    let enc = encryptor();
+    let header = enc.header().clone();
+    let dec = decryptor(&header);
+    let (pipe_r, pipe_w) = std::io::pipe().unwrap();
+    let base = CURRENT.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    let src = Source {
+        left: size,
+        pattern: pattern.clone(),
+        pos: 0,
+    };
+    let mut check = Check {
+        pattern,
+        pos: 0,
+        seen: 0,
+    };
+    std::thread::scope(|s| {
+        let t = s.spawn(move || enc.encrypt_stream_detached(src, pipe_w, 2).unwrap());
+        let n = dec.decrypt_stream(pipe_r, &mut check, 2).unwrap();
+        assert_eq!(n, size);
+        assert_eq!(t.join().unwrap(), size);
+    });
+    assert_eq!(check.seen, size);
+    PEAK.load(Ordering::SeqCst) - base
+}
+
+#[test]
+fn memory_does_not_grow_with_object_size() {
+    let _g = serial();
+    const MIB: u64 = 1024 * 1024;
+    let small = streamed_peak(64 * MIB);
+    let large = streamed_peak(1024 * MIB);
+    eprintln!("peak heap above baseline: 64 MiB object {small} B, 1 GiB object {large} B");
+    // Two pipelines of 6 groups of 16 chunks each (≈ 3.2 MiB) plus small
+    // bookkeeping; independent of the size.
+    assert!(large < 8 * MIB as usize, "peak {large} B");
+    assert!(
+        large <= small + 256 * 1024,
+        "peak grew with the object: {small} B -> {large} B"
+    );
+}
