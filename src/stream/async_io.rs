@@ -214,7 +214,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptingWriter<W> {
 pub struct AsyncDecryptingReader<R> {
     inner: R,
     cipher: ChunkCipher,
-    buf: zeroize::Zeroizing<Vec<u8>>,
+    buf: crate::util::SecretBuf,
     /// Ciphertext read and not yet opened: `buf[raw_start..raw_end]`.
     raw_start: usize,
     raw_end: usize,
@@ -234,7 +234,7 @@ pub struct AsyncDecryptingReader<R> {
     // Random access.
     chunks_start: Option<u64>,
     claimed_len: Option<u64>,
-    scratch: Option<zeroize::Zeroizing<Vec<u8>>>,
+    scratch: Option<crate::util::SecretBuf>,
 }
 
 impl<R> fmt::Debug for AsyncDecryptingReader<R> {
@@ -253,7 +253,7 @@ impl<R> AsyncDecryptingReader<R> {
         AsyncDecryptingReader {
             inner,
             cipher,
-            buf: zeroize::Zeroizing::new(vec![0u8; READ_AHEAD_CHUNKS * CHUNK_CT_SIZE]),
+            buf: crate::util::SecretBuf::zeroed(READ_AHEAD_CHUNKS * CHUNK_CT_SIZE),
             raw_start: 0,
             raw_end: 0,
             plain_start: 0,
@@ -453,7 +453,7 @@ impl<R: AsyncRead + AsyncSeek + Unpin> AsyncDecryptingReader<R> {
         let mut scratch = self
             .scratch
             .take()
-            .unwrap_or_else(|| zeroize::Zeroizing::new(vec![0u8; CHUNK_CT_SIZE]));
+            .unwrap_or_else(|| crate::util::SecretBuf::zeroed(CHUNK_CT_SIZE));
         let r = async {
             let mut index = plan.first_chunk;
             let mut remaining = plan.ciphertext.end - plan.ciphertext.start;

@@ -132,7 +132,7 @@ pub(crate) struct ChunkEncoder {
     cipher: ChunkCipher,
     /// Plaintext of the current chunk, or, once sealed, its ciphertext
     /// and tag.
-    buf: zeroize::Zeroizing<Vec<u8>>,
+    buf: crate::util::SecretBuf,
     filled: usize,
     /// When non-zero, `buf[out_pos..sealed]` is sealed output not yet
     /// written by the driver.
@@ -150,7 +150,7 @@ impl ChunkEncoder {
     pub(crate) fn new(cipher: ChunkCipher) -> Self {
         ChunkEncoder {
             cipher,
-            buf: zeroize::Zeroizing::new(vec![0u8; CHUNK_CT_SIZE]),
+            buf: crate::util::SecretBuf::zeroed(CHUNK_CT_SIZE),
             filled: 0,
             sealed: 0,
             out_pos: 0,

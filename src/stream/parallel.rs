@@ -34,8 +34,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 
-use zeroize::Zeroizing;
-
 use super::chunk::{ChunkCipher, CHUNK_CT_SIZE, CHUNK_SIZE};
 use super::codec::{open_piece, open_piece_into, read_full, seal_piece, Decoded};
 use crate::error::Error;
@@ -200,7 +198,7 @@ struct Job {
     seq: u64,
     /// Encrypt: plaintext at chunk slots of `CHUNK_CT_SIZE` bytes, sealed in
     /// place. Decrypt: the ciphertext read, opened in place.
-    buf: Zeroizing<Vec<u8>>,
+    buf: crate::util::SecretBuf,
     /// Decrypt: ciphertext bytes read.
     len: usize,
     /// Encrypt: plaintext length of each slot, then ciphertext length.
@@ -256,7 +254,7 @@ where
                 while more && in_flight < window {
                     let mut job = spare.pop().unwrap_or_else(|| Job {
                         seq: 0,
-                        buf: Zeroizing::new(vec![0u8; GROUP_CHUNKS * CHUNK_CT_SIZE]),
+                        buf: crate::util::SecretBuf::zeroed(GROUP_CHUNKS * CHUNK_CT_SIZE),
                         len: 0,
                         pieces: Vec::with_capacity(GROUP_CHUNKS),
                         eof: false,

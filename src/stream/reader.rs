@@ -43,7 +43,7 @@ pub struct DecryptingReader<R> {
     inner: R,
     cipher: ChunkCipher,
     /// Ciphertext, then plaintext of `buf_chunk` (`buf_len` bytes).
-    buf: zeroize::Zeroizing<Vec<u8>>,
+    buf: crate::util::SecretBuf,
     buf_chunk: Option<u64>,
     buf_len: usize,
     /// Plaintext position for `Read`/`Seek`.
@@ -75,7 +75,7 @@ impl<R> DecryptingReader<R> {
         DecryptingReader {
             inner,
             cipher,
-            buf: zeroize::Zeroizing::new(vec![0u8; CHUNK_CT_SIZE]),
+            buf: crate::util::SecretBuf::zeroed(CHUNK_CT_SIZE),
             buf_chunk: None,
             buf_len: 0,
             pos: 0,
@@ -315,11 +315,9 @@ impl<R: Read + Seek> DecryptingReader<R> {
         let ct_end = plan.ciphertext.end - prefix; // relative to chunk 0
         let window = (2 * threads * parallel::GROUP_CHUNKS * CHUNK_CT_SIZE) as u64;
         let mut chunk = plan.first_chunk;
-        let mut scratch = zeroize::Zeroizing::new(vec![
-            0u8;
-            window.min(ct_end - chunk * CHUNK_CT_SIZE as u64)
-                as usize
-        ]);
+        let mut scratch = crate::util::SecretBuf::zeroed(
+            window.min(ct_end - chunk * CHUNK_CT_SIZE as u64) as usize,
+        );
         self.seek_inner_to(chunk)?;
         while chunk * (CHUNK_CT_SIZE as u64) < ct_end {
             let want = (ct_end - chunk * CHUNK_CT_SIZE as u64).min(scratch.len() as u64) as usize;

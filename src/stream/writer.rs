@@ -119,5 +119,5 @@ impl<W: Write> Write for EncryptingWriter<W> {
 }
 
 // No `Drop` impl on purpose: finalizing on drop would turn an aborted
-// stream into a valid, truncated object. The chunk buffer is `Zeroizing`, so
+// stream into a valid, truncated object. The chunk buffer is a `SecretBuf`, so
 // buffered plaintext is wiped when the writer goes away.
