@@ -161,7 +161,11 @@ struct KeygenArgs {
 /// Options shared by encrypt and decrypt.
 #[derive(Args, Debug)]
 struct KeyOpts {
-    /// Key-encryption key: a JWK file. Repeat for several keys (at most 16).
+    /// Key-encryption key: a JWK file, a Key Vault / Managed HSM key URL
+    /// (`https://NAME.vault.azure.net/keys/KEY[/VERSION][#ALG]`, feature
+    /// `azure`) or a PKCS#11 URI (`pkcs11:token=…;object=…[#ALG]`, feature
+    /// `pkcs11`; PIN from CMK_PKCS11_PIN). Repeat for several keys (at most
+    /// 16).
     #[arg(long = "kek", value_name = "FILE", required = true)]
     keks: Vec<String>,
     /// The object's identity (e.g. container/blob name); never stored, and
