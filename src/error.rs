@@ -4,7 +4,7 @@
 //!
 //! | group | variants | who acts |
 //! |---|---|---|
-//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`] | nobody can "fix" these: the data is not what it claims to be |
+//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`], [`Error::FieldAuthentication`], [`Error::DocumentField`] | nobody can "fix" these: the data is not what it claims to be |
 //! | keys | [`Error::UnknownKek`], [`Error::UnwrapFailed`], [`Error::KeyFile`], [`Error::InvalidKey`] | the operator (wrong key, wrong allow-list, bad key file) |
 //! | key hierarchy | [`Error::ScopeConflict`] (retry), [`Error::ScopeNotFound`], [`Error::KeyPolicy`] | the caller or operator |
 //! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
@@ -60,6 +60,27 @@ pub enum Error {
     /// the caller set.
     #[error("envelope exceeds a size limit: {0}")]
     TooLarge(&'static str),
+
+    /// An encrypted document field did not verify: its value was modified,
+    /// or it was moved from another path or another document. No plaintext
+    /// was released.
+    #[error("document field `{path}` failed authentication: it was modified, or moved from another path or document")]
+    FieldAuthentication {
+        /// The field's JSON Pointer (a position, not a value).
+        path: String,
+    },
+
+    /// A JSON document or a document policy is unusable: a path to encrypt
+    /// is missing, a field the policy encrypts holds no ciphertext, a path
+    /// is refused by the policy. The message names the JSON Pointer and the
+    /// problem, never a value.
+    #[error("document field `{path}`: {problem}")]
+    DocumentField {
+        /// The field's JSON Pointer.
+        path: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
 
     // ----- keys -----
     /// None of the key ids in the header is known to the caller's
@@ -168,7 +189,7 @@ impl Error {
     }
 
     /// Recovers a crate error from an `io::Error` produced by
-    /// [`Error::into_io`]; other I/O errors become [`Error::Io`].
+    /// this crate's `Read`/`Write` adapters; other I/O errors become [`Error::Io`].
     pub fn from_io(e: std::io::Error) -> Error {
         if e.get_ref()
             .map(|inner| inner.is::<Error>())

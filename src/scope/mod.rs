@@ -299,6 +299,29 @@ impl EncryptionScope {
             .await
     }
 
+    /// A 64-byte key derived from scope key `version` with HKDF-SHA-512
+    /// (the scope key as PRK, `info` = a fixed label, then `label`), for
+    /// keys that must be the same across objects of the scope (document
+    /// fields in deterministic mode). Goes through the key cache like
+    /// [`EncryptionScope::kek`], so it fails once the CMK is revoked and the
+    /// cache has expired.
+    #[cfg(feature = "json")]
+    pub(crate) async fn derive_key(
+        &self,
+        version: u32,
+        label: &[u8],
+    ) -> crate::Result<Zeroizing<[u8; 64]>> {
+        const DERIVE_LABEL: &[u8] = b"cmk-envelope/v1 scope-derived key\0";
+        let key = self.scope_key(version).await?;
+        let mut out = Zeroizing::new([0u8; 64]);
+        self.inner
+            .provider
+            .hkdf
+            .expand_sha512(&key[..], &[DERIVE_LABEL, label], &mut out[..])
+            .map_err(|_| Error::ApiMisuse("HKDF expansion failed"))?;
+        Ok(out)
+    }
+
     /// Re-wraps every scope key version under `new_cmk` and stores the
     /// record with compare-and-swap. Refused when `new_cmk` is of the other
     /// mode or in another key container. Objects are not touched.

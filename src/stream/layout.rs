@@ -50,7 +50,7 @@ pub fn chunk_offset(index: u64) -> u64 {
 /// Which ciphertext to fetch to decrypt a plaintext range, for stores that
 /// serve byte ranges (blob storage ranged GETs).
 ///
-/// Fetch [`RangePlan::prefix`] (the 56-byte salt and commitment; cache it
+/// Fetch [`RangePlan::PREFIX`] (the 56-byte salt and commitment; cache it
 /// per object) and [`RangePlan::ciphertext`]; then hand both to
 /// [`BodyDecryptor::decrypt_range`](crate::BodyDecryptor::decrypt_range).
 #[derive(Debug, Clone, PartialEq, Eq)]
