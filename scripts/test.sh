@@ -27,8 +27,17 @@ echo "== cargo clippy (all targets, all features)"
 cargo clippy --all-targets --all-features -- -D warnings
 
 echo "== tests: all features (aws-lc-rs and rustcrypto providers, cross-provider, CLI)"
-cargo test --all-features -- --nocapture 2>&1 | tee target/test-all-features.log | grep -E "^(test result|wycheproof|conformance|tamper)|FAILED|panicked" || true
-test "${PIPESTATUS[0]}" -eq 0
+mkdir -p target
+set +e
+cargo test --all-features -- --nocapture 2>&1 | tee target/test-all-features.log \
+    | grep -E "^(test result|wycheproof|conformance|tamper|scope)|FAILED|panicked|Running"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+    echo "tests failed (full log: target/test-all-features.log); the failures:"
+    grep -E -B2 -A30 "^failures:|panicked" target/test-all-features.log | tail -200
+    exit "$status"
+fi
 
 echo "== tests: pure-Rust provider only (--no-default-features --features rustcrypto)"
 cargo test --no-default-features --features rustcrypto
