@@ -1507,8 +1507,30 @@ fn threads_give_the_same_plaintext_and_refuse_zero() {
     for (enc_t, dec_t) in [("1", "2"), ("2", "1"), ("2", "2"), ("3", "1")] {
         let e = format!("env-{enc_t}-{dec_t}");
         let o = format!("out-{enc_t}-{dec_t}");
-        env.ok(&["encrypt", "--threads", enc_t, "--kek", "k.jwk", "--context", "c", "-o", &e, "plain"]);
-        env.ok(&["decrypt", "--threads", dec_t, "--kek", "k.jwk", "--context", "c", "-o", &o, &e]);
+        env.ok(&[
+            "encrypt",
+            "--threads",
+            enc_t,
+            "--kek",
+            "k.jwk",
+            "--context",
+            "c",
+            "-o",
+            &e,
+            "plain",
+        ]);
+        env.ok(&[
+            "decrypt",
+            "--threads",
+            dec_t,
+            "--kek",
+            "k.jwk",
+            "--context",
+            "c",
+            "-o",
+            &o,
+            &e,
+        ]);
         assert_eq!(env.read(&o), msg, "encrypt -t{enc_t}, decrypt -t{dec_t}");
     }
     // a tampered chunk with several threads: failure, nothing at OUT
@@ -1517,11 +1539,31 @@ fn threads_give_the_same_plaintext_and_refuse_zero() {
     bad[n / 2] ^= 1;
     env.write("bad", &bad);
     fails(
-        &env.run(&["decrypt", "--threads", "2", "--kek", "k.jwk", "--context", "c", "-o", "x", "bad"]),
+        &env.run(&[
+            "decrypt",
+            "--threads",
+            "2",
+            "--kek",
+            "k.jwk",
+            "--context",
+            "c",
+            "-o",
+            "x",
+            "bad",
+        ]),
         "corrupted",
     );
     assert!(!env.exists("x"));
-    let out = env.run(&["encrypt", "--threads", "0", "--kek", "k.jwk", "--context", "c", "plain"]);
+    let out = env.run(&[
+        "encrypt",
+        "--threads",
+        "0",
+        "--kek",
+        "k.jwk",
+        "--context",
+        "c",
+        "plain",
+    ]);
     assert!(!out.status.success());
     env.assert_no_temp_files();
 }
