@@ -226,22 +226,9 @@ pub fn fuzz_kek() -> std::sync::Arc<dyn crate::KeyEncryptionKey> {
     )
 }
 
-/// Drives a future that never waits on I/O (local KEKs) to completion.
+/// Drives a future that needs no reactor (local KEKs) to completion.
 pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Noop;
-    impl Wake for Noop {
-        fn wake(self: std::sync::Arc<Self>) {}
-    }
-    let waker = Waker::from(std::sync::Arc::new(Noop));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
+    crate::block_on::block_on(fut)
 }
 
 /// Fuzz: parse a header; if it parses, re-encode and compare.

@@ -4,6 +4,7 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod atomic_file;
+mod block_on;
 #[cfg(feature = "json")]
 pub mod document;
 pub mod envelope;

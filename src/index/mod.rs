@@ -39,7 +39,6 @@
 //! header), and when they are written — the structure of the index, but
 //! no term, posting, stored value or statistic.
 
-mod block_on;
 mod cache;
 mod file;
 
@@ -56,9 +55,9 @@ use tantivy::directory::{
 
 pub use file::EncryptedFileError;
 
-use self::block_on::block_on;
 use self::cache::ChunkCache;
 use self::file::{io_err, EncryptedFile};
+use crate::block_on::block_on;
 use crate::envelope::{Decryptor, Encryptor};
 use crate::error::Error;
 use crate::format::{Header, Profile};

@@ -1,6 +1,7 @@
-//! A minimal executor for the few futures the sync `tantivy::Directory`
-//! methods must drive (the scope KEK's wrap and unwrap, which run
-//! in-process once the scope key is cached).
+//! A minimal executor for the few futures sync code must drive: the sync
+//! `tantivy::Directory` methods (the scope KEK's wrap and unwrap, which run
+//! in-process once the scope key is cached), and the hidden fuzz and bench
+//! entry points (local KEKs).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ impl Wake for Unpark {
 /// Runs `fut` to completion on the current thread, parking it while the
 /// future waits (woken through its waker). Needs no reactor, so it must
 /// not be given futures that wait on one (such as a remote KEK's HTTP
-/// call on a tokio runtime): the directory only runs scope-key futures.
+/// call on a tokio runtime).
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
