@@ -1,6 +1,6 @@
 //! The aws-lc-rs provider (default).
 
-use aws_lc_rs::{aead, hkdf, key_wrap, rand, rsa};
+use aws_lc_rs::{aead, key_wrap, rand, rsa};
 use zeroize::Zeroizing;
 
 use super::{
@@ -82,23 +82,13 @@ impl Aes256GcmKey for GcmKey {
 #[derive(Debug)]
 struct Hkdf;
 
-struct OutLen(usize);
-impl hkdf::KeyType for OutLen {
-    fn len(&self) -> usize {
-        self.0
-    }
-}
-
 impl HkdfProvider for Hkdf {
     fn expand_sha512(&self, prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError> {
-        if prk.len() > SHA512_LEN {
-            // `hkdf::Prk::new_less_safe` panics on PRKs longer than the hash
-            // output; HMAC takes any key, so run RFC 5869 Expand on it.
-            return expand_sha512_hmac(prk, info, out);
-        }
-        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, prk);
-        let okm = prk.expand(info, OutLen(out.len())).map_err(ce)?;
-        okm.fill(out).map_err(ce)
+        // RFC 5869 Expand written over `hmac` rather than `hkdf::Prk`:
+        // `Prk::new_less_safe` panics on PRKs longer than the hash output,
+        // and its per-call setup made a 76-byte expansion cost ~4 µs here,
+        // two thirds of sealing a 1 KiB object.
+        expand_sha512_hmac(prk, info, out)
     }
 
     fn extract_sha512(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; SHA512_LEN]> {
