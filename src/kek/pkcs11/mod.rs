@@ -125,8 +125,8 @@ pub enum Pkcs11Path {
 }
 
 /// Builds a [`Pkcs11Kek`]: [`Pkcs11Kek::builder`], optional settings,
-/// then [`build`](Pkcs11KekBuilder::build).
-#[derive(Clone)]
+/// then [`build`](Pkcs11KekBuilder::build). Not `Clone`: it may hold the
+/// PIN.
 pub struct Pkcs11KekBuilder {
     uri: String,
     module: Option<PathBuf>,
@@ -214,7 +214,8 @@ impl Pkcs11KekBuilder {
                 )))
             }
         };
-        let pin = self.pin.clone().or_else(|| {
+        let had_pin = pin_given(&self.pin);
+        let pin = self.pin.or_else(|| {
             std::env::var(PIN_ENV)
                 .ok()
                 .filter(|p| !p.is_empty())
@@ -232,7 +233,6 @@ impl Pkcs11KekBuilder {
         })?;
         let (slot, token) = discover::find_token(&ctx, &uri, &module)?;
         let pool = SessionPool::new(ctx, slot, pin, self.max_sessions);
-        let had_pin = pin_given(&self.pin);
         let r = discover::resolve(&uri, &token, &pool, self.alg, had_pin)?;
         let kek = Pkcs11Kek {
             inner: Arc::new(Inner {

@@ -31,8 +31,7 @@ use zeroize::Zeroizing;
 
 use super::errors;
 
-/// A token PIN. Zeroized on drop; `Debug` never shows it.
-#[derive(Clone)]
+/// A token PIN. Zeroized on drop; `Debug` never shows it; not `Clone`.
 pub(super) struct Pin(Zeroizing<String>);
 
 impl Pin {
