@@ -121,13 +121,9 @@ impl Decryptor {
 
     /// Decrypts a whole body held in memory.
     pub fn open(self, body: &[u8]) -> crate::Result<Vec<u8>> {
-        let len = layout::plaintext_len(body.len() as u64)?;
-        let mut out = Vec::with_capacity(
-            usize::try_from(len).map_err(|_| Error::TooLarge("object too large for memory"))?,
-        );
-        let mut r = self.reader(body)?;
-        r.read_to_end(&mut out).map_err(Error::from_io)?;
-        Ok(out)
+        // Chunks are opened straight into one plaintext-sized allocation
+        // (no reader buffer), with the same checks and errors as the reader.
+        self.open_parallel(body, 1)
     }
     /// [`Decryptor::open`] on `threads` threads (`0`: the available cores).
     /// Nothing is returned unless every chunk verified and the body ends

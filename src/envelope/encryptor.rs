@@ -30,9 +30,12 @@ pub struct Encryptor {
     header: Header,
     dek: DataKey,
     context: Vec<u8>,
-    /// A fixed salt, for byte-for-byte comparisons in tests only (set
-    /// through `__private`); `None` draws a random one, always in use.
-    salt: Option<[u8; SALT_LEN]>,
+    /// The body salt, drawn with the data key (one CSPRNG call). Each
+    /// `Encryptor` is consumed by the one stream it starts, so a salt is
+    /// used once; [`Encryptor::duplicate_with_salt`] sets a fixed one for
+    /// byte-for-byte comparisons in tests only (set
+    /// through `__private`).
+    salt: [u8; SALT_LEN],
 }
 
 impl fmt::Debug for Encryptor {
@@ -82,7 +85,7 @@ impl Encryptor {
                 "at most 16 key-encryption keys per envelope",
             ));
         }
-        let dek = DataKey::generate(provider)?;
+        let (dek, salt) = DataKey::generate_with_salt::<SALT_LEN>(provider)?;
         let mut wrapped = Vec::with_capacity(keks.len());
         for kek in keks {
             let w = kek.wrap_key(&dek).await?;
@@ -101,7 +104,7 @@ impl Encryptor {
             header,
             dek,
             context,
-            salt: None,
+            salt,
         })
     }
 
@@ -132,17 +135,12 @@ impl Encryptor {
     /// unless a test fixed it).
     fn cipher(&self) -> crate::Result<(ChunkCipher, [u8; BODY_PREFIX_LEN])> {
         let key = self.dek.expose_secret_bytes();
-        match &self.salt {
-            None => ChunkCipher::for_encryption(self.provider, key, &self.context),
-            Some(salt) => {
-                let (cipher, commitment) =
-                    ChunkCipher::derive(self.provider, key, salt, &self.context)?;
-                let mut prefix = [0u8; BODY_PREFIX_LEN];
-                prefix[..SALT_LEN].copy_from_slice(salt);
-                prefix[SALT_LEN..].copy_from_slice(&commitment);
-                Ok((cipher, prefix))
-            }
-        }
+        let (cipher, commitment) =
+            ChunkCipher::derive(self.provider, key, &self.salt, &self.context)?;
+        let mut prefix = [0u8; BODY_PREFIX_LEN];
+        prefix[..SALT_LEN].copy_from_slice(&self.salt);
+        prefix[SALT_LEN..].copy_from_slice(&commitment);
+        Ok((cipher, prefix))
     }
 
     /// A copy with the same data key, header and context and a fixed salt,
@@ -154,7 +152,7 @@ impl Encryptor {
             header: self.header.clone(),
             dek: DataKey::from_unwrapped(self.dek.expose_secret_bytes())?,
             context: self.context.clone(),
-            salt: Some(salt),
+            salt,
         })
     }
 
@@ -307,24 +305,17 @@ impl Encryptor {
     ///
     /// Cost: one allocation of the exact output size.
     pub fn seal(self, plaintext: &[u8]) -> crate::Result<Vec<u8>> {
-        let header_len = self.header.encoded_len();
-        let total = header_len as u64 + layout::body_len(plaintext.len() as u64);
-        let out = Vec::with_capacity(
-            usize::try_from(total).map_err(|_| Error::TooLarge("object too large for memory"))?,
-        );
-        let mut w = self.writer(out)?;
-        w.write_all(plaintext)?;
-        w.finish()
+        // One output allocation of the exact size; each chunk is copied into
+        // its slot and sealed there (no writer buffer to allocate and wipe).
+        let header = self.header.to_bytes();
+        self.seal_parallel_into(&header, plaintext, 1)
     }
 
     /// Encrypts `plaintext` in memory into a detached pair
     /// `(header bytes, body bytes)`.
     pub fn seal_detached(self, plaintext: &[u8]) -> crate::Result<(Vec<u8>, Vec<u8>)> {
         let header = self.header.to_bytes();
-        let body_len = usize::try_from(layout::body_len(plaintext.len() as u64))
-            .map_err(|_| Error::TooLarge("object too large for memory"))?;
-        let mut w = self.detached_writer(Vec::with_capacity(body_len))?;
-        w.write_all(plaintext)?;
-        Ok((header, w.finish()?))
+        let body = self.seal_parallel_into(&[], plaintext, 1)?;
+        Ok((header, body))
     }
 }

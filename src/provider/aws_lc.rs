@@ -77,6 +77,56 @@ impl Aes256GcmKey for GcmKey {
             }
         }
     }
+
+    fn seal_to(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<[u8; GCM_TAG_LEN], CryptoError> {
+        if input.len() != output.len() {
+            return Err(CryptoError);
+        }
+        let mut tag = [0u8; GCM_TAG_LEN];
+        self.0
+            .seal_out_of_place_scatter(
+                aead::Nonce::assume_unique_for_key(*nonce),
+                aead::Aad::from(aad),
+                input,
+                output,
+                &[],
+                &mut tag,
+            )
+            .map_err(ce)?;
+        Ok(tag)
+    }
+
+    fn open_to(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        tag: &[u8; GCM_TAG_LEN],
+        output: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if input.len() != output.len() {
+            return Err(CryptoError);
+        }
+        let r = self.0.open_separate_gather(
+            aead::Nonce::assume_unique_for_key(*nonce),
+            aead::Aad::from(aad),
+            input,
+            tag,
+            output,
+        );
+        if r.is_err() {
+            // The output may hold unverified plaintext: wipe it.
+            zeroize::Zeroize::zeroize(output);
+            return Err(CryptoError);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]

@@ -155,6 +155,42 @@ pub(crate) trait Aes256GcmKey: Send + Sync {
         in_out: &mut [u8],
         tag: &[u8; GCM_TAG_LEN],
     ) -> Result<(), CryptoError>;
+
+    /// Encrypts `input` into `output` (the same length) and returns the tag.
+    /// Saves the copy of the plaintext into the output buffer that
+    /// [`Aes256GcmKey::seal_in_place`] needs. The default copies and seals in
+    /// place.
+    fn seal_to(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<[u8; GCM_TAG_LEN], CryptoError> {
+        if input.len() != output.len() {
+            return Err(CryptoError);
+        }
+        output.copy_from_slice(input);
+        self.seal_in_place(nonce, aad, output)
+    }
+
+    /// Verifies `tag` over `input` and decrypts it into `output` (the same
+    /// length). On failure `output` holds no plaintext: implementations
+    /// zero it. The default copies and opens in place.
+    fn open_to(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        tag: &[u8; GCM_TAG_LEN],
+        output: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if input.len() != output.len() {
+            return Err(CryptoError);
+        }
+        output.copy_from_slice(input);
+        self.open_in_place(nonce, aad, output, tag)
+    }
 }
 
 /// HKDF over SHA-512 (RFC 5869).

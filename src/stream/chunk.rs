@@ -169,6 +169,41 @@ impl ChunkCipher {
             .map_err(|_| Error::ApiMisuse("AES-GCM seal failed"))
     }
 
+    /// Encrypts chunk `index` from `input` into `output` (the same length)
+    /// and returns its tag: [`ChunkCipher::seal_chunk`] without the copy of
+    /// the plaintext into the output buffer.
+    pub(crate) fn seal_chunk_to(
+        &self,
+        index: u64,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> crate::Result<[u8; TAG_LEN]> {
+        debug_assert!(input.len() <= CHUNK_SIZE);
+        let nonce = self.nonce(index)?;
+        self.aead
+            .seal_to(&nonce, &[], input, output)
+            .map_err(|_| Error::ApiMisuse("AES-GCM seal failed"))
+    }
+
+    /// Verifies chunk `index` (`data` and `tag`) and decrypts it into
+    /// `output` (the length of `data`). On failure `output` holds no
+    /// plaintext and the error is [`Error::ChunkAuthentication`].
+    pub(crate) fn open_chunk_to(
+        &self,
+        index: u64,
+        data: &[u8],
+        tag: &[u8; TAG_LEN],
+        output: &mut [u8],
+    ) -> crate::Result<()> {
+        let nonce = self.nonce(index)?;
+        if data.len() > CHUNK_SIZE || output.len() != data.len() {
+            return Err(Error::ChunkAuthentication { chunk: index });
+        }
+        self.aead
+            .open_to(&nonce, &[], data, tag, output)
+            .map_err(|_| Error::ChunkAuthentication { chunk: index })
+    }
+
     /// Verifies and decrypts chunk `index` in place. On failure `buf` holds
     /// no plaintext and the error is [`Error::ChunkAuthentication`].
     pub(crate) fn open_chunk(

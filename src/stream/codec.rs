@@ -71,7 +71,8 @@ pub(crate) fn open_piece(
 }
 
 /// [`open_piece`] from a borrowed piece into `out` (at least the piece's
-/// data length): copies the ciphertext, then opens it in place there.
+/// data length), out of place: no copy of the ciphertext. On failure `out`
+/// holds no plaintext.
 pub(crate) fn open_piece_into(
     cipher: &ChunkCipher,
     index: u64,
@@ -85,9 +86,7 @@ pub(crate) fn open_piece_into(
     let is_final = piece.len() < CHUNK_CT_SIZE;
     let (data, tag) = piece.split_at(piece.len() - TAG_LEN);
     let tag: &[u8; TAG_LEN] = tag.try_into().expect("tag length");
-    let dst = &mut out[..data.len()];
-    dst.copy_from_slice(data);
-    cipher.open_chunk(index, dst, tag)?;
+    cipher.open_chunk_to(index, data, tag, &mut out[..data.len()])?;
     Ok(Decoded {
         len: data.len(),
         is_final,
@@ -106,6 +105,23 @@ pub(crate) fn seal_piece(
     debug_assert!(n <= CHUNK_SIZE);
     let tag = cipher.seal_chunk(index, &mut slot[..n])?;
     slot[n..n + TAG_LEN].copy_from_slice(&tag);
+    Ok(n + TAG_LEN)
+}
+
+/// Seals chunk `index` from `plaintext` into `slot`, out of place, with its
+/// tag right after the ciphertext. Returns `plaintext.len() + TAG_LEN`.
+/// `slot` holds at least that many bytes.
+pub(crate) fn seal_piece_from(
+    cipher: &ChunkCipher,
+    index: u64,
+    plaintext: &[u8],
+    slot: &mut [u8],
+) -> crate::Result<usize> {
+    let n = plaintext.len();
+    debug_assert!(n <= CHUNK_SIZE);
+    let (ct, rest) = slot.split_at_mut(n);
+    let tag = cipher.seal_chunk_to(index, plaintext, ct)?;
+    rest[..TAG_LEN].copy_from_slice(&tag);
     Ok(n + TAG_LEN)
 }
 
@@ -184,6 +200,20 @@ impl ChunkEncoder {
         self.check()?;
         if self.sealed != 0 || self.finished {
             return Ok(0);
+        }
+        if self.filled == 0 && data.len() >= CHUNK_SIZE {
+            // A whole chunk in the caller's slice: seal it straight from
+            // there into the buffer (no plaintext copy). A full chunk is
+            // never the last, as below.
+            self.filled = CHUNK_SIZE;
+            self.plaintext_len += CHUNK_SIZE as u64;
+            self.broken = true;
+            self.sealed =
+                seal_piece_from(&self.cipher, self.index, &data[..CHUNK_SIZE], &mut self.buf)?;
+            self.broken = false;
+            self.out_pos = 0;
+            self.index += 1;
+            return Ok(CHUNK_SIZE);
         }
         let take = data.len().min(CHUNK_SIZE - self.filled);
         self.buf[self.filled..self.filled + take].copy_from_slice(&data[..take]);

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 
 use super::chunk::{ChunkCipher, CHUNK_CT_SIZE, CHUNK_SIZE};
-use super::codec::{open_piece, open_piece_into, read_full, seal_piece, Decoded};
+use super::codec::{open_piece, open_piece_into, read_full, seal_piece, seal_piece_from, Decoded};
 use crate::error::Error;
 
 /// Chunks per unit of work (256 KiB of plaintext).
@@ -121,10 +121,8 @@ pub(crate) fn seal_into(
         for (k, slot) in slots.chunks_mut(CHUNK_CT_SIZE).enumerate() {
             let from = (k * CHUNK_SIZE).min(pt.len());
             let to = ((k + 1) * CHUNK_SIZE).min(pt.len());
-            let n = to - from;
-            slot[..n].copy_from_slice(&pt[from..to]);
             let index = (g * GROUP_CHUNKS + k) as u64;
-            seal_piece(cipher, index, slot, n)?;
+            seal_piece_from(cipher, index, &pt[from..to], slot)?;
         }
         Ok(())
     })

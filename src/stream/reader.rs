@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
-use super::codec::{open_piece, read_full, Sticky};
+use super::codec::{open_piece, open_piece_into, read_full, Sticky};
 use super::{layout, parallel, RangePlan};
 use crate::error::Error;
 
@@ -125,6 +125,26 @@ impl<R: Read> DecryptingReader<R> {
         }
     }
 
+    /// Reads chunk `index` and opens it out of place into `out` (at least
+    /// [`CHUNK_SIZE`] bytes); returns its plaintext length. On failure
+    /// `out` holds no plaintext of the chunk.
+    fn read_chunk_direct(&mut self, index: u64, out: &mut [u8]) -> crate::Result<usize> {
+        self.buf_chunk = None;
+        self.buf_len = 0;
+        let n = read_full(&mut self.inner, &mut self.buf[..])?;
+        self.inner_chunk = index + 1;
+        match open_piece_into(&self.cipher, index, &self.buf[..n], out) {
+            Ok(d) => {
+                if d.is_final {
+                    self.final_len = Some(index * CHUNK + d.len as u64);
+                }
+                self.pos += d.len as u64;
+                Ok(d.len)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     /// Copies from the buffered chunk if it covers `at`; returns the count
     /// (0 if it does not).
     fn copy_buffered(&self, at: u64, out: &mut [u8]) -> usize {
@@ -160,6 +180,11 @@ impl<R: Read> DecryptingReader<R> {
             // `seek`, `read_at` and `plaintext_len` leave `inner` aligned
             // for `pos`, and authenticate the end when `pos` is past it.
             debug_assert_eq!(self.inner_chunk, chunk, "inner stream misaligned");
+            if self.pos % CHUNK == 0 && out.len() >= CHUNK_SIZE {
+                // The caller's buffer holds a whole chunk: open it straight
+                // into it (no plaintext copy out of our buffer).
+                return self.read_chunk_direct(chunk, out);
+            }
             self.load_chunk(chunk)?;
         }
     }
