@@ -180,7 +180,7 @@ impl<R: Read> DecryptingReader<R> {
             // `seek`, `read_at` and `plaintext_len` leave `inner` aligned
             // for `pos`, and authenticate the end when `pos` is past it.
             debug_assert_eq!(self.inner_chunk, chunk, "inner stream misaligned");
-            if self.pos % CHUNK == 0 && out.len() >= CHUNK_SIZE {
+            if self.pos.is_multiple_of(CHUNK) && out.len() >= CHUNK_SIZE {
                 // The caller's buffer holds a whole chunk: open it straight
                 // into it (no plaintext copy out of our buffer).
                 return self.read_chunk_direct(chunk, out);
