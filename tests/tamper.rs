@@ -54,25 +54,27 @@ impl Fixture {
     }
 }
 
-/// Opens `env` and streams it in 1000-byte reads. Returns the error (if any)
-/// and all plaintext released before it.
+/// Opens `env` and streams it in reads of `read_size` bytes. Returns the
+/// error (if any), all plaintext released before it, and the read buffer as
+/// the failed read left it.
 async fn attempt(
     env: &[u8],
     resolver: &StaticResolver,
     profile: Profile,
     ctx: &[u8],
-) -> (Option<Error>, Vec<u8>) {
+    read_size: usize,
+) -> (Option<Error>, Vec<u8>, Vec<u8>) {
     let mut r = match open_reader(Cursor::new(env), resolver, profile, ctx).await {
         Ok(r) => r,
-        Err(e) => return (Some(e), Vec::new()),
+        Err(e) => return (Some(e), Vec::new(), Vec::new()),
     };
     let mut out = Vec::new();
-    let mut buf = [0u8; 1000];
+    let mut buf = vec![0u8; read_size];
     loop {
         match r.read(&mut buf) {
-            Ok(0) => return (None, out),
+            Ok(0) => return (None, out, buf),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => return (Some(Error::from_io(e)), out),
+            Err(e) => return (Some(Error::from_io(e)), out, buf),
         }
     }
 }
@@ -80,19 +82,35 @@ async fn attempt(
 /// Asserts that `env` fails and released only plaintext of chunks before
 /// `damaged_chunk`, all of it correct.
 async fn must_fail(f: &Fixture, env: &[u8], damaged_chunk: usize, what: &str) -> Error {
-    let (err, released) = attempt(env, &f.resolver(), Profile::Blob, CTX).await;
-    let err = err.unwrap_or_else(|| panic!("{what}: accepted"));
-    assert!(
-        released.len() <= damaged_chunk * CHUNK,
-        "{what}: released {} bytes",
-        released.len()
-    );
-    assert_eq!(
-        &released[..],
-        &f.msg[..released.len()],
-        "{what}: released wrong plaintext"
-    );
-    err
+    // 1000-byte reads go through the reader's chunk buffer; 64 KiB reads
+    // open whole chunks straight into the caller's buffer.
+    let mut first = None;
+    for read_size in [1000, 4 * CHUNK] {
+        let (err, released, buf) = attempt(env, &f.resolver(), Profile::Blob, CTX, read_size).await;
+        let err = err.unwrap_or_else(|| panic!("{what}: accepted ({read_size}-byte reads)"));
+        assert!(
+            released.len() <= damaged_chunk * CHUNK,
+            "{what}: released {} bytes",
+            released.len()
+        );
+        assert_eq!(
+            &released[..],
+            &f.msg[..released.len()],
+            "{what}: released wrong plaintext"
+        );
+        // The failed read left no plaintext of the chunk it refused in the
+        // caller's buffer.
+        let next = &f.msg[released.len()..];
+        let k = next.len().min(CHUNK).min(buf.len());
+        if k > 0 {
+            assert!(
+                buf[..k] != next[..k],
+                "{what}: refused chunk's plaintext left in the read buffer"
+            );
+        }
+        first.get_or_insert(err);
+    }
+    first.expect("two attempts")
 }
 
 #[tokio::test]
@@ -223,22 +241,29 @@ async fn chunk_spliced_from_another_envelope() {
 #[tokio::test]
 async fn wrong_context_profile_and_kek() {
     let f = Fixture::new().await;
-    let (e, out) = attempt(&f.env, &f.resolver(), Profile::Blob, b"container/other.bin").await;
+    let (e, out, _) = attempt(
+        &f.env,
+        &f.resolver(),
+        Profile::Blob,
+        b"container/other.bin",
+        1000,
+    )
+    .await;
     assert!(matches!(e, Some(Error::CommitmentMismatch)) && out.is_empty());
-    let (e, out) = attempt(&f.env, &f.resolver(), Profile::Document, CTX).await;
+    let (e, out, _) = attempt(&f.env, &f.resolver(), Profile::Document, CTX, 1000).await;
     assert!(matches!(e, Some(Error::CommitmentMismatch)) && out.is_empty());
     let impostor: StaticResolver = [aes_kek("tamper", WrapAlgorithm::A256Kw)]
         .into_iter()
         .collect();
-    let (e, out) = attempt(&f.env, &impostor, Profile::Blob, CTX).await;
+    let (e, out, _) = attempt(&f.env, &impostor, Profile::Blob, CTX, 1000).await;
     assert!(matches!(e, Some(Error::UnwrapFailed { .. })) && out.is_empty());
     let stranger: StaticResolver = [aes_kek("someone-else", WrapAlgorithm::A256Kw)]
         .into_iter()
         .collect();
-    let (e, out) = attempt(&f.env, &stranger, Profile::Blob, CTX).await;
+    let (e, out, _) = attempt(&f.env, &stranger, Profile::Blob, CTX, 1000).await;
     assert!(matches!(e, Some(Error::UnknownKek { .. })) && out.is_empty());
     // and the untouched envelope opens
-    let (e, out) = attempt(&f.env, &f.resolver(), Profile::Blob, CTX).await;
+    let (e, out, _) = attempt(&f.env, &f.resolver(), Profile::Blob, CTX, 1000).await;
     assert!(e.is_none());
     assert_eq!(out, f.msg);
 }

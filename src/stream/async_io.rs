@@ -20,8 +20,8 @@ use tokio::io::{
     AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf,
 };
 
-use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
-use super::codec::{open_piece, ChunkEncoder, Sticky};
+use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE, TAG_LEN};
+use super::codec::{open_piece, open_piece_into, ChunkEncoder, Decoded, Sticky};
 use super::RangePlan;
 use crate::envelope::Decryptor;
 use crate::error::Error;
@@ -282,9 +282,8 @@ impl<R> AsyncDecryptingReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
-    /// Reads until a whole chunk window is buffered or the source ends,
-    /// then opens the next chunk.
-    fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
+    /// Reads until a whole chunk window is buffered or the source ends.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         while self.raw_end - self.raw_start < CHUNK_CT_SIZE && !self.eof {
             if self.buf.len() - self.raw_start < CHUNK_CT_SIZE {
                 // Not enough room behind the unopened bytes: move them down.
@@ -302,18 +301,49 @@ impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
                 self.consumed += n as u64;
             }
         }
-        let take = (self.raw_end - self.raw_start).min(CHUNK_CT_SIZE);
-        let piece = &mut self.buf[self.raw_start..self.raw_start + take];
-        let d = open_piece(&self.cipher, self.index, piece)
-            .map_err(|e| Sticky::record(&mut self.sticky, e))?;
-        self.plain_start = self.raw_start;
-        self.plain_end = self.raw_start + d.len;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Records an opened chunk.
+    fn opened(&mut self, take: usize, d: Decoded) {
         self.raw_start += take;
         if d.is_final {
             self.final_len = Some(self.index * CHUNK + d.len as u64);
             self.at_end = true;
         }
         self.index += 1;
+    }
+
+    /// Opens the next chunk straight into `out`, which has room for a whole
+    /// chunk (no copy out of the read-ahead buffer). On failure `out` holds
+    /// no plaintext of the chunk.
+    fn poll_chunk_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<crate::Result<()>> {
+        ready!(self.poll_fill(cx))?;
+        let take = (self.raw_end - self.raw_start).min(CHUNK_CT_SIZE);
+        let piece = &self.buf[self.raw_start..self.raw_start + take];
+        let dst = out.initialize_unfilled_to(take.saturating_sub(TAG_LEN));
+        let d = open_piece_into(&self.cipher, self.index, piece, dst)
+            .map_err(|e| Sticky::record(&mut self.sticky, e))?;
+        out.advance(d.len);
+        self.opened(take, d);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads until a whole chunk window is buffered or the source ends,
+    /// then opens the next chunk in place.
+    fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
+        ready!(self.poll_fill(cx))?;
+        let take = (self.raw_end - self.raw_start).min(CHUNK_CT_SIZE);
+        let piece = &mut self.buf[self.raw_start..self.raw_start + take];
+        let d = open_piece(&self.cipher, self.index, piece)
+            .map_err(|e| Sticky::record(&mut self.sticky, e))?;
+        self.plain_start = self.raw_start;
+        self.plain_end = self.raw_start + d.len;
+        self.opened(take, d);
         Poll::Ready(Ok(()))
     }
 }
@@ -341,6 +371,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
             if this.at_end {
                 // The authenticated end.
                 return Poll::Ready(Ok(()));
+            }
+            if out.remaining() >= CHUNK_SIZE {
+                let before = out.filled().len();
+                ready!(this.poll_chunk_into(cx, out)).map_err(Error::into_io)?;
+                if out.filled().len() > before || this.at_end {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
             }
             ready!(this.poll_next_chunk(cx)).map_err(Error::into_io)?;
         }
