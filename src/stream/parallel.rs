@@ -14,10 +14,13 @@
 //!   output.
 //! * **Streams** ([`encrypt_stream`], [`decrypt_stream`]): the calling
 //!   thread is the coordinator. It reads a group from the source into a
-//!   buffer, hands it to the workers, and writes finished groups to the
-//!   sink strictly in order. At most `window = 2 × threads + 2` groups exist
-//!   at once (each buffer is reused), so memory is O(threads), whatever the
-//!   object size. A slow sink blocks the coordinator, which then stops
+//!   buffer (one read call per group), hands it to the workers, and writes
+//!   finished groups to the sink strictly in order (one write call per
+//!   group). Workers seal or open out of place between a group's plaintext
+//!   and ciphertext buffers (256 KiB each), so no chunk is copied. At most
+//!   `window = 2 × threads + 2` groups exist at once (each buffer is
+//!   reused), so memory is O(threads) — about 3 MiB for 2 threads —
+//!   whatever the object size. A slow sink blocks the coordinator, which then stops
 //!   reading: backpressure, without unbounded buffering.
 //! * **Decryption** writes the plaintext of a group only after every chunk
 //!   before it, and the group's own chunks, verified; on the first failure
@@ -35,7 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 
 use super::chunk::{ChunkCipher, CHUNK_CT_SIZE, CHUNK_SIZE};
-use super::codec::{open_piece, open_piece_into, read_full, seal_piece, seal_piece_from, Decoded};
+use super::codec::{open_piece, open_piece_into, read_full, seal_piece_from, Decoded};
 use crate::error::Error;
 
 /// Chunks per unit of work (256 KiB of plaintext).
@@ -194,12 +197,16 @@ pub(crate) fn open_pieces(
 /// One group of chunks in flight in the stream pipeline.
 struct Job {
     seq: u64,
-    /// Encrypt: plaintext at chunk slots of `CHUNK_CT_SIZE` bytes, sealed in
-    /// place. Decrypt: the ciphertext read, opened in place.
+    /// Ciphertext of the group: chunk slots of `CHUNK_CT_SIZE` bytes, each
+    /// `data || tag` (encrypt: sealed into; decrypt: read into).
     buf: crate::util::SecretBuf,
-    /// Decrypt: ciphertext bytes read.
+    /// Plaintext of the group, contiguous (encrypt: read into in one call;
+    /// decrypt: opened into, then written in one call). Chunks move between
+    /// the two buffers by out-of-place seal/open: no copy of their own.
+    plain: crate::util::SecretBuf,
+    /// Bytes read (encrypt: plaintext; decrypt: ciphertext).
     len: usize,
-    /// Encrypt: plaintext length of each slot, then ciphertext length.
+    /// Encrypt: ciphertext length of each sealed chunk.
     /// Decrypt: plaintext length of each opened piece.
     pieces: Vec<usize>,
     /// The source ended in this group.
@@ -253,6 +260,7 @@ where
                     let mut job = spare.pop().unwrap_or_else(|| Job {
                         seq: 0,
                         buf: crate::util::SecretBuf::zeroed(GROUP_CHUNKS * CHUNK_CT_SIZE),
+                        plain: crate::util::SecretBuf::zeroed(GROUP_CHUNKS * CHUNK_SIZE),
                         len: 0,
                         pieces: Vec::with_capacity(GROUP_CHUNKS),
                         eof: false,
@@ -305,25 +313,23 @@ pub(crate) fn encrypt_stream<R: Read, W: Write>(
     pipeline(
         threads,
         |job| {
-            for k in 0..GROUP_CHUNKS {
-                let slot = &mut job.buf[k * CHUNK_CT_SIZE..k * CHUNK_CT_SIZE + CHUNK_SIZE];
-                let n = read_full(&mut reader, slot)?;
-                job.pieces.push(n);
-                total += n as u64;
-                if n < CHUNK_SIZE {
-                    // Short: the final chunk (possibly empty).
-                    job.eof = true;
-                    break;
-                }
-            }
+            // One read call for the whole group (a short read only at EOF).
+            job.len = read_full(&mut reader, &mut job.plain[..])?;
+            job.eof = job.len < job.plain.len();
+            total += job.len as u64;
             Ok(())
         },
         |job| {
             let first = job.first_chunk();
-            for k in 0..job.pieces.len() {
+            // Full chunks, then, in the last group, the final short (possibly
+            // empty) chunk: a full chunk is never the last.
+            let full = job.len / CHUNK_SIZE;
+            let count = if job.eof { full + 1 } else { full };
+            for k in 0..count {
+                let pt = &job.plain[k * CHUNK_SIZE..job.len.min((k + 1) * CHUNK_SIZE)];
                 let slot = &mut job.buf[k * CHUNK_CT_SIZE..(k + 1) * CHUNK_CT_SIZE];
-                match seal_piece(cipher, first + k as u64, slot, job.pieces[k]) {
-                    Ok(ct) => job.pieces[k] = ct,
+                match seal_piece_from(cipher, first + k as u64, pt, slot) {
+                    Ok(ct) => job.pieces.push(ct),
                     Err(e) => {
                         job.error = Some(e);
                         return;
@@ -365,8 +371,9 @@ pub(crate) fn decrypt_stream<R: Read, W: Write>(
             let first = job.first_chunk();
             let len = job.len;
             let mut ended = false;
-            for (k, piece) in job.buf[..len].chunks_mut(CHUNK_CT_SIZE).enumerate() {
-                match open_piece(cipher, first + k as u64, piece) {
+            for (k, piece) in job.buf[..len].chunks(CHUNK_CT_SIZE).enumerate() {
+                let out = &mut job.plain[k * CHUNK_SIZE..(k + 1) * CHUNK_SIZE];
+                match open_piece_into(cipher, first + k as u64, piece, out) {
                     Ok(d) => {
                         job.pieces.push(d.len);
                         ended = d.is_final;
@@ -384,11 +391,12 @@ pub(crate) fn decrypt_stream<R: Read, W: Write>(
             }
         },
         |job| {
-            for (k, &n) in job.pieces.iter().enumerate() {
-                let at = k * CHUNK_CT_SIZE;
-                writer.write_all(&job.buf[at..at + n])?;
-                total += n as u64;
-            }
+            // Opened pieces before a failure are verified: release them,
+            // then report the failure, as the sequential reader does. All
+            // but the last opened piece are full, so they are contiguous.
+            let n: usize = job.pieces.iter().sum();
+            writer.write_all(&job.plain[..n])?;
+            total += n as u64;
             match job.error.take() {
                 Some(e) => Err(e),
                 None => Ok(()),
