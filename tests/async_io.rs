@@ -299,3 +299,99 @@ async fn dropped_writer_and_cancelled_futures_leave_nothing_valid() {
         msg
     );
 }
+
+/// A source that answers every other poll with `Pending` (waking the task
+/// at once) and otherwise returns a short read of a pseudo-random length:
+/// drives the reader's read-ahead ring through partial slots, wrap-around
+/// and read-ahead polls that find nothing ready.
+struct Choppy<'a> {
+    data: &'a [u8],
+    pos: usize,
+    state: u32,
+    pending_next: bool,
+}
+
+impl<'a> Choppy<'a> {
+    fn new(data: &'a [u8], seed: u32) -> Self {
+        Choppy {
+            data,
+            pos: 0,
+            state: seed | 1,
+            pending_next: true,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Choppy<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pending_next {
+            self.pending_next = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.pending_next = true;
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.state = x;
+        let want = 1 + (x as usize % 40_000);
+        let n = want.min(buf.remaining()).min(self.data.len() - self.pos);
+        let from = self.pos;
+        buf.put_slice(&self.data[from..from + n]);
+        self.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn async_reader_survives_short_reads_and_pending_sources() {
+    for (len, seed) in [(0usize, 1u32), (16384, 2), (50_000, 3), (1_300_000, 4)] {
+        let msg = common::data(len, 9);
+        let enc = encryptor().await;
+        let h = enc.header().clone();
+        let (_, body) = enc.seal_detached(&msg).unwrap();
+        for rs in [1000usize, 16384, 70_000] {
+            let mut r = decryptor(&h)
+                .await
+                .async_reader(Choppy::new(&body, seed ^ rs as u32))
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; rs];
+            loop {
+                let n = r.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            assert!(out == msg, "len {len} read size {rs}");
+            assert_eq!(r.authenticated_len(), Some(len as u64));
+        }
+        if len > 100_000 {
+            // A flipped bit deep in the body (after the ring wrapped):
+            // everything before its chunk, then the chunk's error.
+            let bad_chunk = 70u64;
+            let mut bad = body.clone();
+            bad[56 + bad_chunk as usize * (CHUNK_SIZE + 16) + 7] ^= 0x20;
+            let mut r = decryptor(&h)
+                .await
+                .async_reader(Choppy::new(&bad, seed))
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let e = r.read_to_end(&mut out).await.unwrap_err();
+            assert!(matches!(
+                Error::from_io(e),
+                Error::ChunkAuthentication { chunk } if chunk == bad_chunk
+            ));
+            assert_eq!(out.len(), bad_chunk as usize * CHUNK_SIZE);
+            assert!(out[..] == msg[..out.len()]);
+        }
+    }
+}

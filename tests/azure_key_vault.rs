@@ -689,8 +689,10 @@ async fn bounded_retries_give_up_within_the_total_time() {
         let e = k.wrap_key(&dek()).await.unwrap_err();
         let took = start.elapsed();
         println!("gave up on {fault:?} after {took:?}: {e}");
+        // Slack for scheduling on a loaded 2-core machine (the retry loop
+        // itself never starts an attempt past the budget).
         assert!(
-            took <= budget + Duration::from_millis(100),
+            took <= budget + Duration::from_millis(250),
             "{fault:?}: took {took:?}"
         );
         assert_eq!(kek_kind(&e), Some(expect_kind), "{e}");

@@ -30,10 +30,17 @@ use crate::kek::KeyResolver;
 
 const CHUNK: u64 = CHUNK_SIZE as u64;
 
-/// Chunks of ciphertext the async reader asks its source for at once
-/// (≈ 256 KiB): sources such as `tokio::fs::File` pay a thread hand-off per
-/// read.
-const READ_AHEAD_CHUNKS: usize = 16;
+/// Chunk slots in the async reader's read-ahead ring (≈ 512 KiB).
+const READ_AHEAD_CHUNKS: usize = 32;
+
+/// The most the async reader asks its source for in one read (half the
+/// ring, ≈ 256 KiB): sources such as `tokio::fs::File` pay a thread
+/// hand-off per read, and half the ring stays free to read ahead into
+/// while the other half is opened.
+const MAX_READ: usize = READ_AHEAD_CHUNKS / 2 * CHUNK_CT_SIZE;
+
+/// The least free room worth a read-ahead poll (4 chunks).
+const MIN_READ_AHEAD: usize = 4 * CHUNK_CT_SIZE;
 
 /// The async [`EncryptingWriter`](super::EncryptingWriter): implements
 /// [`AsyncWrite`].
@@ -209,18 +216,31 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptingWriter<W> {
 /// opened (truncation, trailing data, reordering are errors, carried in
 /// `io::Error`: recover them with [`Error::from_io`]); failures are sticky.
 ///
-/// Memory: a read-ahead buffer of 16 chunks (≈ 256 KiB), in which chunks
-/// are decrypted in place, plus one chunk for `read_at`.
+/// Memory: a read-ahead ring of 32 chunks (≈ 512 KiB), plus one chunk for
+/// `read_at`. Reads of at least 16 KiB get whole chunks opened straight
+/// into the caller's buffer; smaller ones are served from a chunk opened in
+/// place in the ring. After handing out data the reader asks the source
+/// for the next run of the ring without waiting, so a source that reads on
+/// another thread (`tokio::fs::File`) reads ahead while chunks are opened.
 pub struct AsyncDecryptingReader<R> {
     inner: R,
     cipher: ChunkCipher,
+    /// A ring of `READ_AHEAD_CHUNKS` slots of `CHUNK_CT_SIZE` bytes.
+    /// Chunk *i* of the body lands in one slot, contiguous (the ring wraps
+    /// only at slot boundaries), so it can be opened where it lies.
     buf: crate::util::SecretBuf,
-    /// Ciphertext read and not yet opened: `buf[raw_start..raw_end]`.
-    raw_start: usize,
-    raw_end: usize,
-    /// Plaintext of the last opened chunk not yet returned.
+    /// Ciphertext read and not yet opened: `filled` bytes from `head` (a
+    /// slot boundary), wrapping at the end of the ring.
+    head: usize,
+    filled: usize,
+    /// Plaintext of the last opened chunk not yet returned,
+    /// `buf[plain_start..plain_end]`, in the slot just behind `head`, which
+    /// stays reserved until it is returned.
     plain_start: usize,
     plain_end: usize,
+    plain_slot: usize,
+    /// A read-ahead failed: reported by the next read that needs data.
+    read_error: Option<io::Error>,
     /// The source reported its end.
     eof: bool,
     /// The next chunk to open.
@@ -254,10 +274,12 @@ impl<R> AsyncDecryptingReader<R> {
             inner,
             cipher,
             buf: crate::util::SecretBuf::zeroed(READ_AHEAD_CHUNKS * CHUNK_CT_SIZE),
-            raw_start: 0,
-            raw_end: 0,
+            head: 0,
+            filled: 0,
             plain_start: 0,
             plain_end: 0,
+            plain_slot: 0,
+            read_error: None,
             eof: false,
             index: 0,
             at_end: false,
@@ -282,31 +304,86 @@ impl<R> AsyncDecryptingReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
-    /// Reads until a whole chunk window is buffered or the source ends.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
-        while self.raw_end - self.raw_start < CHUNK_CT_SIZE && !self.eof {
-            if self.buf.len() - self.raw_start < CHUNK_CT_SIZE {
-                // Not enough room behind the unopened bytes: move them down.
-                self.buf.copy_within(self.raw_start..self.raw_end, 0);
-                self.raw_end -= self.raw_start;
-                self.raw_start = 0;
+    /// The free run of the ring the next read may fill: `(start, len)`.
+    fn free_run(&mut self) -> (usize, usize) {
+        let ring = self.buf.len();
+        let plain_pending = self.plain_start < self.plain_end;
+        let (occ_start, occ_len) = if plain_pending {
+            (self.plain_slot, CHUNK_CT_SIZE + self.filled)
+        } else {
+            if self.filled == 0 {
+                // Empty: start again at the front for the longest run.
+                self.head = 0;
             }
-            let mut rb = ReadBuf::new(&mut self.buf[self.raw_end..]);
-            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
-                self.eof = true;
-            } else {
-                self.raw_end += n;
-                self.consumed += n as u64;
-            }
+            (self.head, self.filled)
+        };
+        if occ_len >= ring {
+            return (0, 0);
+        }
+        let at = (occ_start + occ_len) % ring;
+        let end = if at >= occ_start && !(at == occ_start && occ_len > 0) {
+            ring
+        } else {
+            occ_start
+        };
+        (at, (end - at).min(MAX_READ))
+    }
+
+    /// Polls the source once to fill `run` (from [`Self::free_run`]).
+    fn poll_source(&mut self, cx: &mut Context<'_>, run: (usize, usize)) -> Poll<io::Result<()>> {
+        let (at, len) = run;
+        let mut rb = ReadBuf::new(&mut self.buf[at..at + len]);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            self.eof = true;
+        } else {
+            self.filled += n;
+            self.consumed += n as u64;
         }
         Poll::Ready(Ok(()))
     }
 
+    /// Reads until a whole chunk is buffered at `head` or the source ends.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
+        if let Some(e) = self.read_error.take() {
+            return Poll::Ready(Err(Error::Io(e)));
+        }
+        while self.filled < CHUNK_CT_SIZE && !self.eof {
+            let run = self.free_run();
+            debug_assert!(run.1 > 0, "the ring holds at most two chunks here");
+            ready!(self.poll_source(cx, run))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// After data was handed out: if the ring has room, asks the source for
+    /// more without waiting, so a source that reads on another thread
+    /// (`tokio::fs::File`) fetches the next run while this one is opened.
+    /// A pending answer is left to wake the task; an error is kept for the
+    /// next read that needs data.
+    fn read_ahead(&mut self, cx: &mut Context<'_>) {
+        if self.eof || self.at_end || self.read_error.is_some() {
+            return;
+        }
+        let run = self.free_run();
+        if run.1 < MIN_READ_AHEAD {
+            return;
+        }
+        if let Poll::Ready(Err(e)) = self.poll_source(cx, run) {
+            self.read_error = Some(e);
+        }
+    }
+
+    /// The piece at `head`: a whole chunk window, or what is left at the end.
+    fn piece_len(&self) -> usize {
+        self.filled.min(CHUNK_CT_SIZE)
+    }
+
     /// Records an opened chunk.
     fn opened(&mut self, take: usize, d: Decoded) {
-        self.raw_start += take;
+        self.head = (self.head + take) % self.buf.len();
+        self.filled -= take;
         if d.is_final {
             self.final_len = Some(self.index * CHUNK + d.len as u64);
             self.at_end = true;
@@ -315,7 +392,7 @@ impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
     }
 
     /// Opens the next chunk straight into `out`, which has room for a whole
-    /// chunk (no copy out of the read-ahead buffer). On failure `out` holds
+    /// chunk (no copy out of the read-ahead ring). On failure `out` holds
     /// no plaintext of the chunk.
     fn poll_chunk_into(
         &mut self,
@@ -323,8 +400,8 @@ impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<crate::Result<()>> {
         ready!(self.poll_fill(cx))?;
-        let take = (self.raw_end - self.raw_start).min(CHUNK_CT_SIZE);
-        let piece = &self.buf[self.raw_start..self.raw_start + take];
+        let take = self.piece_len();
+        let piece = &self.buf[self.head..self.head + take];
         let dst = out.initialize_unfilled_to(take.saturating_sub(TAG_LEN));
         let d = open_piece_into(&self.cipher, self.index, piece, dst)
             .map_err(|e| Sticky::record(&mut self.sticky, e))?;
@@ -337,12 +414,13 @@ impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
     /// then opens the next chunk in place.
     fn poll_next_chunk(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         ready!(self.poll_fill(cx))?;
-        let take = (self.raw_end - self.raw_start).min(CHUNK_CT_SIZE);
-        let piece = &mut self.buf[self.raw_start..self.raw_start + take];
-        let d = open_piece(&self.cipher, self.index, piece)
+        let take = self.piece_len();
+        let at = self.head;
+        let d = open_piece(&self.cipher, self.index, &mut self.buf[at..at + take])
             .map_err(|e| Sticky::record(&mut self.sticky, e))?;
-        self.plain_start = self.raw_start;
-        self.plain_end = self.raw_start + d.len;
+        self.plain_slot = at;
+        self.plain_start = at;
+        self.plain_end = at + d.len;
         self.opened(take, d);
         Poll::Ready(Ok(()))
     }
@@ -366,6 +444,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
                 let n = out.remaining().min(this.plain_end - this.plain_start);
                 out.put_slice(&this.buf[this.plain_start..this.plain_start + n]);
                 this.plain_start += n;
+                this.read_ahead(cx);
                 return Poll::Ready(Ok(()));
             }
             if this.at_end {
@@ -376,6 +455,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
                 let before = out.filled().len();
                 ready!(this.poll_chunk_into(cx, out)).map_err(Error::into_io)?;
                 if out.filled().len() > before || this.at_end {
+                    this.read_ahead(cx);
                     return Poll::Ready(Ok(()));
                 }
                 continue;
