@@ -36,7 +36,9 @@ pub use kek::{
     KeyEncryptionKey, KeyResolver, LocalKek, LocalKeyKind, StaticResolver, WrapAlgorithm,
     WrappedKey,
 };
-pub use key::{DataKey, DATA_KEY_LEN};
+pub use key::{
+    DataKey, KeyMaterial, DATA_KEY_LEN, KEY_MATERIAL_MAX_LEN, KEY_MATERIAL_MIN_LEN,
+};
 pub use provider::CryptoProvider;
 #[cfg(feature = "tokio")]
 pub use stream::{AsyncDecryptingReader, AsyncEncryptingWriter};
