@@ -493,7 +493,7 @@ impl KeyEncryptionKey for ScopeKek {
     }
 
     async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
-        if material.len() % 8 != 0 {
+        if !material.len().is_multiple_of(8) {
             return Err(Error::InvalidKey(format!(
                 "A256KW wraps a multiple of 8 bytes, not {}",
                 material.len()

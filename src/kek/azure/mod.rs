@@ -541,7 +541,7 @@ impl AzureKeyVaultKek {
         let pinned = KeyUrl::parse(&verified.kid)?;
         let version = pinned.version().unwrap_or_default().to_owned();
         let secret = material.expose_secret_bytes();
-        if !self.shared.alg.is_rsa() && secret.len() % 8 != 0 {
+        if !self.shared.alg.is_rsa() && !secret.len().is_multiple_of(8) {
             return Err(Error::InvalidKey(format!(
                 "{} wraps a multiple of 8 bytes, not {}",
                 self.shared.alg,
@@ -599,7 +599,7 @@ impl AzureKeyVaultKek {
         let plausible = if self.shared.alg.is_rsa() {
             wrapped.len() == verified.wrapped_len
         } else {
-            wrapped.len() % 8 == 0 && (24..=72).contains(&wrapped.len())
+            wrapped.len().is_multiple_of(8) && (24..=72).contains(&wrapped.len())
         };
         if !plausible {
             return Err(self.unwrap_failed());

@@ -345,7 +345,7 @@ impl KeyEncryptionKey for Pkcs11Kek {
     }
 
     async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
-        if self.inner.alg == WrapAlgorithm::A256Kw && material.len() % 8 != 0 {
+        if self.inner.alg == WrapAlgorithm::A256Kw && !material.len().is_multiple_of(8) {
             return Err(Error::InvalidKey(format!(
                 "A256KW wraps a multiple of 8 bytes, not {}",
                 material.len()
