@@ -369,4 +369,3 @@ impl<R: Read> Read for CseDecryptingReader<R> {
         }
     }
 }
-
