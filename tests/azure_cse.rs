@@ -117,7 +117,9 @@ fn ranges(len: usize) -> Vec<(usize, usize)> {
     if len > 10 {
         v.push((3, len - 5));
     }
-    v.into_iter().map(|(s, e)| (s.min(len), e.min(len))).collect()
+    v.into_iter()
+        .map(|(s, e)| (s.min(len), e.min(len)))
+        .collect()
 }
 
 fn check_ranges(d: &CseDecryptor, blob: &[u8], plain: &[u8]) -> usize {

@@ -21,7 +21,7 @@
 //! which binds the protocol version to the key (a downgrade of the
 //! metadata to 1.0 cannot reuse the key). `Algorithm` is `A256KW`,
 //! `RSA-OAEP` or `RSA-OAEP-256`; this crate's KEKs wrap the 40 bytes
-//! through [`KeyEncryptionKey::wrap_key_material`](crate::KeyEncryptionKey::wrap_key_material).
+//! through [`crate::KeyEncryptionKey::wrap_key_material`].
 //!
 //! **The body.** Regions `nonce(12) ‖ AES-256-GCM(CEK, nonce, data, no
 //! AAD) ‖ tag(16)`, each holding `DataLength` bytes of data (4 MiB in 2.0,
