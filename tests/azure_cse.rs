@@ -186,6 +186,33 @@ async fn sdk_written_blobs_decrypt_whole_and_by_range() {
             assert_eq!(out, plain);
             checked += check_ranges(&dec, &blob, &plain);
         }
+        if n == 9 * MIB {
+            // The SDK's own 3-region blob, tampered: regions swapped, the
+            // middle one dropped, one duplicated, a bit flipped.
+            let dec = CseDecryptor::new(&m, &resolver(&k)).await.unwrap();
+            let rl = 4 * MIB + 28;
+            let r: Vec<&[u8]> = blob.chunks(rl).collect();
+            for (what, order, region) in [
+                ("swapped", vec![1, 0, 2], 0u64),
+                ("middle dropped", vec![0, 2], 1),
+                ("duplicated", vec![0, 0, 1, 2], 1),
+            ] {
+                let body: Vec<u8> = order.iter().flat_map(|i| r[*i].to_vec()).collect();
+                let e = dec.decrypt(&body).unwrap_err();
+                assert!(
+                    matches!(e, Error::CseRegion { region: x, .. } if x == region)
+                        && e.to_string().contains("nonce"),
+                    "{what}: {e}"
+                );
+            }
+            let mut flipped = blob.clone();
+            flipped[rl + 1000] ^= 4;
+            let e = dec.decrypt(&flipped).unwrap_err();
+            assert!(
+                e.to_string().contains("region 1: authentication failed"),
+                "{e}"
+            );
+        }
     }
     println!("checked {checked} ranges of SDK-written blobs");
 }
