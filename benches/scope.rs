@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use cmk_envelope::__private::block_on;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 use cmk_envelope::{
-    rewrap, DataKey, Encryptor, Header, KeyEncryptionKey, LocalKek, Profile, StaticResolver,
+    rewrap, Encryptor, Header, KeyEncryptionKey, KeyMaterial, LocalKek, Profile, StaticResolver,
     WrapAlgorithm, WrappedKey,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -46,13 +46,13 @@ impl KeyEncryptionKey for Counting {
     fn key_container(&self) -> Option<String> {
         Some("bench-vault".into())
     }
-    async fn wrap_key(&self, dek: &DataKey) -> cmk_envelope::Result<WrappedKey> {
+    async fn wrap_key_material(&self, m: &KeyMaterial) -> cmk_envelope::Result<WrappedKey> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.wrap_key(dek).await
+        self.inner.wrap_key_material(m).await
     }
-    async fn unwrap_key(&self, w: &[u8]) -> cmk_envelope::Result<DataKey> {
+    async fn unwrap_key_material(&self, w: &[u8]) -> cmk_envelope::Result<KeyMaterial> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.unwrap_key(w).await
+        self.inner.unwrap_key_material(w).await
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | group | variants | who acts |
 //! |---|---|---|
-//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`], [`Error::FieldAuthentication`], [`Error::DocumentField`] | nobody can "fix" these: the data is not what it claims to be |
+//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`], [`Error::FieldAuthentication`], [`Error::DocumentField`], [`Error::CseMetadata`], [`Error::CseRegion`] | nobody can "fix" these: the data is not what it claims to be |
 //! | keys | [`Error::UnknownKek`], [`Error::UnwrapFailed`], [`Error::KeyFile`], [`Error::InvalidKey`] | the operator (wrong key, wrong allow-list, bad key file) |
 //! | key hierarchy | [`Error::ScopeConflict`] (retry), [`Error::ScopeNotFound`], [`Error::KeyPolicy`] | the caller or operator |
 //! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
@@ -78,6 +78,30 @@ pub enum Error {
     DocumentField {
         /// The field's JSON Pointer.
         path: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+
+    /// Azure Storage client-side encryption metadata (the `encryptiondata`
+    /// blob metadata value) is malformed, unsupported, or does not match
+    /// the key: bad JSON, a missing or mistyped field, a protocol other
+    /// than 2.0/2.1, an algorithm other than `AES_GCM_256`, a wrong
+    /// `KeyId`, or a protocol prefix in the wrapped key that differs from
+    /// the one the metadata claims ("encryption metadata has been
+    /// tampered"). The message names fields, never key bytes.
+    #[error("Azure client-side encryption metadata: {0}")]
+    CseMetadata(String),
+
+    /// A region of an Azure Storage client-side encrypted blob was refused:
+    /// its tag did not verify (modified data or wrong key), its nonce does
+    /// not follow the encoding the other regions follow at its position
+    /// (reordered, dropped, duplicated or spliced regions), or the blob's
+    /// length is not one a writer produces (truncated). No plaintext of the
+    /// region was released.
+    #[error("Azure client-side encrypted blob, region {region}: {problem}")]
+    CseRegion {
+        /// Index of the region (a position, not a secret).
+        region: u64,
         /// What is wrong.
         problem: &'static str,
     },

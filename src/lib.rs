@@ -4,6 +4,8 @@
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 mod atomic_file;
+#[cfg(feature = "azure-cse")]
+pub mod azure_cse;
 mod block_on;
 #[cfg(feature = "json")]
 pub mod document;
@@ -36,7 +38,7 @@ pub use kek::{
     KeyEncryptionKey, KeyResolver, LocalKek, LocalKeyKind, StaticResolver, WrapAlgorithm,
     WrappedKey,
 };
-pub use key::{DataKey, DATA_KEY_LEN};
+pub use key::{DataKey, KeyMaterial, DATA_KEY_LEN, KEY_MATERIAL_MAX_LEN, KEY_MATERIAL_MIN_LEN};
 pub use provider::CryptoProvider;
 #[cfg(feature = "tokio")]
 pub use stream::{AsyncDecryptingReader, AsyncEncryptingWriter};

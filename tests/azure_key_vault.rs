@@ -116,6 +116,7 @@ async fn conformance_rsa_oaep_256_and_rsa_oaep() {
         let r = kek_conformance::run(Arc::new(a), Arc::new(b)).await;
         println!("conformance azure {alg}: {r:?}");
         assert_eq!(r.modifications_rejected, 256 * 2);
+        assert_eq!(r.material_round_trips, 4);
     }
 }
 
@@ -141,6 +142,7 @@ async fn conformance_managed_hsm_a256kw() {
     let r = kek_conformance::run(Arc::new(a), Arc::new(b)).await;
     println!("conformance azure managed HSM A256KW: {r:?}");
     assert_eq!(r.modifications_rejected, 40 * 2);
+    assert_eq!(r.material_round_trips, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1567,3 +1567,171 @@ fn threads_give_the_same_plaintext_and_refuse_zero() {
     assert!(!out.status.success());
     env.assert_no_temp_files();
 }
+
+// ----- azure-cse -----
+
+#[cfg(feature = "azure-cse")]
+#[test]
+fn azure_cse_round_trip_ranges_and_failures() {
+    let env = Env::new();
+    env.aes_key("k.jwk", "cse-kid");
+    env.aes_key("other.jwk", "other-kid");
+    let plain = data(300 * 1024 + 7, 9);
+    env.write("plain.bin", &plain);
+    // 2.1 with 64 KiB regions, files in and out.
+    env.ok(&[
+        "azure-cse",
+        "encrypt",
+        "--kek",
+        "k.jwk",
+        "--region-size",
+        "65536",
+        "--metadata-out",
+        "m.json",
+        "-o",
+        "blob.bin",
+        "plain.bin",
+    ]);
+    let meta: Value = serde_json::from_slice(&env.read("m.json")).unwrap();
+    assert_eq!(meta["EncryptionAgent"]["Protocol"], "2.1");
+    assert_eq!(meta["EncryptedRegionInfo"]["DataLength"], 65536);
+    assert_eq!(meta["WrappedContentKey"]["KeyId"], "cse-kid");
+    assert_eq!(env.read("blob.bin").len(), plain.len() + 5 * 28);
+    env.ok(&[
+        "azure-cse",
+        "decrypt",
+        "--kek",
+        "other.jwk",
+        "--kek",
+        "k.jwk",
+        "--metadata",
+        "m.json",
+        "-o",
+        "back.bin",
+        "blob.bin",
+    ]);
+    assert_eq!(env.read("back.bin"), plain);
+    // Stdin to stdout, 2.0.
+    let blob = env.ok_with(
+        &[
+            "azure-cse",
+            "encrypt",
+            "--kek",
+            "k.jwk",
+            "--metadata-out",
+            "m20.json",
+        ],
+        &plain,
+    );
+    let back = env.ok_with(
+        &[
+            "azure-cse",
+            "decrypt",
+            "--kek",
+            "k.jwk",
+            "--metadata",
+            "m20.json",
+        ],
+        &blob,
+    );
+    assert_eq!(back, plain);
+    // Ranges.
+    for (s, e) in [
+        (0usize, 1usize),
+        (65530, 65600),
+        (100, plain.len()),
+        (200_000, 999_999),
+    ] {
+        let r = format!("{s}:{e}");
+        let out = env.ok(&[
+            "azure-cse",
+            "decrypt",
+            "--kek",
+            "k.jwk",
+            "--metadata",
+            "m.json",
+            "--range",
+            &r,
+            "blob.bin",
+        ]);
+        assert_eq!(out, &plain[s..e.min(plain.len())], "{r}");
+    }
+    // Failures: one line, nothing left at OUT.
+    let mut bad = env.read("blob.bin");
+    bad[70_000] ^= 1;
+    env.write("bad.bin", &bad);
+    let out = env.run(&[
+        "azure-cse",
+        "decrypt",
+        "--kek",
+        "k.jwk",
+        "--metadata",
+        "m.json",
+        "-o",
+        "x.bin",
+        "bad.bin",
+    ]);
+    fails(&out, "region 1");
+    assert!(!env.exists("x.bin"));
+    env.write("cut.bin", &env.read("blob.bin")[..65_564 + 20]);
+    let out = env.run(&[
+        "azure-cse",
+        "decrypt",
+        "--kek",
+        "k.jwk",
+        "--metadata",
+        "m.json",
+        "-o",
+        "x.bin",
+        "cut.bin",
+    ]);
+    fails(&out, "truncated");
+    assert!(!env.exists("x.bin"));
+    let out = env.run(&[
+        "azure-cse",
+        "decrypt",
+        "--kek",
+        "other.jwk",
+        "--metadata",
+        "m.json",
+        "blob.bin",
+    ]);
+    fails(&out, "cse-kid");
+    env.write("m-bad.json", b"{\"WrappedContentKey\": 1}");
+    let out = env.run(&[
+        "azure-cse",
+        "decrypt",
+        "--kek",
+        "k.jwk",
+        "--metadata",
+        "m-bad.json",
+        "blob.bin",
+    ]);
+    fails(&out, "metadata");
+    let out = env.run(&[
+        "azure-cse",
+        "encrypt",
+        "--kek",
+        "k.jwk",
+        "--region-size",
+        "8",
+        "--metadata-out",
+        "n.json",
+        "plain.bin",
+    ]);
+    fails(&out, "--region-size");
+    let out = env.run(&[
+        "azure-cse",
+        "encrypt",
+        "--kek",
+        "k.jwk",
+        "--metadata-out",
+        "m.json",
+        "-o",
+        "y.bin",
+        "plain.bin",
+    ]);
+    fails(&out, "exists");
+    assert!(!env.exists("y.bin"));
+    env.assert_no_temp_files();
+}

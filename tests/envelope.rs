@@ -395,13 +395,16 @@ async fn header_is_rejected_before_any_kek_call() {
         fn algorithm(&self) -> WrapAlgorithm {
             WrapAlgorithm::A256Kw
         }
-        async fn wrap_key(
+        async fn wrap_key_material(
             &self,
-            _: &cmk_envelope::DataKey,
+            _: &cmk_envelope::KeyMaterial,
         ) -> cmk_envelope::Result<cmk_envelope::WrappedKey> {
             panic!("wrap called")
         }
-        async fn unwrap_key(&self, _: &[u8]) -> cmk_envelope::Result<cmk_envelope::DataKey> {
+        async fn unwrap_key_material(
+            &self,
+            _: &[u8],
+        ) -> cmk_envelope::Result<cmk_envelope::KeyMaterial> {
             panic!("unwrap called for a malformed header")
         }
     }

@@ -21,6 +21,7 @@ async fn conformance_aes_kw_and_kwp() {
             let r = kek_conformance::run(aes("a", alg, p), aes("b", alg, p)).await;
             println!("conformance local {alg} [{}]: {r:?}", p.name());
             assert!(r.modifications_rejected >= 80);
+            assert_eq!(r.material_round_trips, 4);
         }
     }
 }
@@ -33,6 +34,7 @@ async fn conformance_rsa_oaep() {
                 kek_conformance::run(common::rsa_kek(0, alg, p), common::rsa_kek(1, alg, p)).await;
             println!("conformance local {alg} [{}]: {r:?}", p.name());
             assert_eq!(r.modifications_rejected, 384 * 2);
+            assert_eq!(r.material_round_trips, 4);
         }
     }
 }

@@ -317,6 +317,7 @@ async fn conformance_a256kw_and_a256kwp() {
         let r = kek_conformance::run(ka.clone(), other).await;
         println!("conformance pkcs11 {alg}: {r:?}");
         assert_eq!(r.modifications_rejected, 80);
+        assert_eq!(r.material_round_trips, 4);
         assert_unwrap_failed(&ka).await;
     }
 }
@@ -332,6 +333,7 @@ async fn conformance_rsa_oaep_sha1() {
     let r = kek_conformance::run(dyn_kek(a.clone()), dyn_kek(b)).await;
     println!("conformance pkcs11 RSA-OAEP: {r:?}");
     assert_eq!(r.modifications_rejected, 384 * 2);
+    assert_eq!(r.material_round_trips, 4);
     assert_unwrap_failed(&dyn_kek(a.clone())).await;
 
     // The public half alone wraps (and records the same key id); only the

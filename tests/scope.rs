@@ -13,8 +13,8 @@ use cmk_envelope::scope::{
     CachePolicy, Cmk, EncryptionScope, FsScopeStore, MemoryScopeStore, ScopeMode, ScopeStore,
 };
 use cmk_envelope::{
-    open, rewrap, rewrap_batch, seal, DataKey, Error, Header, KekError, KekErrorKind,
-    KeyEncryptionKey, LocalKek, Profile, StaticResolver, WrapAlgorithm, WrappedKey,
+    open, rewrap, rewrap_batch, seal, Error, Header, KekError, KekErrorKind, KeyEncryptionKey,
+    KeyMaterial, LocalKek, Profile, StaticResolver, WrapAlgorithm, WrappedKey,
 };
 
 /// Wraps a KEK, counts its calls, and can be switched off (as a customer
@@ -68,18 +68,18 @@ impl KeyEncryptionKey for Switchable {
     fn key_container(&self) -> Option<String> {
         self.inner.key_container()
     }
-    async fn wrap_key(&self, dek: &DataKey) -> cmk_envelope::Result<WrappedKey> {
+    async fn wrap_key_material(&self, m: &KeyMaterial) -> cmk_envelope::Result<WrappedKey> {
         self.wraps.fetch_add(1, Ordering::SeqCst);
         self.check()?;
-        self.inner.wrap_key(dek).await
+        self.inner.wrap_key_material(m).await
     }
-    async fn unwrap_key(&self, wrapped: &[u8]) -> cmk_envelope::Result<DataKey> {
+    async fn unwrap_key_material(&self, wrapped: &[u8]) -> cmk_envelope::Result<KeyMaterial> {
         self.unwraps.fetch_add(1, Ordering::SeqCst);
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
         self.check()?;
-        self.inner.unwrap_key(wrapped).await
+        self.inner.unwrap_key_material(wrapped).await
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::key::DataKey;
+use crate::key::{DataKey, KeyMaterial};
 
 #[cfg(feature = "azure")]
 pub mod azure;
@@ -164,12 +164,43 @@ pub trait KeyEncryptionKey: Send + Sync + Debug {
         None
     }
 
+    /// Wraps secret key material of 16 to 64 bytes (a data key, or the
+    /// 40-byte protocol-prefixed content key of Azure Storage client-side
+    /// encryption). Cost: one backend call.
+    ///
+    /// AES key wrap (`A256KW`, RFC 3394) needs a multiple of 8 bytes;
+    /// backends refuse other lengths.
+    async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey>;
+
+    /// Unwraps `wrapped` into key material of whatever length was wrapped
+    /// (16 to 64 bytes; anything else is
+    /// [`Error::UnwrapFailed`](crate::Error::UnwrapFailed)). Cost: one
+    /// backend call.
+    async fn unwrap_key_material(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial>;
+
     /// Wraps `dek`. Cost: one backend call.
-    async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey>;
+    ///
+    /// Provided: [`wrap_key_material`](KeyEncryptionKey::wrap_key_material)
+    /// of the key's 32 bytes.
+    async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey> {
+        self.wrap_key_material(&KeyMaterial::from_data_key(dek))
+            .await
+    }
 
     /// Unwraps `wrapped` (the bytes of a header entry whose `alg` equals
     /// [`algorithm`](KeyEncryptionKey::algorithm)). Cost: one backend call.
-    async fn unwrap_key(&self, wrapped: &[u8]) -> crate::Result<DataKey>;
+    ///
+    /// Provided: [`unwrap_key_material`](KeyEncryptionKey::unwrap_key_material),
+    /// then a length check: material of any length but 32 bytes is not one
+    /// of our data keys and gives [`Error::UnwrapFailed`](crate::Error::UnwrapFailed).
+    async fn unwrap_key(&self, wrapped: &[u8]) -> crate::Result<DataKey> {
+        let material = self.unwrap_key_material(wrapped).await?;
+        material
+            .into_data_key()
+            .map_err(|_| crate::Error::UnwrapFailed {
+                kek_id: self.key_id().to_string(),
+            })
+    }
 }
 
 /// Maps the key ids read from a header to KEKs. A resolver is an

@@ -50,7 +50,7 @@ use self::cache::{KeyCache, ScopeSecret};
 use self::record::validate_scope_id;
 use crate::error::{Error, KekError, KekErrorKind};
 use crate::kek::{KeyEncryptionKey, KeyResolver, WrapAlgorithm, WrappedKey};
-use crate::key::DataKey;
+use crate::key::{DataKey, KeyMaterial};
 use crate::provider::CryptoProvider;
 
 /// The key protecting a scope, labelled with who holds it.
@@ -492,14 +492,20 @@ impl KeyEncryptionKey for ScopeKek {
         WrapAlgorithm::A256Kw
     }
 
-    async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey> {
+    async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
+        if !material.len().is_multiple_of(8) {
+            return Err(Error::InvalidKey(format!(
+                "A256KW wraps a multiple of 8 bytes, not {}",
+                material.len()
+            )));
+        }
         let key = self.scope.scope_key(self.version).await?;
         let wrapped = self
             .scope
             .inner
             .provider
             .key_wrap
-            .wrap(&key, false, dek.expose_secret_bytes())
+            .wrap(&key, false, material.expose_secret_bytes())
             .map_err(|_| Error::ApiMisuse("AES key wrap failed"))?;
         Ok(WrappedKey {
             alg: WrapAlgorithm::A256Kw,
@@ -508,7 +514,7 @@ impl KeyEncryptionKey for ScopeKek {
         })
     }
 
-    async fn unwrap_key(&self, wrapped: &[u8]) -> crate::Result<DataKey> {
+    async fn unwrap_key_material(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {
         let key = self.scope.scope_key(self.version).await?;
         let clear = self
             .scope
@@ -519,7 +525,7 @@ impl KeyEncryptionKey for ScopeKek {
             .map_err(|_| Error::UnwrapFailed {
                 kek_id: self.kid.clone(),
             })?;
-        DataKey::from_unwrapped(&clear).map_err(|_| Error::UnwrapFailed {
+        KeyMaterial::from_bytes(&clear).map_err(|_| Error::UnwrapFailed {
             kek_id: self.kid.clone(),
         })
     }

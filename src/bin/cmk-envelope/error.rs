@@ -51,6 +51,8 @@ fn classify(e: &Error) -> &'static str {
         Error::MalformedHeader(_) | Error::Truncated | Error::ChunkAuthentication { .. } => {
             "corrupted or truncated input"
         }
+        Error::CseRegion { .. } => "corrupted, tampered or truncated input",
+        Error::CseMetadata(_) => "bad encryption metadata",
         Error::TooLarge(_) => "input too large",
         Error::UnknownKek { .. } => "unknown kid",
         Error::KeyFile { .. } => "bad key file",

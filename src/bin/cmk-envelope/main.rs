@@ -4,6 +4,8 @@
 //! This file holds the command-line definitions and the dispatch; each
 //! subcommand lives in its own module.
 
+#[cfg(feature = "azure-cse")]
+mod azure_cse;
 mod decrypt;
 mod encrypt;
 mod error;
@@ -66,6 +68,11 @@ enum Command {
     /// header, in place and atomically.
     #[command(long_about = REWRAP_LONG_ABOUT)]
     Rewrap(RewrapArgs),
+    /// Azure Storage client-side encryption v2 blobs (the SDKs' format):
+    /// decrypt and encrypt.
+    #[cfg(feature = "azure-cse")]
+    #[command(subcommand)]
+    AzureCse(azure_cse::AzureCseCommand),
 }
 
 const REWRAP_LONG_ABOUT: &str = "Re-wrap an envelope's data key under new keys, rewriting only the header, in place and atomically.\n\nThe data key is unwrapped with one of the --kek keys (an allow-list, as for decrypt) and wrapped with every --new-kek; the new header holds only the --new-kek copies. The body is not changed, so this is how a key-encryption key is rotated without re-encrypting data.\n\nFILE is an embedded envelope, rewritten with the new header. With --header H (detached form), H is rewritten and FILE, the body, is left as it is. The rewritten file replaces the original by an atomic rename and keeps its permissions; on any failure the original is unchanged.";
@@ -319,6 +326,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Decrypt(a) => decrypt::run(&a),
         Command::Inspect(a) => inspect::run(&a),
         Command::Rewrap(a) => rewrap::run(&a),
+        #[cfg(feature = "azure-cse")]
+        Command::AzureCse(c) => azure_cse::run(&c),
     }
 }
 

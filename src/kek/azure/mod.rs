@@ -60,7 +60,7 @@ pub use self::url::{KeyUrl, VaultKind};
 use self::retry::{fmt_duration, parse_retry_after, AttemptError, Retrier, Stats};
 use super::{KeyEncryptionKey, WrapAlgorithm, WrappedKey};
 use crate::error::{Error, KekError, KekErrorKind};
-use crate::key::DataKey;
+use crate::key::KeyMaterial;
 
 /// The backend name in [`KekError`]s.
 pub(crate) const BACKEND: &str = "azure-key-vault";
@@ -532,11 +532,22 @@ impl AzureKeyVaultKek {
         }
     }
 
-    async fn wrap_inner(&self, dek: &DataKey, stats: &mut Stats) -> crate::Result<WrappedKey> {
+    async fn wrap_inner(
+        &self,
+        material: &KeyMaterial,
+        stats: &mut Stats,
+    ) -> crate::Result<WrappedKey> {
         let verified = self.ensure_verified(stats).await?;
         let pinned = KeyUrl::parse(&verified.kid)?;
         let version = pinned.version().unwrap_or_default().to_owned();
-        let secret = dek.expose_secret_bytes();
+        let secret = material.expose_secret_bytes();
+        if !self.shared.alg.is_rsa() && !secret.len().is_multiple_of(8) {
+            return Err(Error::InvalidKey(format!(
+                "{} wraps a multiple of 8 bytes, not {}",
+                self.shared.alg,
+                secret.len()
+            )));
+        }
         let r = self
             .shared
             .retrier
@@ -571,7 +582,7 @@ impl AzureKeyVaultKek {
         })
     }
 
-    async fn unwrap_inner(&self, wrapped: &[u8], stats: &mut Stats) -> crate::Result<DataKey> {
+    async fn unwrap_inner(&self, wrapped: &[u8], stats: &mut Stats) -> crate::Result<KeyMaterial> {
         let Some(version) = self.url.version() else {
             return Err(kek_error(
                 KekErrorKind::KeyUsage,
@@ -583,8 +594,14 @@ impl AzureKeyVaultKek {
             ));
         };
         let verified = self.ensure_verified(stats).await?;
-        // A wrapped key of the wrong size cannot open: no call needed.
-        if wrapped.len() != verified.wrapped_len {
+        // A wrapped key of the wrong size cannot open: no call needed. RSA
+        // output is the modulus size; AES key wrap adds 8 bytes to 16..=64.
+        let plausible = if self.shared.alg.is_rsa() {
+            wrapped.len() == verified.wrapped_len
+        } else {
+            wrapped.len().is_multiple_of(8) && (24..=72).contains(&wrapped.len())
+        };
+        if !plausible {
             return Err(self.unwrap_failed());
         }
         let r = self
@@ -595,7 +612,7 @@ impl AzureKeyVaultKek {
             })
             .await?;
         let clear = Zeroizing::new(r.result.unwrap_or_default());
-        DataKey::from_unwrapped(&clear).map_err(|_| self.unwrap_failed())
+        KeyMaterial::from_bytes(&clear).map_err(|_| self.unwrap_failed())
     }
 }
 
@@ -658,18 +675,18 @@ impl KeyEncryptionKey for AzureKeyVaultKek {
         Some(self.url.vault_url())
     }
 
-    async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey> {
+    async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
         let span = op_span("wrapKey", &self.key_id, self.shared.alg);
         let mut stats = Stats::default();
         let r = self
-            .wrap_inner(dek, &mut stats)
+            .wrap_inner(material, &mut stats)
             .instrument(span.clone())
             .await;
         record(&span, &stats, &r);
         r
     }
 
-    async fn unwrap_key(&self, wrapped: &[u8]) -> crate::Result<DataKey> {
+    async fn unwrap_key_material(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {
         let span = op_span("unwrapKey", &self.key_id, self.shared.alg);
         let mut stats = Stats::default();
         let r = self

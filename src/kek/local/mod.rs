@@ -14,7 +14,9 @@ use self::jwk::{Jwk, JwkKey};
 use super::{KeyEncryptionKey, WrapAlgorithm, WrappedKey};
 use crate::atomic_file::AtomicFile;
 use crate::error::{Error, KekError, KekErrorKind};
+#[cfg(test)]
 use crate::key::DataKey;
+use crate::key::KeyMaterial;
 use crate::provider::{CryptoProvider, OaepHash, RsaPrivateKey, RsaPublicKey};
 
 const BACKEND: &str = "local";
@@ -298,8 +300,14 @@ impl LocalKek {
     }
 
     /// Synchronous wrap (local keys do no I/O).
-    pub(crate) fn wrap_sync(&self, dek: &DataKey) -> crate::Result<WrappedKey> {
-        let secret = dek.expose_secret_bytes();
+    pub(crate) fn wrap_sync(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
+        let secret = material.expose_secret_bytes();
+        if self.alg == WrapAlgorithm::A256Kw && !secret.len().is_multiple_of(8) {
+            return Err(Error::InvalidKey(format!(
+                "A256KW wraps a multiple of 8 bytes, not {}",
+                secret.len()
+            )));
+        }
         let wrapped = match &self.material {
             Material::Aes(k) => self
                 .provider
@@ -320,7 +328,7 @@ impl LocalKek {
     }
 
     /// Synchronous unwrap (local keys do no I/O).
-    pub(crate) fn unwrap_sync(&self, wrapped: &[u8]) -> crate::Result<DataKey> {
+    pub(crate) fn unwrap_sync(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {
         let clear = match &self.material {
             Material::Aes(k) => self
                 .provider
@@ -345,8 +353,8 @@ impl LocalKek {
                 .into())
             }
         };
-        // A different length means this is not one of our data keys.
-        DataKey::from_unwrapped(&clear).map_err(|_| self.unwrap_failed())
+        // A length outside 16..=64 is not key material we wrapped.
+        KeyMaterial::from_bytes(&clear).map_err(|_| self.unwrap_failed())
     }
 }
 
@@ -375,11 +383,11 @@ impl KeyEncryptionKey for LocalKek {
             .map(|d| format!("local-dir:{}", d.display()))
     }
 
-    async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey> {
-        self.wrap_sync(dek)
+    async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
+        self.wrap_sync(material)
     }
 
-    async fn unwrap_key(&self, wrapped: &[u8]) -> crate::Result<DataKey> {
+    async fn unwrap_key_material(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {
         self.unwrap_sync(wrapped)
     }
 }
@@ -401,10 +409,10 @@ mod tests {
         for alg in [WrapAlgorithm::A256Kw, WrapAlgorithm::A256Kwp] {
             let k = LocalKek::from_aes_key("k", alg, &[7; 32]).unwrap();
             let dek = DataKey::generate(CryptoProvider::default_provider()).unwrap();
-            let w = k.wrap_sync(&dek).unwrap();
+            let w = k.wrap_sync(&KeyMaterial::from_data_key(&dek)).unwrap();
             assert_eq!(w.wrapped.len(), 40);
             assert_eq!(w.alg, alg);
-            assert!(k.unwrap_sync(&w.wrapped).unwrap() == dek);
+            assert!(k.unwrap_sync(&w.wrapped).unwrap().into_data_key().unwrap() == dek);
         }
     }
 }

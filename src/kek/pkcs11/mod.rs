@@ -101,7 +101,7 @@ use self::errors::{Ctx, Stage, BACKEND};
 use self::pool::{Pin, PooledSession, SessionPool};
 use super::{KeyEncryptionKey, WrapAlgorithm, WrappedKey};
 use crate::error::{Error, KekError, KekErrorKind};
-use crate::key::{DataKey, DATA_KEY_LEN};
+use crate::key::{KeyMaterial, DATA_KEY_LEN};
 
 pub use self::uri::{Pkcs11ObjectType, Pkcs11Uri};
 
@@ -344,13 +344,19 @@ impl KeyEncryptionKey for Pkcs11Kek {
         Some(id.split(';').next().unwrap_or(id).to_string())
     }
 
-    async fn wrap_key(&self, dek: &DataKey) -> crate::Result<WrappedKey> {
+    async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
+        if self.inner.alg == WrapAlgorithm::A256Kw && !material.len().is_multiple_of(8) {
+            return Err(Error::InvalidKey(format!(
+                "A256KW wraps a multiple of 8 bytes, not {}",
+                material.len()
+            )));
+        }
         let inner = Arc::clone(&self.inner);
-        let bytes = Zeroizing::new(*dek.expose_secret_bytes());
+        let bytes = Zeroizing::new(material.expose_secret_bytes().to_vec());
         blocking(move || inner.wrap_blocking(&bytes)).await
     }
 
-    async fn unwrap_key(&self, wrapped: &[u8]) -> crate::Result<DataKey> {
+    async fn unwrap_key_material(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {
         let inner = Arc::clone(&self.inner);
         let wrapped = wrapped.to_vec();
         blocking(move || inner.unwrap_blocking(&wrapped)).await
@@ -523,7 +529,7 @@ impl Inner {
         .into()
     }
 
-    fn wrap_blocking(&self, dek: &[u8; DATA_KEY_LEN]) -> crate::Result<WrappedKey> {
+    fn wrap_blocking(&self, dek: &[u8]) -> crate::Result<WrappedKey> {
         let Some(path) = self.wrap_path else {
             return Err(self.cannot(
                 "wrap",
@@ -561,7 +567,7 @@ impl Inner {
         })
     }
 
-    fn unwrap_blocking(&self, wrapped: &[u8]) -> crate::Result<DataKey> {
+    fn unwrap_blocking(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {
         let Some(path) = self.unwrap_path else {
             return Err(self.cannot(
                 "unwrap",
@@ -582,8 +588,8 @@ impl Inner {
                 Pkcs11Path::KeyObject => unwrap_via_object(s, &mech, key, wrapped),
             }
         })?;
-        // Another length means this is not one of our data keys.
-        DataKey::from_unwrapped(&clear).map_err(|_| self.unwrap_failed())
+        // A length outside 16..=64 is not key material we wrapped.
+        KeyMaterial::from_bytes(&clear).map_err(|_| self.unwrap_failed())
     }
 
     /// Proves the key works: wrap and unwrap a throwaway all-zero key, or,
@@ -595,7 +601,7 @@ impl Inner {
             let w = self.wrap_blocking(&zero)?;
             if self.unwrap_path.is_some() {
                 let back = self.unwrap_blocking(&w.wrapped)?;
-                if back.expose_secret_bytes() != &zero {
+                if back.expose_secret_bytes() != &zero[..] {
                     return Err(KekError::new(
                         BACKEND,
                         KekErrorKind::Misconfigured,
@@ -654,7 +660,7 @@ fn wrap_via_object(
     s: &mut PooledSession<'_>,
     mech: &Mechanism<'_>,
     key: ObjectHandle,
-    dek: &[u8; DATA_KEY_LEN],
+    dek: &[u8],
 ) -> Result<Vec<u8>, CkError> {
     let mut template = transient_key_template(false);
     template.push(Attribute::Value(dek.to_vec()));

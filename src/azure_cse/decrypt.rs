@@ -1,0 +1,371 @@
+//! Decryption: the content key's unwrap and checks, and a streaming
+//! region reader with constant memory.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::metadata::{EncryptionData, Protocol, NONCE_LEN, TAG_LEN};
+use super::nonce::NonceValidator;
+use super::range::{self, CseRangePlan, REGION_OVERHEAD};
+use crate::error::Error;
+use crate::kek::{KeyEncryptionKey, KeyResolver};
+use crate::key::KeyMaterial;
+use crate::provider::{Aes256GcmKey, CryptoProvider, AES256_KEY_LEN};
+
+/// Length of the wrapped material of v2: 8-byte protocol prefix + 32-byte
+/// content key.
+pub(crate) const WRAPPED_MATERIAL_LEN: usize = 8 + AES256_KEY_LEN;
+
+fn meta(msg: impl Into<String>) -> Error {
+    Error::CseMetadata(msg.into())
+}
+
+/// Unwraps the 40-byte material of `metadata` with `kek` and checks it:
+/// the KEK must be the one `KeyId` names, use the metadata's `Algorithm`,
+/// and the material must start with the metadata's padded `Protocol`.
+pub(crate) async fn unwrap_material(
+    metadata: &EncryptionData,
+    kek: &dyn KeyEncryptionKey,
+) -> crate::Result<KeyMaterial> {
+    match metadata.protocol() {
+        Protocol::V2_0 | Protocol::V2_1 => {}
+        Protocol::V1_0 => {
+            return Err(meta(
+                "protocol 1.0 (AES-CBC without authentication, CVE-2022-30187) is not decrypted by this crate; \
+                 re-encrypt the blob with an Azure SDK that writes protocol 2.0",
+            ))
+        }
+    }
+    if kek.key_id() != metadata.key_id() {
+        return Err(meta(format!(
+            "`WrappedContentKey.KeyId` is `{}`, but the key-encryption key is `{}`",
+            metadata.key_id(),
+            kek.key_id()
+        )));
+    }
+    if kek.algorithm() != metadata.algorithm() {
+        return Err(meta(format!(
+            "`WrappedContentKey.Algorithm` is {}, but key `{}` uses {}",
+            metadata.algorithm(),
+            kek.key_id(),
+            kek.algorithm()
+        )));
+    }
+    let material = kek.unwrap_key_material(metadata.encrypted_key()).await?;
+    let bytes = material.expose_secret_bytes();
+    if bytes.len() != WRAPPED_MATERIAL_LEN
+        || !crate::util::ct_eq(&bytes[..8], &metadata.protocol().wrapped_prefix())
+    {
+        return Err(meta(
+            "encryption metadata has been tampered: the protocol version inside the wrapped key \
+             differs from `EncryptionAgent.Protocol`",
+        ));
+    }
+    Ok(material)
+}
+
+/// The unwrapped content key of one blob, ready to decrypt it whole, by
+/// streaming, or by ranges.
+pub struct CseDecryptor {
+    key: Arc<dyn Aes256GcmKey>,
+    region_data_len: u64,
+    key_id: String,
+}
+
+impl std::fmt::Debug for CseDecryptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CseDecryptor")
+            .field("key_id", &self.key_id)
+            .field("region_data_len", &self.region_data_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CseDecryptor {
+    /// Resolves `WrappedContentKey.KeyId` through `resolver` (an
+    /// allow-list), unwraps and checks the content key.
+    ///
+    /// Cost: one `unwrap_key_material` call. Errors:
+    /// [`Error::UnknownKek`] (the resolver does not know the id),
+    /// [`Error::CseMetadata`] (wrong `KeyId` or `Algorithm`, protocol
+    /// prefix mismatch, protocol 1.0), [`Error::UnwrapFailed`].
+    pub async fn new(
+        metadata: &EncryptionData,
+        resolver: &dyn KeyResolver,
+    ) -> crate::Result<CseDecryptor> {
+        Self::with_provider(metadata, resolver, CryptoProvider::default_provider()).await
+    }
+
+    /// [`CseDecryptor::new`] with a chosen crypto provider.
+    pub async fn with_provider(
+        metadata: &EncryptionData,
+        resolver: &dyn KeyResolver,
+        provider: &'static CryptoProvider,
+    ) -> crate::Result<CseDecryptor> {
+        let kek = resolver
+            .resolve(metadata.key_id())
+            .ok_or_else(|| Error::UnknownKek {
+                kek_ids: vec![metadata.key_id().to_owned()],
+            })?;
+        Self::with_kek(metadata, kek.as_ref(), provider).await
+    }
+
+    /// Unwraps with a given KEK, which must be the one `KeyId` names.
+    pub async fn with_kek(
+        metadata: &EncryptionData,
+        kek: &dyn KeyEncryptionKey,
+        provider: &'static CryptoProvider,
+    ) -> crate::Result<CseDecryptor> {
+        let material = unwrap_material(metadata, kek).await?;
+        let mut cek = Zeroizing::new([0u8; AES256_KEY_LEN]);
+        cek.copy_from_slice(&material.expose_secret_bytes()[8..]);
+        Ok(CseDecryptor {
+            key: Arc::from(provider.aead.aes256_gcm(&cek)),
+            region_data_len: metadata.region_data_len(),
+            key_id: metadata.key_id().to_owned(),
+        })
+    }
+
+    /// `DataLength` of the blob's regions.
+    pub fn region_data_len(&self) -> u64 {
+        self.region_data_len
+    }
+
+    /// A streaming reader of the whole blob's plaintext. Memory: one region
+    /// (`DataLength` + 28 bytes), whatever the blob's size.
+    pub fn reader<R: Read>(&self, inner: R) -> CseDecryptingReader<R> {
+        CseDecryptingReader::new(self, inner, 0, None, 0, None)
+    }
+
+    /// Decrypts a whole blob held in memory. Its length is checked first
+    /// (see [`plaintext_len`](super::plaintext_len)).
+    pub fn decrypt(&self, ciphertext: &[u8]) -> crate::Result<Vec<u8>> {
+        let len = range::plaintext_len(ciphertext.len() as u64, self.region_data_len)?;
+        let mut out = Vec::with_capacity(len as usize);
+        self.reader(ciphertext)
+            .read_to_end(&mut out)
+            .map_err(Error::from_io)?;
+        Ok(out)
+    }
+
+    /// Plans a ranged read: see [`CseRangePlan::new`].
+    pub fn plan_range(
+        &self,
+        range: std::ops::Range<u64>,
+        ciphertext_len: u64,
+    ) -> crate::Result<CseRangePlan> {
+        CseRangePlan::new(range, ciphertext_len, self.region_data_len)
+    }
+
+    /// A streaming reader of `plan.plaintext`, given a reader of exactly
+    /// the ciphertext bytes `plan.ciphertext`.
+    pub fn range_reader<R: Read>(&self, plan: &CseRangePlan, inner: R) -> CseDecryptingReader<R> {
+        CseDecryptingReader::new(
+            self,
+            inner,
+            plan.first_region,
+            Some(plan.ciphertext.end - plan.ciphertext.start),
+            plan.skip,
+            Some(plan.len()),
+        )
+    }
+
+    /// Decrypts `plan.plaintext` from the fetched bytes `plan.ciphertext`.
+    pub fn decrypt_range(&self, plan: &CseRangePlan, fetched: &[u8]) -> crate::Result<Vec<u8>> {
+        if fetched.len() as u64 != plan.ciphertext.end - plan.ciphertext.start {
+            return Err(Error::ApiMisuse(
+                "the fetched ciphertext is not the plan's ciphertext range",
+            ));
+        }
+        let mut out = Vec::with_capacity(plan.len() as usize);
+        self.range_reader(plan, fetched)
+            .read_to_end(&mut out)
+            .map_err(Error::from_io)?;
+        Ok(out)
+    }
+}
+
+/// Decrypts regions as they are read, verifying each region's tag and
+/// nonce before releasing any of its plaintext.
+///
+/// Errors surface as `io::Error`s wrapping the crate's [`Error`]
+/// ([`Error::from_io`] recovers it). After an error the reader returns
+/// that error again.
+pub struct CseDecryptingReader<R> {
+    inner: R,
+    key: Arc<dyn Aes256GcmKey>,
+    region_len: usize,
+    /// One region; it holds plaintext, so it is wiped on drop.
+    buf: Zeroizing<Vec<u8>>,
+    pos: usize,
+    end: usize,
+    index: u64,
+    validator: NonceValidator,
+    expected_ct: Option<u64>,
+    read_ct: u64,
+    skip: u64,
+    remaining: Option<u64>,
+    done: bool,
+    failed: bool,
+}
+
+impl<R> std::fmt::Debug for CseDecryptingReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CseDecryptingReader")
+            .field("region", &self.index)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> CseDecryptingReader<R> {
+    fn new(
+        d: &CseDecryptor,
+        inner: R,
+        first_region: u64,
+        expected_ct: Option<u64>,
+        skip: u64,
+        remaining: Option<u64>,
+    ) -> Self {
+        let region_len = (d.region_data_len + REGION_OVERHEAD) as usize;
+        CseDecryptingReader {
+            inner,
+            key: Arc::clone(&d.key),
+            region_len,
+            buf: Zeroizing::new(Vec::new()),
+            pos: 0,
+            end: 0,
+            index: first_region,
+            validator: NonceValidator::new(),
+            expected_ct,
+            read_ct: 0,
+            skip,
+            remaining,
+            done: remaining == Some(0),
+            failed: false,
+        }
+    }
+
+    /// The inner reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn truncated(&self) -> Error {
+        Error::CseRegion {
+            region: self.index,
+            problem: "the blob's length is not one a writer produces: it is truncated or has trailing bytes",
+        }
+    }
+
+    /// Reads and opens the next region into `buf[pos..end]`.
+    fn next_region(&mut self) -> crate::Result<()> {
+        if self.buf.is_empty() {
+            self.buf = Zeroizing::new(vec![0u8; self.region_len]);
+        }
+        let mut n = 0;
+        while n < self.region_len {
+            match self.inner.read(&mut self.buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        self.read_ct += n as u64;
+        let overhead = REGION_OVERHEAD as usize;
+        if n == 0 {
+            // End of input: after a full region, or an empty blob.
+            if let Some(exp) = self.expected_ct {
+                if self.read_ct != exp {
+                    return Err(self.truncated());
+                }
+            }
+            self.done = true;
+            return Ok(());
+        }
+        // A region without data is accepted only as the whole blob (an
+        // empty blob written as one region); no writer puts one after
+        // others.
+        if n < overhead || (n == overhead && !(self.index == 0 && self.read_ct == n as u64)) {
+            return Err(self.truncated());
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&self.buf[..NONCE_LEN]);
+        self.validator.check(self.index, &nonce)?;
+        let (body, tag) = self.buf[..n].split_at_mut(n - TAG_LEN);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("tag length");
+        self.key
+            .open_in_place(&nonce, &[], &mut body[NONCE_LEN..], tag)
+            .map_err(|_| Error::CseRegion {
+                region: self.index,
+                problem:
+                    "authentication failed: the region was modified, or the content key is wrong",
+            })?;
+        self.pos = NONCE_LEN;
+        self.end = n - TAG_LEN;
+        self.index += 1;
+        if n < self.region_len {
+            // A short region is the last one: nothing may follow it.
+            let mut probe = [0u8; 1];
+            loop {
+                match self.inner.read(&mut probe) {
+                    Ok(0) => break,
+                    Ok(_) => return Err(self.truncated()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::Io(e)),
+                }
+            }
+            if let Some(exp) = self.expected_ct {
+                if self.read_ct != exp {
+                    return Err(self.truncated());
+                }
+            }
+            self.done = true;
+        }
+        if self.skip > 0 {
+            let s = (self.skip as usize).min(self.end - self.pos);
+            self.pos += s;
+            self.skip -= s as u64;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for CseDecryptingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(Error::ApiMisuse("read after a decryption error").into_io());
+        }
+        loop {
+            if self.pos < self.end {
+                let mut n = out.len().min(self.end - self.pos);
+                if let Some(rem) = self.remaining {
+                    n = n.min(usize::try_from(rem).unwrap_or(usize::MAX));
+                }
+                out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                if let Some(rem) = self.remaining.as_mut() {
+                    *rem -= n as u64;
+                    if *rem == 0 {
+                        self.done = true;
+                        self.pos = self.end;
+                    }
+                }
+                return Ok(n);
+            }
+            if self.done || out.is_empty() {
+                return Ok(0);
+            }
+            if let Err(e) = self.next_region() {
+                self.failed = true;
+                self.buf.iter_mut().for_each(|b| *b = 0);
+                self.pos = 0;
+                self.end = 0;
+                return Err(e.into_io());
+            }
+        }
+    }
+}
