@@ -42,6 +42,11 @@ impl SecretBuf {
     pub(crate) fn zeroed(len: usize) -> SecretBuf {
         SecretBuf(vec![0u8; len])
     }
+
+    /// An empty buffer with room for `cap` bytes.
+    pub(crate) fn with_capacity(cap: usize) -> SecretBuf {
+        SecretBuf(Vec::with_capacity(cap))
+    }
 }
 
 impl std::ops::Deref for SecretBuf {

@@ -611,3 +611,54 @@ async fn our_nonces_are_pythons_and_a_writer_streams() {
     let plan = CseRangePlan::new(0..u64::MAX, blob.len() as u64, R as u64).unwrap();
     assert_eq!(plan.plaintext, 0..plain.len() as u64);
 }
+
+/// A sink that fails its `fail_at`-th write once, recording what it took.
+struct FlakySink {
+    taken: Vec<u8>,
+    writes: usize,
+    fail_at: usize,
+}
+
+impl Write for FlakySink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.writes += 1;
+        if self.writes == self.fail_at {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.taken.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_poisons_the_writer_and_never_reseals_a_region() {
+    let k = kek();
+    let plain = vec![0x41u8; 3 * R];
+    // The second inner write is the first region's body: it fails after
+    // the region was sealed in place.
+    let mut sink = FlakySink {
+        taken: Vec::new(),
+        writes: 0,
+        fail_at: 2,
+    };
+    let enc = CseEncryptor::new(k.as_ref(), &CseEncryptOptions::v2_1(R as u64).unwrap())
+        .await
+        .unwrap();
+    let mut w = enc.writer(&mut sink);
+    w.write_all(&plain[..R]).unwrap();
+    let e = w.write_all(&plain[R..]).unwrap_err();
+    assert!(e.to_string().contains("disk full"), "{e}");
+    // A retry must not seal the buffered ciphertext again under the same
+    // nonce (that would write the plaintext out): it fails, and so does
+    // finish.
+    let e = w.write(&plain[R..]).unwrap_err();
+    assert!(Error::from_io(e).to_string().contains("previous write failed"));
+    assert!(w.finish().is_err());
+    assert!(
+        !sink.taken.windows(16).any(|win| win == [0x41u8; 16]),
+        "plaintext reached the sink"
+    );
+}

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::util::SecretBuf;
+
 use super::metadata::{EncryptionData, Protocol, NONCE_LEN, TAG_LEN};
 use super::nonce::NonceValidator;
 use super::range::{self, CseRangePlan, REGION_OVERHEAD};
@@ -198,7 +200,7 @@ pub struct CseDecryptingReader<R> {
     key: Arc<dyn Aes256GcmKey>,
     region_len: usize,
     /// One region; it holds plaintext, so it is wiped on drop.
-    buf: Zeroizing<Vec<u8>>,
+    buf: SecretBuf,
     pos: usize,
     end: usize,
     index: u64,
@@ -234,7 +236,7 @@ impl<R: Read> CseDecryptingReader<R> {
             inner,
             key: Arc::clone(&d.key),
             region_len,
-            buf: Zeroizing::new(Vec::new()),
+            buf: SecretBuf::with_capacity(0),
             pos: 0,
             end: 0,
             index: first_region,
@@ -263,7 +265,7 @@ impl<R: Read> CseDecryptingReader<R> {
     /// Reads and opens the next region into `buf[pos..end]`.
     fn next_region(&mut self) -> crate::Result<()> {
         if self.buf.is_empty() {
-            self.buf = Zeroizing::new(vec![0u8; self.region_len]);
+            self.buf = SecretBuf::zeroed(self.region_len);
         }
         let mut n = 0;
         while n < self.region_len {
@@ -361,7 +363,7 @@ impl<R: Read> Read for CseDecryptingReader<R> {
             }
             if let Err(e) = self.next_region() {
                 self.failed = true;
-                self.buf.iter_mut().for_each(|b| *b = 0);
+                self.buf.fill(0);
                 self.pos = 0;
                 self.end = 0;
                 return Err(e.into_io());

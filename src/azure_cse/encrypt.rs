@@ -3,7 +3,9 @@
 
 use std::io::{self, Write};
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
+
+use crate::util::SecretBuf;
 
 use super::decrypt::WRAPPED_MATERIAL_LEN;
 use super::metadata::{
@@ -140,9 +142,10 @@ impl CseEncryptor {
         CseEncryptingWriter {
             inner,
             key: self.key,
-            buf: Vec::with_capacity(cap),
+            buf: SecretBuf::with_capacity(cap),
             cap,
             index: 0,
+            poisoned: false,
         }
     }
 
@@ -170,12 +173,18 @@ fn check_wrap_algorithm(alg: WrapAlgorithm) -> crate::Result<()> {
 /// Dropping the writer without it leaves the output incomplete (and a
 /// blob truncated at a region boundary still decrypts: see the module
 /// documentation).
+///
+/// A failed write poisons the writer: every later call fails. (Sealing the
+/// region buffer a second time after a failed write would encrypt its
+/// ciphertext again under the same nonce, which would write the plaintext
+/// out.) The plaintext buffer is wiped on drop.
 pub struct CseEncryptingWriter<W: Write> {
     inner: W,
     key: Box<dyn Aes256GcmKey>,
-    buf: Vec<u8>,
+    buf: SecretBuf,
     cap: usize,
     index: u64,
+    poisoned: bool,
 }
 
 impl<W: Write> std::fmt::Debug for CseEncryptingWriter<W> {
@@ -187,7 +196,19 @@ impl<W: Write> std::fmt::Debug for CseEncryptingWriter<W> {
 }
 
 impl<W: Write> CseEncryptingWriter<W> {
+    fn check(&self) -> io::Result<()> {
+        if self.poisoned {
+            return Err(
+                Error::ApiMisuse("a previous write failed; the output is incomplete").into_io(),
+            );
+        }
+        Ok(())
+    }
+
     fn seal_region(&mut self) -> io::Result<()> {
+        // Poisoned until the region is sealed and written: the buffer then
+        // holds ciphertext, which must never be sealed again.
+        self.poisoned = true;
         let nonce: [u8; NONCE_LEN] = NonceEncoding::Python.nonce(self.index);
         let tag = self
             .key
@@ -198,24 +219,26 @@ impl<W: Write> CseEncryptingWriter<W> {
         self.inner.write_all(&tag)?;
         self.buf.clear();
         self.index += 1;
+        self.poisoned = false;
         Ok(())
     }
 
     /// Writes the last region (if any data is pending), flushes, and
     /// returns the inner writer.
     pub fn finish(mut self) -> crate::Result<W> {
+        self.check().map_err(Error::from_io)?;
         if !self.buf.is_empty() {
             self.seal_region().map_err(Error::from_io)?;
         }
         self.inner.flush()?;
-        let Self { inner, mut buf, .. } = self;
-        buf.zeroize();
+        let Self { inner, .. } = self;
         Ok(inner)
     }
 }
 
 impl<W: Write> Write for CseEncryptingWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.check()?;
         if self.buf.len() == self.cap {
             self.seal_region()?;
         }
