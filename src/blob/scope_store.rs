@@ -147,7 +147,15 @@ impl ScopeStore for BlobScopeStore {
             Err(e) if is_not_found(&e) => Err(Error::ScopeNotFound {
                 scope_id: scope_id.to_owned(),
             }),
-            Err(e) if is_conflict(&e) => Err(conflict(scope_id)),
+            // `If-Match` on a missing blob may fail the precondition
+            // rather than report 404 (Azurite does): tell them apart.
+            Err(e) if is_conflict(&e) => match blob.exists().await {
+                Ok(false) => Err(Error::ScopeNotFound {
+                    scope_id: scope_id.to_owned(),
+                }),
+                Ok(true) => Err(conflict(scope_id)),
+                Err(e) => Err(storage("delete scope record", e)),
+            },
             Err(e) => Err(storage("delete scope record", e)),
         }
     }
