@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). Installs what it
-# needs, then runs formatting, lints and every test, for both crypto
-# providers. Exits non-zero on the first failure.
+# needs (SoftHSM2, Azurite), then runs formatting, lints and every test,
+# for both crypto providers. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,12 @@ if ! need softhsm2-util; then
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
 fi
+
+# Azurite, the Azure Storage emulator, for tests/azure_blob.rs (which fails,
+# never skips, without it): installed into .azurite/ with npm when missing,
+# started in memory for the whole run, stopped on exit.
+# shellcheck source=scripts/azurite.sh
+source scripts/azurite.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
