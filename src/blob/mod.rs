@@ -17,6 +17,48 @@
 //! this feature implies `azure` to share it), or with a SAS carried in the
 //! container URL when the credential is `None`. SAS URLs are secrets: they
 //! are never printed by `Debug`, and never appear in errors.
+//!
+//! ```no_run
+//! # async fn example(cmk: std::sync::Arc<dyn cmk_envelope::KeyEncryptionKey>) -> cmk_envelope::Result<()> {
+//! use std::sync::Arc;
+//! use cmk_envelope::blob::{BlobScopeStore, EncryptedBlobClient, WriteCondition};
+//! use cmk_envelope::kek::azure::CredentialChain;
+//! use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope};
+//! use tokio::io::AsyncReadExt;
+//!
+//! let credential = CredentialChain::from_env();
+//! let store = BlobScopeStore::new(
+//!     "https://acct.blob.core.windows.net/scopes",
+//!     Some(credential.clone()),
+//!     "",
+//!     None,
+//! )?;
+//! let scope = EncryptionScope::open(
+//!     Arc::new(store),
+//!     "tenant-a",
+//!     Cmk::CustomerManaged(cmk),
+//!     CachePolicy::default(),
+//! )
+//! .await?;
+//! let blobs = EncryptedBlobClient::builder(
+//!     "https://acct.blob.core.windows.net/artifacts",
+//!     Some(credential),
+//! )?
+//! .scope(&scope)
+//! .build()?;
+//! blobs
+//!     .upload("model.bin", &b"weights"[..], WriteCondition::Overwrite)
+//!     .await?;
+//! let mut plaintext = Vec::new();
+//! blobs
+//!     .download("model.bin")
+//!     .await?
+//!     .read_to_end(&mut plaintext)
+//!     .await?;
+//! let head = blobs.open("model.bin").await?.read_range(0..4).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 mod context;
