@@ -309,7 +309,9 @@ impl EncryptedBlobClient {
         let header = header_from_metadata(&metadata)?;
         let resolver = self.keys.resolver();
         let new_header = crate::envelope::rewrap(&header, resolver.as_ref(), new_keks).await?;
-        metadata.insert(HEADER_METADATA_KEY.to_owned(), encode_header(&new_header));
+        // Metadata keys are case-insensitive: drop every spelling first.
+        metadata.retain(|k, _| !k.eq_ignore_ascii_case(HEADER_METADATA_KEY));
+        metadata.insert(HEADER_METADATA_KEY.to_owned(), encode_header(&new_header)?);
         let options = BlobClientSetMetadataOptions {
             if_match: Some(etag),
             ..Default::default()
@@ -334,9 +336,19 @@ impl EncryptedBlobClient {
     }
 }
 
-/// `base64(header bytes)`.
-pub(super) fn encode_header(header: &Header) -> String {
-    base64::engine::general_purpose::STANDARD.encode(header.to_bytes())
+/// Azure's limit on a blob's metadata (names and values), in bytes.
+const METADATA_LIMIT: usize = 8 * 1024;
+
+/// `base64(header bytes)`, refused before any request when it cannot fit
+/// in blob metadata (many RSA KEKs in one header).
+pub(super) fn encode_header(header: &Header) -> crate::Result<String> {
+    let value = base64::engine::general_purpose::STANDARD.encode(header.to_bytes());
+    if value.len() + HEADER_METADATA_KEY.len() > METADATA_LIMIT {
+        return Err(Error::TooLarge(
+            "the envelope header does not fit in blob metadata (8 KiB): use fewer or smaller KEKs",
+        ));
+    }
+    Ok(value)
 }
 
 /// The envelope header held in a blob's metadata; validated before any
@@ -351,4 +363,46 @@ pub(super) fn header_from_metadata(metadata: &HashMap<String, String>) -> crate:
         .decode(value.trim())
         .map_err(|_| Error::MalformedHeader("the `cmkenvelope` metadata is not base64"))?;
     Header::parse(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Suite;
+    use crate::kek::{WrapAlgorithm, WrappedKey};
+
+    fn header(keys: usize, wrapped_len: usize) -> Header {
+        let keys = (0..keys)
+            .map(|i| WrappedKey {
+                alg: WrapAlgorithm::RsaOaep256,
+                kek_id: format!("https://vault.example/keys/k{i}/0123456789abcdef"),
+                wrapped: vec![7; wrapped_len],
+            })
+            .collect();
+        Header::new(Suite::Cobblestone256, Profile::Blob, keys).unwrap()
+    }
+
+    #[test]
+    fn header_round_trips_through_metadata() {
+        let h = header(2, 384);
+        let mut m = HashMap::new();
+        m.insert("CmkEnvelope".to_owned(), encode_header(&h).unwrap());
+        assert_eq!(header_from_metadata(&m).unwrap().to_bytes(), h.to_bytes());
+        m.insert("cmkenvelope".to_owned(), "%%%".to_owned());
+        m.remove("CmkEnvelope");
+        assert!(matches!(
+            header_from_metadata(&m),
+            Err(Error::MalformedHeader(_))
+        ));
+        assert!(header_from_metadata(&HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn oversized_headers_are_refused_before_any_request() {
+        // 16 RSA-4096 KEKs: 16 × 512-byte wrapped keys, > 8 KiB in base64
+        assert!(matches!(
+            encode_header(&header(16, 512)),
+            Err(Error::TooLarge(_))
+        ));
+    }
 }

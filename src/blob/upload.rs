@@ -136,7 +136,7 @@ impl EncryptedBlobClient {
         let mut metadata = HashMap::new();
         metadata.insert(
             HEADER_METADATA_KEY.to_owned(),
-            encode_header(encryptor.header()),
+            encode_header(encryptor.header())?,
         );
         let sink = BlockSink::default();
         let mut writer = encryptor.detached_writer(sink.clone())?;
