@@ -122,7 +122,8 @@ impl EncryptedBlobClient {
     /// from `reader`.
     ///
     /// Cost: one wrap per KEK (none with a cached scope key), one request
-    /// per block plus one.
+    /// per block plus one. Blocks are staged on spawned Tokio tasks: call
+    /// this inside a Tokio runtime.
     pub async fn upload<R: AsyncRead + Unpin + Send>(
         &self,
         name: &str,
