@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). Installs what it
-# needs, then runs formatting, lints and every test, for both crypto
-# providers. Exits non-zero on the first failure.
+# needs (SoftHSM2, Azurite), then runs formatting, lints and every test,
+# for both crypto providers. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,12 @@ if ! "$PYVENV/bin/python" -c "import azure.storage.blob._encryption, cryptograph
     "$PYVENV/bin/pip" install --quiet --disable-pip-version-check 'azure-storage-blob>=12.31,<13' cryptography
 fi
 export CMK_CSE_PYTHON="$PYVENV/bin/python"
+
+# Azurite, the Azure Storage emulator, for tests/azure_blob.rs (which fails,
+# never skips, without it): installed into .azurite/ with npm when missing,
+# started in memory for the whole run, stopped on exit.
+# shellcheck source=scripts/azurite.sh
+source scripts/azurite.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,6 +8,7 @@
 //! | keys | [`Error::UnknownKek`], [`Error::UnwrapFailed`], [`Error::KeyFile`], [`Error::InvalidKey`] | the operator (wrong key, wrong allow-list, bad key file) |
 //! | key hierarchy | [`Error::ScopeConflict`] (retry), [`Error::ScopeNotFound`], [`Error::KeyPolicy`] | the caller or operator |
 //! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
+//! | object storage | [`Error::BlobConflict`] (re-read and retry), [`Error::Storage`] | the caller (conflict), the operator, or a retry when [`Error::is_retryable`] says so |
 //! | caller bugs | [`Error::ApiMisuse`] | the programmer; never caused by untrusted data |
 //! | I/O | [`Error::Io`] | the environment |
 //!
@@ -166,6 +167,24 @@ pub enum Error {
     #[error("refused by key policy: {0}")]
     KeyPolicy(String),
 
+    // ----- object storage -----
+    /// A conditional write to blob storage lost a race: the blob's ETag no
+    /// longer matches the one read (another writer changed it), or the blob
+    /// already exists where none was expected. Nothing was written; re-read
+    /// the blob and retry.
+    #[error("blob `{blob}` was changed concurrently (its ETag no longer matches, or it already exists); nothing was written: re-read it and retry")]
+    BlobConflict {
+        /// The blob's name in its container (never its URL, which may
+        /// carry a SAS).
+        blob: String,
+    },
+
+    /// A blob storage request failed. The message names the operation and
+    /// the HTTP status or error code; URLs and SAS signatures are never
+    /// included.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+
     // ----- caller bugs -----
     /// The caller used the API in a way it does not allow. Never caused by
     /// untrusted data.
@@ -185,6 +204,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Kek(e) => e.retryable,
+            Error::Storage(e) => e.is_retryable(),
             Error::Io(e) => matches!(
                 e.kind(),
                 std::io::ErrorKind::Interrupted
@@ -357,6 +377,93 @@ impl std::error::Error for KekError {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+/// What went wrong in a blob storage request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The blob or its container does not exist.
+    NotFound,
+    /// The credential or SAS was refused (401/403).
+    PermissionDenied,
+    /// The service throttled the request (429, 503).
+    Throttled,
+    /// A transient failure: timeout, connection reset, 5xx.
+    Transient,
+    /// The stored object is not what this crate wrote (no envelope header
+    /// in its metadata, a length no envelope can have).
+    NotAnEnvelope,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageErrorKind::NotFound => "not found",
+            StorageErrorKind::PermissionDenied => "permission denied",
+            StorageErrorKind::Throttled => "throttled",
+            StorageErrorKind::Transient => "transient failure",
+            StorageErrorKind::NotAnEnvelope => "not an envelope",
+            StorageErrorKind::Other => "error",
+        })
+    }
+}
+
+/// An error from blob storage. It says what kind of failure it was and
+/// whether a retry can help. The message is written by this crate and never
+/// holds a URL query, SAS signature or token; the SDK error is not kept as
+/// `source()` because its text may include the request URL.
+#[derive(Debug)]
+pub struct StorageError {
+    kind: StorageErrorKind,
+    status: Option<u16>,
+    message: String,
+}
+
+impl StorageError {
+    /// A new storage error. `message` must not hold secrets.
+    pub fn new(kind: StorageErrorKind, status: Option<u16>, message: impl Into<String>) -> Self {
+        StorageError {
+            kind,
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status of the failed response, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// Whether a retry can help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            StorageErrorKind::Throttled | StorageErrorKind::Transient
+        )
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blob storage: {}: {}", self.kind, self.message)?;
+        if let Some(s) = self.status {
+            write!(f, " (HTTP {s})")?;
+        }
+        if self.is_retryable() {
+            f.write_str(" (retryable)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StorageError {}
 
 /// The opaque failure of a cryptographic primitive inside a provider.
 /// Deliberately carries nothing: callers map it to the right [`Error`].

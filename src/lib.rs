@@ -6,6 +6,8 @@
 mod atomic_file;
 #[cfg(feature = "azure-cse")]
 pub mod azure_cse;
+#[cfg(feature = "azure-blob")]
+pub mod blob;
 mod block_on;
 #[cfg(feature = "json")]
 pub mod document;
@@ -25,10 +27,12 @@ mod util;
 pub mod __private;
 
 pub use atomic_file::AtomicFile;
+#[cfg(feature = "azure-blob")]
+pub use blob::{BlobScopeStore, EncryptedBlobClient};
 pub use envelope::{
     open, open_reader, read_header, rewrap, rewrap_batch, seal, BodyDecryptor, Decryptor, Encryptor,
 };
-pub use error::{Error, KekError, KekErrorKind, Result};
+pub use error::{Error, KekError, KekErrorKind, Result, StorageError, StorageErrorKind};
 pub use format::{Header, Profile, Suite};
 #[cfg(feature = "azure")]
 pub use kek::azure::{AzureKeyVaultKek, AzureKeyVaultResolver};

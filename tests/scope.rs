@@ -3,6 +3,8 @@
 //! header rewrap.
 
 mod common;
+#[path = "common/store_conformance.rs"]
+mod store_conformance;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -449,49 +451,7 @@ async fn crypto_shredding_makes_objects_unreadable() {
 async fn cas_race(store: Arc<dyn ScopeStore>) {
     let vault = common::tempdir();
     let k = file_kek(&vault, "k", WrapAlgorithm::A256Kw);
-    let a = EncryptionScope::create(
-        store.clone(),
-        "res-cas",
-        Cmk::CustomerManaged(k.clone()),
-        policy(60_000),
-    )
-    .await
-    .unwrap();
-    let b = EncryptionScope::open(
-        store.clone(),
-        "res-cas",
-        Cmk::CustomerManaged(k.clone()),
-        policy(60_000),
-    )
-    .await
-    .unwrap();
-    let (ra, rb) = tokio::join!(a.rotate_scope_key(), b.rotate_scope_key());
-    let wins = [ra.is_ok(), rb.is_ok()].iter().filter(|x| **x).count();
-    assert_eq!(
-        wins, 1,
-        "exactly one concurrent rotation wins: {ra:?} {rb:?}"
-    );
-    let loser = if ra.is_ok() { rb } else { ra };
-    assert!(matches!(loser, Err(Error::ScopeConflict { .. })));
-    // the loser re-reads and retries: no version is lost
-    let c = EncryptionScope::open(
-        store.clone(),
-        "res-cas",
-        Cmk::CustomerManaged(k.clone()),
-        policy(60_000),
-    )
-    .await
-    .unwrap();
-    assert_eq!(c.rotate_scope_key().await.unwrap(), 3);
-    let rec = EncryptionScope::open(store, "res-cas", Cmk::CustomerManaged(k), policy(60_000))
-        .await
-        .unwrap()
-        .record();
-    assert_eq!(
-        rec.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
-    assert_eq!(rec.current, 3);
+    store_conformance::concurrent_rotation_one_winner(store, "res-cas", k).await;
 }
 
 #[tokio::test]
@@ -507,33 +467,20 @@ async fn compare_and_swap_file_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn file_store_many_writers_one_winner_per_round() {
     let store = Arc::new(FsScopeStore::new(common::tempdir()).unwrap());
-    store.put("s", b"round-0", None).await.unwrap();
-    for round in 1..=20 {
-        let (_, tag) = store.get("s").await.unwrap().unwrap();
-        let mut tasks = Vec::new();
-        for t in 0..8 {
-            let store = store.clone();
-            let tag = tag.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .put(
-                        "s",
-                        format!("round-{round}-task-{t}").as_bytes(),
-                        Some(&tag),
-                    )
-                    .await
-            }));
-        }
-        let mut wins = 0;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(_) => wins += 1,
-                Err(Error::ScopeConflict { .. }) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-        assert_eq!(wins, 1, "round {round}");
-    }
+    store_conformance::many_writers_one_winner_per_round(store, "s", 8, 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_many_writers_one_winner_per_round() {
+    let store = Arc::new(MemoryScopeStore::new());
+    store_conformance::many_writers_one_winner_per_round(store, "s", 8, 20).await;
+}
+
+#[tokio::test]
+async fn store_semantics_memory_and_file() {
+    store_conformance::basic_semantics(Arc::new(MemoryScopeStore::new()), "s").await;
+    let fs = FsScopeStore::new(common::tempdir()).unwrap();
+    store_conformance::basic_semantics(Arc::new(fs), "s").await;
 }
 
 #[tokio::test]

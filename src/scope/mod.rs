@@ -47,7 +47,7 @@ pub use record::{ScopeKeyVersion, ScopeMode, ScopeRecord};
 pub use store::{Etag, MemoryScopeStore, ScopeStore};
 
 use self::cache::{KeyCache, ScopeSecret};
-use self::record::validate_scope_id;
+pub(crate) use self::record::validate_scope_id;
 use crate::error::{Error, KekError, KekErrorKind};
 use crate::kek::{KeyEncryptionKey, KeyResolver, WrapAlgorithm, WrappedKey};
 use crate::key::{DataKey, KeyMaterial};

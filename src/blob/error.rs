@@ -1,0 +1,117 @@
+//! Azure SDK errors to crate errors, with URLs and SAS signatures kept out.
+
+use azure_core::error::ErrorKind;
+
+use crate::error::{Error, StorageError, StorageErrorKind};
+
+/// The HTTP status of a failed SDK call, if the service answered.
+pub(super) fn status(e: &azure_core::Error) -> Option<u16> {
+    e.http_status().map(u16::from)
+}
+
+/// Whether `e` is a lost compare-and-swap: `412 Precondition Failed`
+/// (`If-Match` failed) or `409 BlobAlreadyExists` (`If-None-Match: *`
+/// failed).
+pub(super) fn is_conflict(e: &azure_core::Error) -> bool {
+    match e.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let s = u16::from(*status);
+            s == 412 || (s == 409 && error_code.as_deref() == Some("BlobAlreadyExists"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether `e` says the blob (or its container) does not exist.
+pub(super) fn is_not_found(e: &azure_core::Error) -> bool {
+    status(e) == Some(404)
+}
+
+/// A crate error for the failed operation `op` (a fixed name such as
+/// `"download"`). Only the status and the service's error code are kept
+/// from an HTTP failure; other failures keep their text with any SAS
+/// signature redacted.
+pub(super) fn storage(op: &'static str, e: azure_core::Error) -> Error {
+    let (kind, status, message) = match e.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let s = u16::from(*status);
+            let kind = match s {
+                404 => StorageErrorKind::NotFound,
+                401 | 403 => StorageErrorKind::PermissionDenied,
+                429 | 503 => StorageErrorKind::Throttled,
+                408 | 500..=599 => StorageErrorKind::Transient,
+                _ => StorageErrorKind::Other,
+            };
+            let code = error_code.as_deref().unwrap_or("no error code");
+            (kind, Some(s), format!("{op}: {}", redact(code)))
+        }
+        ErrorKind::Io | ErrorKind::Connection => (
+            StorageErrorKind::Transient,
+            None,
+            format!("{op}: {}", redact(&e.to_string())),
+        ),
+        ErrorKind::Credential => (
+            StorageErrorKind::PermissionDenied,
+            None,
+            format!(
+                "{op}: the token credential failed: {}",
+                redact(&e.to_string())
+            ),
+        ),
+        _ => (
+            StorageErrorKind::Other,
+            None,
+            format!("{op}: {}", redact(&e.to_string())),
+        ),
+    };
+    Error::Storage(StorageError::new(kind, status, message))
+}
+
+/// A storage error for a stored object this crate cannot use.
+pub(super) fn not_envelope(message: &'static str) -> Error {
+    Error::Storage(StorageError::new(
+        StorageErrorKind::NotAnEnvelope,
+        None,
+        message,
+    ))
+}
+
+/// Replaces the value of every `sig=` query parameter (the SAS signature)
+/// in `text` by `REDACTED`, so an SDK message quoting a SAS URL does not
+/// leak the signature (the rest of a SAS — permissions, expiry — is not
+/// secret).
+pub(crate) fn redact(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find("sig=") {
+        let start = i + found + 4;
+        out.push_str(&text[i..start]);
+        out.push_str("REDACTED");
+        let end = text[start..]
+            .find(|c: char| c == '&' || c == '"' || c == ')' || c.is_whitespace())
+            .map_or(text.len(), |n| start + n);
+        i = end;
+    }
+    out.push_str(&text[i..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_signatures() {
+        let s = "error sending request for url (http://h/c/b?sv=2020&sig=abc%2Bdef&se=1)";
+        let r = redact(s);
+        assert!(!r.contains("abc"), "{r}");
+        assert!(r.contains("sig=REDACTED&se=1)"), "{r}");
+        assert_eq!(redact("SIG=x y"), "SIG=REDACTED y");
+        assert_eq!(redact("no secret"), "no secret");
+    }
+}
