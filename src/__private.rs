@@ -340,6 +340,22 @@ impl RawGcm {
         self.0.seal_in_place(nonce, &[], buf).expect("seal")
     }
 
+    /// Encrypts `input` into `output` (the same length); returns the tag.
+    pub fn seal_to(&self, nonce: &[u8; 12], input: &[u8], output: &mut [u8]) -> [u8; 16] {
+        self.0.seal_to(nonce, &[], input, output).expect("seal")
+    }
+
+    /// Verifies `tag` over `input` and decrypts it into `output`.
+    pub fn open_to(
+        &self,
+        nonce: &[u8; 12],
+        input: &[u8],
+        tag: &[u8; 16],
+        output: &mut [u8],
+    ) -> Result<(), Failed> {
+        self.0.open_to(nonce, &[], input, tag, output).map_err(f)
+    }
+
     /// Verifies `tag` and decrypts `buf` in place.
     pub fn open_in_place(
         &self,
