@@ -655,7 +655,9 @@ async fn a_failed_write_poisons_the_writer_and_never_reseals_a_region() {
     // nonce (that would write the plaintext out): it fails, and so does
     // finish.
     let e = w.write(&plain[R..]).unwrap_err();
-    assert!(Error::from_io(e).to_string().contains("previous write failed"));
+    assert!(Error::from_io(e)
+        .to_string()
+        .contains("previous write failed"));
     assert!(w.finish().is_err());
     assert!(
         !sink.taken.windows(16).any(|win| win == [0x41u8; 16]),
