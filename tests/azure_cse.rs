@@ -808,7 +808,7 @@ impl Write for FlakySink {
 #[tokio::test]
 async fn a_failed_write_poisons_the_writer_and_never_reseals_a_region() {
     let k = kek();
-    let plain = vec![0x41u8; 3 * R];
+    let plain = [0x41u8; 3 * R];
     // The second inner write is the first region's body: it fails after
     // the region was sealed in place.
     let mut sink = FlakySink {

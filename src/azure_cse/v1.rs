@@ -196,7 +196,7 @@ impl InsecureCseV1Decryptor {
     /// Cost: one pass over the data.
     pub fn decrypt(&self, ciphertext: &[u8]) -> crate::Result<Vec<u8>> {
         let len = ciphertext.len();
-        if len == 0 || len % AES_BLOCK_LEN != 0 {
+        if len == 0 || !len.is_multiple_of(AES_BLOCK_LEN) {
             return Err(body_error());
         }
         let mut buf = Zeroizing::new(ciphertext.to_vec());
@@ -292,7 +292,7 @@ impl<R: Read> InsecureCseV1Reader<R> {
         // Not at the end: decrypt all but the last block, which may be the
         // padded one. At the end: decrypt everything and unpad.
         let n = if eof { self.ct_len } else { V1_CHUNK };
-        if eof && (n == 0 || n % AES_BLOCK_LEN != 0) {
+        if eof && (n == 0 || !n.is_multiple_of(AES_BLOCK_LEN)) {
             return Err(body_error());
         }
         self.out[..n].copy_from_slice(&self.ct[..n]);

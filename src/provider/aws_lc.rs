@@ -42,7 +42,7 @@ impl AeadProvider for Aead {
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError> {
-        if in_out.len() % AES_BLOCK_LEN != 0 {
+        if !in_out.len().is_multiple_of(AES_BLOCK_LEN) {
             return Err(CryptoError);
         }
         if in_out.is_empty() {
