@@ -44,6 +44,7 @@ impl SecretBuf {
     }
 
     /// An empty buffer with room for `cap` bytes.
+    #[cfg_attr(not(feature = "azure-cse"), allow(dead_code))]
     pub(crate) fn with_capacity(cap: usize) -> SecretBuf {
         SecretBuf(Vec::with_capacity(cap))
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use cmk_envelope::azure_cse::{
     self, CseDecryptor, CseEncryptOptions, CseEncryptor, CseRangePlan, EncryptionData,
-    NonceEncoding, Protocol,
+    InsecureCseV1Decryptor, InsecureV1, NonceEncoding, Protocol,
 };
 use cmk_envelope::{
     CryptoProvider, Error, KeyEncryptionKey, KeyResolver, LocalKek, StaticResolver, WrapAlgorithm,
@@ -215,6 +215,178 @@ async fn sdk_written_blobs_decrypt_whole_and_by_range() {
         }
     }
     println!("checked {checked} ranges of SDK-written blobs");
+}
+
+const V1_SIZES: [usize; 6] = [0, 1, 15, 16, 17, MIB + 3];
+
+/// The one message of every protocol 1.0 body failure.
+const V1_BODY_ERROR: &str = "the protocol 1.0 body did not decrypt";
+
+fn assert_v1_body_error(e: &Error, what: &str) {
+    assert!(
+        matches!(e, Error::CseRegion { region: 0, .. }),
+        "{what}: {e}"
+    );
+    assert!(e.to_string().contains(V1_BODY_ERROR), "{what}: {e}");
+}
+
+/// `json` with `field` of the metadata replaced (a base64 string value).
+fn with_b64_field(json: &str, field: &str, edit: impl FnOnce(&mut Vec<u8>)) -> EncryptionData {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let slot = if field == "EncryptedKey" {
+        &mut v["WrappedContentKey"][field]
+    } else {
+        &mut v[field]
+    };
+    let mut bytes = b64.decode(slot.as_str().unwrap()).unwrap();
+    edit(&mut bytes);
+    *slot = serde_json::Value::String(b64.encode(&bytes));
+    EncryptionData::parse(&v.to_string()).unwrap()
+}
+
+/// Protocol 1.0 (AES-CBC, CVE-2022-30187), written by the SDK itself: refused
+/// without the opt-in; with it, read whole and streaming on both providers;
+/// any tampering of the body is one generic error. (The crate has no API
+/// that writes 1.0: there is nothing to test on that side.)
+#[tokio::test]
+async fn sdk_written_v1_blobs_need_the_insecure_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jobs: Vec<_> = V1_SIZES
+        .iter()
+        .map(|n| {
+            serde_json::json!({"op": "encrypt", "version": "1.0", "size": n,
+                "plain": p(d, &format!("{n}.plain")), "blob": p(d, &format!("{n}.blob")),
+                "metadata": p(d, &format!("{n}.json"))})
+        })
+        .collect();
+    run_sdk(d, &key_bytes(), &serde_json::Value::Array(jobs));
+    let k = kek();
+    let r = resolver(&k);
+    let ok = InsecureV1::AcceptUnauthenticatedCbc;
+    let mut wrong_key_errors = 0;
+    for n in V1_SIZES {
+        let plain = fs::read(d.join(format!("{n}.plain"))).unwrap();
+        let blob = fs::read(d.join(format!("{n}.blob"))).unwrap();
+        let json = fs::read_to_string(d.join(format!("{n}.json"))).unwrap();
+        let m = EncryptionData::parse(&json).unwrap();
+        assert_eq!(m.protocol(), Protocol::V1_0);
+        assert!(m.content_encryption_iv().is_some());
+        assert_eq!(blob.len(), (n / 16 + 1) * 16, "PKCS#7 always pads");
+
+        // (a) Without the opt-in: refused, naming the CVE and the opt-in.
+        let e = azure_cse::decrypt(&m, &r, &blob).await.unwrap_err();
+        assert!(matches!(e, Error::CseMetadata(_)), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("CVE-2022-30187") && msg.contains("InsecureV1::AcceptUnauthenticatedCbc"),
+            "{msg}"
+        );
+        assert!(CseDecryptor::new(&m, &r).await.is_err());
+
+        // (b) With it: the SDK's plaintext, whole and streaming.
+        for provider in CryptoProvider::all() {
+            let dec = InsecureCseV1Decryptor::with_provider(&m, &r, provider, ok)
+                .await
+                .unwrap();
+            assert_eq!(dec.decrypt(&blob).unwrap(), plain, "size {n}");
+            for piece in [1, 15, 4099, 1 << 20] {
+                let mut out = Vec::new();
+                dec.reader(Trickle(&blob, piece))
+                    .read_to_end(&mut out)
+                    .unwrap();
+                assert_eq!(out, plain, "size {n}, pieces of {piece}");
+            }
+        }
+        assert_eq!(
+            azure_cse::decrypt_insecure_v1(&m, &r, &blob, ok)
+                .await
+                .unwrap(),
+            plain
+        );
+
+        // (c) Tampered padding: flip a bit of the last padding byte through
+        // the block before it (or the IV, for a one-block blob). The pad
+        // byte becomes > 16: always invalid.
+        let dec = InsecureCseV1Decryptor::new(&m, &r, ok).await.unwrap();
+        if blob.len() >= 32 {
+            let mut t = blob.clone();
+            let at = t.len() - 17;
+            t[at] ^= 0x20;
+            assert_v1_body_error(&dec.decrypt(&t).unwrap_err(), "padding");
+            let mut out = Vec::new();
+            let e = dec.reader(&t[..]).read_to_end(&mut out).unwrap_err();
+            assert_v1_body_error(&Error::from_io(e), "padding, streaming");
+        } else {
+            let m2 = with_b64_field(&json, "ContentEncryptionIV", |iv| iv[15] ^= 0x20);
+            let dec2 = InsecureCseV1Decryptor::new(&m2, &r, ok).await.unwrap();
+            assert_v1_body_error(&dec2.decrypt(&blob).unwrap_err(), "padding via the IV");
+        }
+        // Truncated, or not a whole number of blocks: the same error.
+        for cut in [&blob[..blob.len() - 1], &blob[..0]] {
+            assert_v1_body_error(&dec.decrypt(cut).unwrap_err(), "truncated");
+            let mut out = Vec::new();
+            let e = dec.reader(cut).read_to_end(&mut out).unwrap_err();
+            assert_v1_body_error(&Error::from_io(e), "truncated, streaming");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert_v1_body_error(&dec.decrypt(&longer).unwrap_err(), "trailing byte");
+
+        // A wrong content key (another blob's, wrapped by the same KEK):
+        // the padding check is all there is, so this is the generic error,
+        // except when the garbage happens to end in valid padding
+        // (about 1 in 256); then the output is still not the plaintext.
+        let other = if n == 0 { 1 } else { 0 };
+        let other_json = fs::read_to_string(d.join(format!("{other}.json"))).unwrap();
+        let other_key = serde_json::from_str::<serde_json::Value>(&other_json).unwrap()
+            ["WrappedContentKey"]["EncryptedKey"]
+            .clone();
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["WrappedContentKey"]["EncryptedKey"] = other_key;
+        let swapped = EncryptionData::parse(&v.to_string()).unwrap();
+        let dec3 = InsecureCseV1Decryptor::new(&swapped, &r, ok).await.unwrap();
+        match dec3.decrypt(&blob) {
+            Err(e) => {
+                assert_v1_body_error(&e, "wrong content key");
+                wrong_key_errors += 1;
+            }
+            Ok(out) => assert_ne!(out, plain),
+        }
+    }
+    assert!(wrong_key_errors >= V1_SIZES.len() - 1, "{wrong_key_errors}");
+
+    // A wrong KEK fails its own integrity check (A256KW), before any CBC.
+    let json = fs::read_to_string(d.join("17.json")).unwrap();
+    let m = EncryptionData::parse(&json).unwrap();
+    let wrong = kek_with(KID, &[7u8; 32]);
+    let e =
+        InsecureCseV1Decryptor::new(&m, &resolver(&wrong), InsecureV1::AcceptUnauthenticatedCbc)
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::UnwrapFailed { .. }), "{e}");
+    // A protocol 2.x wrapped key (40 bytes, with its prefix) under
+    // metadata rewritten to 1.0 is refused: a downgrade cannot reach CBC.
+    let (m2, _) = azure_cse::encrypt(k.as_ref(), &CseEncryptOptions::v2_0(), b"x")
+        .await
+        .unwrap();
+    let v2_key = serde_json::from_str::<serde_json::Value>(&m2.to_json()).unwrap()
+        ["WrappedContentKey"]["EncryptedKey"]
+        .clone();
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["WrappedContentKey"]["EncryptedKey"] = v2_key;
+    let downgraded = EncryptionData::parse(&v.to_string()).unwrap();
+    let e = InsecureCseV1Decryptor::new(&downgraded, &r, InsecureV1::AcceptUnauthenticatedCbc)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bare 32-byte"), "{e}");
+    // And 2.x metadata is not read through the insecure path at all.
+    let e = InsecureCseV1Decryptor::new(&m2, &r, InsecureV1::AcceptUnauthenticatedCbc)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("CseDecryptor"), "{e}");
 }
 
 #[tokio::test]
@@ -544,7 +716,7 @@ async fn tampered_metadata_and_wrong_keys_are_refused() {
     let alg = edit(&m, "\"Algorithm\":\"A256KW\"", "\"Algorithm\":\"RSA-OAEP\"");
     let e = azure_cse::decrypt(&alg, &r, &blob).await.unwrap_err();
     assert!(e.to_string().contains("Algorithm"), "{e}");
-    // Protocol 1.0 metadata parses but is never decrypted.
+    // Protocol 1.0 metadata parses but is never decrypted without the opt-in.
     let v1 = m
         .to_json()
         .replace("\"Protocol\":\"2.1\"", "\"Protocol\":\"1.0\"")

@@ -1735,3 +1735,102 @@ fn azure_cse_round_trip_ranges_and_failures() {
     assert!(!env.exists("y.bin"));
     env.assert_no_temp_files();
 }
+
+/// Protocol 1.0 (AES-CBC, CVE-2022-30187): refused, unless
+/// `--insecure-allow-v1`, which warns, streams, and leaves no OUT when the
+/// padding does not check out. The blob is built here with aws-lc-rs as
+/// the SDKs build it (tests/azure_cse.rs reads ones the Python SDK wrote).
+#[cfg(feature = "azure-cse")]
+#[test]
+fn azure_cse_v1_only_with_insecure_allow_v1() {
+    use aws_lc_rs::cipher::{EncryptionContext, PaddedBlockEncryptingKey, UnboundCipherKey};
+    use aws_lc_rs::key_wrap::{AesKek, KeyWrap as _};
+    use base64::Engine as _;
+    let env = Env::new();
+    env.aes_key("k.jwk", "cse-kid");
+    let jwk: Value = serde_json::from_slice(&env.read("k.jwk")).unwrap();
+    let kek = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwk["k"].as_str().expect("an oct JWK"))
+        .unwrap();
+    let (cek, iv) = ([0x42u8; 32], [0x24u8; 16]);
+    let plain = data(200 * 1024 + 5, 11);
+    let mut body = plain.clone();
+    PaddedBlockEncryptingKey::cbc_pkcs7(
+        UnboundCipherKey::new(&aws_lc_rs::cipher::AES_256, &cek).unwrap(),
+    )
+    .unwrap()
+    .less_safe_encrypt(&mut body, EncryptionContext::Iv128(iv.into()))
+    .unwrap();
+    let mut wrapped = [0u8; 40];
+    let wrapped = AesKek::new(&aws_lc_rs::key_wrap::AES_256, &kek)
+        .unwrap()
+        .wrap(&cek, &mut wrapped)
+        .unwrap()
+        .to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let meta = serde_json::json!({
+        "WrappedContentKey": {"KeyId": "cse-kid", "EncryptedKey": b64.encode(&wrapped), "Algorithm": "A256KW"},
+        "EncryptionAgent": {"Protocol": "1.0", "EncryptionAlgorithm": "AES_CBC_256"},
+        "ContentEncryptionIV": b64.encode(iv),
+        "KeyWrappingMetadata": {"EncryptionLibrary": "Python 12.31.1"},
+        "EncryptionMode": "FullBlob"});
+    env.write("m.json", meta.to_string().as_bytes());
+    env.write("blob.bin", &body);
+    let base = [
+        "azure-cse",
+        "decrypt",
+        "--kek",
+        "k.jwk",
+        "--metadata",
+        "m.json",
+    ];
+    // Refused without the flag, naming the CVE and the flag.
+    let line = fails(
+        &env.run(&[&base[..], &["-o", "out.bin", "blob.bin"]].concat()),
+        "CVE-2022-30187",
+    );
+    assert!(line.contains("--insecure-allow-v1"), "{line}");
+    assert!(!env.exists("out.bin"));
+    // With it: the plaintext, and a warning.
+    let out = env.run(
+        &[
+            &base[..],
+            &["--insecure-allow-v1", "-o", "out.bin", "blob.bin"],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WITHOUT AUTHENTICATION"));
+    assert_eq!(env.read("out.bin"), plain);
+    let got = env.ok_with(&[&base[..], &["--insecure-allow-v1"]].concat(), &body);
+    assert_eq!(got, plain);
+    // Bad padding: the generic error, and no OUT.
+    let mut bad = body.clone();
+    let at = bad.len() - 17;
+    bad[at] ^= 0x20;
+    env.write("bad.bin", &bad);
+    let out = env.run(
+        &[
+            &base[..],
+            &["--insecure-allow-v1", "-o", "bad.out", "bad.bin"],
+        ]
+        .concat(),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("protocol 1.0 body did not decrypt"));
+    assert!(!env.exists("bad.out"));
+    env.assert_no_temp_files();
+    // No ranges for 1.0.
+    let out = env.run(
+        &[
+            &base[..],
+            &["--insecure-allow-v1", "--range", "0:10", "blob.bin"],
+        ]
+        .concat(),
+    );
+    assert!(!out.status.success());
+}

@@ -24,22 +24,12 @@ fn meta(msg: impl Into<String>) -> Error {
     Error::CseMetadata(msg.into())
 }
 
-/// Unwraps the 40-byte material of `metadata` with `kek` and checks it:
-/// the KEK must be the one `KeyId` names, use the metadata's `Algorithm`,
-/// and the material must start with the metadata's padded `Protocol`.
-pub(crate) async fn unwrap_material(
+/// Checks that `kek` is the one `WrappedContentKey.KeyId` names and uses
+/// the metadata's `Algorithm`.
+pub(crate) fn check_kek(
     metadata: &EncryptionData,
     kek: &dyn KeyEncryptionKey,
-) -> crate::Result<KeyMaterial> {
-    match metadata.protocol() {
-        Protocol::V2_0 | Protocol::V2_1 => {}
-        Protocol::V1_0 => {
-            return Err(meta(
-                "protocol 1.0 (AES-CBC without authentication, CVE-2022-30187) is not decrypted by this crate; \
-                 re-encrypt the blob with an Azure SDK that writes protocol 2.0",
-            ))
-        }
-    }
+) -> crate::Result<()> {
     if kek.key_id() != metadata.key_id() {
         return Err(meta(format!(
             "`WrappedContentKey.KeyId` is `{}`, but the key-encryption key is `{}`",
@@ -55,6 +45,29 @@ pub(crate) async fn unwrap_material(
             kek.algorithm()
         )));
     }
+    Ok(())
+}
+
+/// Unwraps the 40-byte material of `metadata` with `kek` and checks it:
+/// the KEK must be the one `KeyId` names, use the metadata's `Algorithm`,
+/// and the material must start with the metadata's padded `Protocol`.
+/// Protocol 1.0 is refused (its opt-in read is in `v1.rs`).
+pub(crate) async fn unwrap_material(
+    metadata: &EncryptionData,
+    kek: &dyn KeyEncryptionKey,
+) -> crate::Result<KeyMaterial> {
+    match metadata.protocol() {
+        Protocol::V2_0 | Protocol::V2_1 => {}
+        Protocol::V1_0 => {
+            return Err(meta(
+                "protocol 1.0 (AES-CBC without authentication, CVE-2022-30187) is refused; \
+                 to migrate such a blob, read it once with the insecure opt-in \
+                 `InsecureCseV1Decryptor` (`InsecureV1::AcceptUnauthenticatedCbc`; CLI: \
+                 `--insecure-allow-v1`) and re-encrypt it with protocol 2.x",
+            ))
+        }
+    }
+    check_kek(metadata, kek)?;
     let material = kek.unwrap_key_material(metadata.encrypted_key()).await?;
     let bytes = material.expose_secret_bytes();
     if bytes.len() != WRAPPED_MATERIAL_LEN
@@ -93,6 +106,9 @@ impl CseDecryptor {
     /// [`Error::UnknownKek`] (the resolver does not know the id),
     /// [`Error::CseMetadata`] (wrong `KeyId` or `Algorithm`, protocol
     /// prefix mismatch, protocol 1.0), [`Error::UnwrapFailed`].
+    ///
+    /// Protocol 1.0 is always refused here; its insecure, opt-in read is
+    /// [`InsecureCseV1Decryptor`](super::InsecureCseV1Decryptor).
     pub async fn new(
         metadata: &EncryptionData,
         resolver: &dyn KeyResolver,

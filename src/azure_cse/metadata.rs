@@ -238,7 +238,7 @@ fn set(o: &mut [(String, Json)], key: &str, value: Json) {
 /// | field | rule |
 /// |---|---|
 /// | `WrappedContentKey` | object: `KeyId` (non-empty string), `EncryptedKey` (standard base64), `Algorithm` (`A256KW`, `RSA-OAEP` or `RSA-OAEP-256`) |
-/// | `EncryptionAgent` | object: `Protocol` (`2.0`, `2.1`; `1.0` parses but is never decrypted), `EncryptionAlgorithm` (`AES_GCM_256` for 2.x) |
+/// | `EncryptionAgent` | object: `Protocol` (`2.0`, `2.1`; `1.0` parses, and is decrypted only through the insecure opt-in [`InsecureV1`](super::InsecureV1)), `EncryptionAlgorithm` (`AES_GCM_256` for 2.x, `AES_CBC_256` for 1.0) |
 /// | `EncryptedRegionInfo` | required for 2.x: `DataLength` (4 MiB for 2.0, 16 B to 64 MiB for 2.1), `NonceLength` (12) |
 /// | `KeyWrappingMetadata` | optional object; `EncryptionLibrary`, if present, a string |
 /// | `EncryptionMode` | optional (the Python SDK's lower-level writers omit it); if present, `FullBlob` |
@@ -253,6 +253,7 @@ pub struct EncryptionData {
     algorithm: WrapAlgorithm,
     protocol: Protocol,
     region_data_len: u64,
+    content_encryption_iv: Option<[u8; 16]>,
 }
 
 impl fmt::Debug for EncryptionData {
@@ -350,15 +351,19 @@ impl EncryptionData {
             }
         };
 
+        let mut content_encryption_iv = None;
         let region_data_len = match protocol {
             Protocol::V1_0 => {
                 let iv = string(
                     req(&raw, "encryptiondata", "ContentEncryptionIV")?,
                     "ContentEncryptionIV",
                 )?;
-                if STANDARD.decode(iv).map(|v| v.len()).ok() != Some(16) {
-                    return Err(bad("`ContentEncryptionIV` must be 16 bytes in base64"));
-                }
+                let iv: [u8; 16] = STANDARD
+                    .decode(iv)
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| bad("`ContentEncryptionIV` must be 16 bytes in base64"))?;
+                content_encryption_iv = Some(iv);
                 0
             }
             Protocol::V2_0 | Protocol::V2_1 => {
@@ -422,6 +427,7 @@ impl EncryptionData {
             algorithm,
             protocol,
             region_data_len,
+            content_encryption_iv,
             raw,
         })
     }
@@ -484,6 +490,7 @@ impl EncryptionData {
             algorithm,
             protocol,
             region_data_len,
+            content_encryption_iv: None,
         }
     }
 
@@ -513,6 +520,7 @@ impl EncryptionData {
             algorithm,
             protocol: self.protocol,
             region_data_len: self.region_data_len,
+            content_encryption_iv: self.content_encryption_iv,
         }
     }
 
@@ -546,6 +554,12 @@ impl EncryptionData {
     /// `EncryptedRegionInfo.DataLength` (0 for protocol 1.0).
     pub fn region_data_len(&self) -> u64 {
         self.region_data_len
+    }
+
+    /// `ContentEncryptionIV`, decoded: the AES-CBC IV of a protocol 1.0
+    /// blob (`None` for 2.x). Not secret.
+    pub fn content_encryption_iv(&self) -> Option<&[u8; 16]> {
+        self.content_encryption_iv.as_ref()
     }
 }
 

@@ -54,11 +54,22 @@
 //!   makes region authentication fail; nothing is released.
 //! * Each region's tag is verified before any of its plaintext is
 //!   released; a failed reader zeroes its buffer and refuses further reads.
-//! * **Protocol 1.0** (AES-CBC without authentication, CVE-2022-30187) is
-//!   never written, and this crate does not decrypt it at all (there is no
-//!   opt-in): its metadata parses, so that it can be recognised, and
-//!   decryption fails with [`Error::CseMetadata`](crate::Error::CseMetadata).
-//!   Re-encrypt such blobs with an SDK.
+//! * **Protocol 1.0** (AES-256-CBC with PKCS#7 padding over the whole
+//!   blob, **no authentication**, CVE-2022-30187) is **never written**:
+//!   there is no API for it. [`CseDecryptor`] and [`decrypt`] refuse it
+//!   with [`Error::CseMetadata`](crate::Error::CseMetadata) naming the CVE
+//!   and the opt-in. Reading it is possible only through
+//!   [`InsecureCseV1Decryptor`] / [`decrypt_insecure_v1`], which require the
+//!   value [`InsecureV1::AcceptUnauthenticatedCbc`]: plaintext is released
+//!   without any integrity check (bit-flipping, block splicing), and
+//!   success or failure is a padding oracle to whoever can submit blobs.
+//!   Use it only to migrate (read each blob once, re-encrypt with 2.x or
+//!   this crate's envelope format). 1.0 format: the KEK wraps the bare
+//!   32-byte CEK (no protocol prefix; a 40-byte 2.x key is refused, so 2.x
+//!   metadata cannot be downgraded to reach CBC), `ContentEncryptionIV`
+//!   holds the IV, `EncryptionAlgorithm` is `AES_CBC_256`. Whole blobs and
+//!   a streaming reader only; no ranges; block blobs only (page blobs are
+//!   not padded).
 //!
 //! # Use
 //!
@@ -82,6 +93,7 @@ mod metadata;
 mod nonce;
 mod range;
 mod rotate;
+mod v1;
 
 pub use decrypt::{CseDecryptingReader, CseDecryptor};
 pub use encrypt::{CseEncryptOptions, CseEncryptingWriter, CseEncryptor};
@@ -91,6 +103,7 @@ pub use metadata::{
 pub use nonce::NonceEncoding;
 pub use range::{ciphertext_len, plaintext_len, CseRangePlan, REGION_OVERHEAD};
 pub use rotate::rewrap_metadata;
+pub use v1::{decrypt_insecure_v1, InsecureCseV1Decryptor, InsecureCseV1Reader, InsecureV1};
 
 use crate::kek::{KeyEncryptionKey, KeyResolver};
 

@@ -1,12 +1,12 @@
 //! The aws-lc-rs provider (default).
 
-use aws_lc_rs::{aead, key_wrap, rand, rsa};
+use aws_lc_rs::{aead, cipher, key_wrap, rand, rsa};
 use zeroize::Zeroizing;
 
 use super::{
     AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, GCM_NONCE_LEN,
-    GCM_TAG_LEN, SHA512_LEN,
+    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN,
+    GCM_NONCE_LEN, GCM_TAG_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -34,6 +34,29 @@ impl AeadProvider for Aead {
         let unbound =
             aead::UnboundKey::new(&aead::AES_256_GCM, key).expect("32-byte AES-256-GCM key");
         Box::new(GcmKey(aead::LessSafeKey::new(unbound)))
+    }
+
+    fn aes256_cbc_decrypt_blocks(
+        &self,
+        key: &[u8; AES256_KEY_LEN],
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if !in_out.len().is_multiple_of(AES_BLOCK_LEN) {
+            return Err(CryptoError);
+        }
+        if in_out.is_empty() {
+            return Ok(());
+        }
+        let unbound = cipher::UnboundCipherKey::new(&cipher::AES_256, key).map_err(ce)?;
+        let dec = cipher::DecryptingKey::cbc(unbound).map_err(ce)?;
+        let ctx = cipher::DecryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv));
+        let n = dec.decrypt(in_out, ctx).map_err(ce)?.len();
+        if n == in_out.len() {
+            Ok(())
+        } else {
+            Err(CryptoError)
+        }
     }
 }
 

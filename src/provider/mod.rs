@@ -21,6 +21,7 @@
 //! | primitive | used for |
 //! |---|---|
 //! | AES-256-GCM, 12-byte nonce, detached 16-byte tag, in place | every chunk of a body |
+//! | AES-256-CBC decryption of whole blocks, in place, no padding | only the opt-in, insecure read of Azure CSE protocol 1.0 blobs (feature `azure-cse`) |
 //! | HKDF-Expand / HKDF-Extract with SHA-512 | chunk key, base nonce and commitment derivation |
 //! | AES key wrap (RFC 3394) and with padding (RFC 5649) | local and scope KEKs |
 //! | RSA-OAEP with SHA-256 or SHA-1 (MGF1 of the same hash, empty label) | local RSA KEKs |
@@ -46,6 +47,9 @@ pub(crate) const AES256_KEY_LEN: usize = 32;
 pub(crate) const GCM_NONCE_LEN: usize = 12;
 /// AES-GCM tag length used throughout.
 pub(crate) const GCM_TAG_LEN: usize = 16;
+/// AES block length (the CBC IV length).
+#[cfg_attr(not(feature = "azure-cse"), allow(dead_code))]
+pub(crate) const AES_BLOCK_LEN: usize = 16;
 /// SHA-512 output length (the HKDF hash).
 pub(crate) const SHA512_LEN: usize = 64;
 
@@ -134,6 +138,20 @@ pub(crate) enum OaepHash {
 pub(crate) trait AeadProvider: Send + Sync + Debug {
     /// Expands a key for repeated use. Costs one key schedule.
     fn aes256_gcm(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256GcmKey>;
+
+    /// AES-256-CBC **decryption** of whole blocks in place: no padding is
+    /// removed or checked, and nothing is authenticated. Used only by the
+    /// opt-in read of Azure CSE protocol 1.0 (`azure_cse::InsecureV1`);
+    /// there is no CBC encryption in the seam. Fails (leaving `in_out`
+    /// unspecified) if `in_out.len()` is not a multiple of 16. Costs one
+    /// key schedule per call: call it on large slices.
+    #[cfg_attr(not(feature = "azure-cse"), allow(dead_code))]
+    fn aes256_cbc_decrypt_blocks(
+        &self,
+        key: &[u8; AES256_KEY_LEN],
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError>;
 }
 
 /// An expanded AES-256-GCM key.

@@ -22,8 +22,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{
     AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, GCM_NONCE_LEN,
-    GCM_TAG_LEN, SHA512_LEN,
+    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN,
+    GCM_NONCE_LEN, GCM_TAG_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -53,6 +53,24 @@ impl AeadProvider for Aead {
     fn aes256_gcm(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256GcmKey> {
         // Borrowed as a fixed-size array: no unzeroized copy of the key.
         Box::new(GcmKey(Aes256Gcm::new(key.into())))
+    }
+
+    fn aes256_cbc_decrypt_blocks(
+        &self,
+        key: &[u8; AES256_KEY_LEN],
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        use cbc::cipher::{Array, BlockModeDecrypt as _, KeyIvInit as _};
+        let (blocks, rest) = Array::slice_as_chunks_mut(in_out);
+        if !rest.is_empty() {
+            return Err(CryptoError);
+        }
+        // `cbc` (feature `zeroize`) wipes the round keys and the chaining
+        // value when the decryptor is dropped.
+        let mut dec = cbc::Decryptor::<aes_gcm::aes::Aes256>::new(key.into(), iv.into());
+        dec.decrypt_blocks(blocks);
+        Ok(())
     }
 }
 

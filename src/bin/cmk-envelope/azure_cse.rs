@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use cmk_envelope::azure_cse::{
-    self, CseDecryptor, CseEncryptOptions, CseEncryptor, EncryptionData,
+    self, CseDecryptor, CseEncryptOptions, CseEncryptor, EncryptionData, InsecureCseV1Decryptor,
+    InsecureV1, Protocol,
 };
 
 use crate::error::CliError;
@@ -19,8 +20,9 @@ use crate::{block_on, keys, parse_range};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AzureCseCommand {
-    /// Decrypt a client-side encrypted blob (protocol 2.0/2.1) from IN
-    /// (default stdin) to OUT (default stdout).
+    /// Decrypt a client-side encrypted blob (protocol 2.0/2.1; 1.0 only
+    /// with --insecure-allow-v1) from IN (default stdin) to OUT (default
+    /// stdout).
     #[command(long_about = DECRYPT_LONG_ABOUT)]
     Decrypt(CseDecryptArgs),
     /// Encrypt IN (default stdin) into a client-side encrypted blob the
@@ -30,7 +32,8 @@ pub(crate) enum AzureCseCommand {
 }
 
 const DECRYPT_LONG_ABOUT: &str = "Decrypt a blob written by the Azure Storage SDKs' client-side encryption (protocol 2.0 or 2.1; .NET, Java or Python) from IN (default stdin) to OUT (default stdout).\n\n\
---metadata FILE holds the blob's `encryptiondata` metadata value (the JSON). Its KeyId must be one of the --kek keys (an allow-list). Protocol 1.0 (AES-CBC, CVE-2022-30187) is refused.\n\n\
+--metadata FILE holds the blob's `encryptiondata` metadata value (the JSON). Its KeyId must be one of the --kek keys (an allow-list).\n\n\
+Protocol 1.0 (AES-CBC without any integrity protection, CVE-2022-30187) is refused unless --insecure-allow-v1 is given. With it, a 1.0 blob is decrypted WITHOUT AUTHENTICATION: its plaintext may have been modified by anyone who could write the blob, and success or failure is a padding oracle. Use it only to migrate: read each blob once and re-encrypt it (`azure-cse encrypt` writes 2.0/2.1). Whole blobs only (no --range); with -o the output appears only if the padding checked out.\n\n\
 Output to a file (-o OUT) is written to a temporary file and renamed into place only after every region authenticated; on failure nothing is left at OUT. On stdout each region (4 MiB in 2.0) is released after its own tag verified; check the exit status.\n\n\
 The format cannot detect a blob truncated exactly at a region boundary (the plaintext length is not recorded).\n\n\
 With --range START:END only the regions covering that half-open plaintext range are read (IN must be a file).";
@@ -58,6 +61,10 @@ pub(crate) struct CseDecryptArgs {
     /// Overwrite an existing OUT.
     #[arg(long)]
     force: bool,
+    /// INSECURE: also decrypt protocol 1.0 blobs (AES-CBC, no integrity,
+    /// CVE-2022-30187), to migrate them. Has no effect on 2.x blobs.
+    #[arg(long)]
+    insecure_allow_v1: bool,
     /// Input file (default stdin; `-` is stdin).
     #[arg(value_name = "IN")]
     input: Option<PathBuf>,
@@ -110,6 +117,9 @@ fn decrypt(args: &CseDecryptArgs) -> Result<(), CliError> {
             "--range needs IN to be a file (it reads only some regions), not stdin",
         ));
     }
+    if metadata.protocol() == Protocol::V1_0 && args.insecure_allow_v1 {
+        return decrypt_insecure_v1(args, &metadata, &resolver, &src);
+    }
     let out = Output::create(args.output.as_deref(), MODE_PRIVATE, args.force)?;
     let write_ctx = out.write_context();
     let dec = block_on(CseDecryptor::new(&metadata, &resolver))??;
@@ -151,6 +161,46 @@ fn decrypt(args: &CseDecryptArgs) -> Result<(), CliError> {
             )?;
         }
     }
+    let out = sink
+        .into_inner()
+        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    out.commit()
+}
+
+/// `decrypt --insecure-allow-v1` of a protocol 1.0 blob: unauthenticated
+/// AES-CBC, streamed; a file OUT is committed only after the padding
+/// checked out.
+fn decrypt_insecure_v1(
+    args: &CseDecryptArgs,
+    metadata: &EncryptionData,
+    resolver: &dyn cmk_envelope::KeyResolver,
+    src: &Source,
+) -> Result<(), CliError> {
+    if args.range.is_some() {
+        return Err(CliError::msg(
+            "--range is not supported for protocol 1.0 blobs: decrypt the whole blob",
+        ));
+    }
+    let read_ctx = src.read_context();
+    let out = Output::create(args.output.as_deref(), MODE_PRIVATE, args.force)?;
+    let write_ctx = out.write_context();
+    let dec = block_on(InsecureCseV1Decryptor::new(
+        metadata,
+        resolver,
+        InsecureV1::AcceptUnauthenticatedCbc,
+    ))??;
+    eprintln!(
+        "cmk-envelope: warning: decrypting an Azure CSE protocol 1.0 blob (AES-CBC, CVE-2022-30187) \
+         WITHOUT AUTHENTICATION (--insecure-allow-v1); re-encrypt it with protocol 2.x"
+    );
+    let (mut reader, _) = src.open()?;
+    let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
+    copy(
+        &mut dec.reader(&mut reader),
+        &mut sink,
+        &read_ctx,
+        &write_ctx,
+    )?;
     let out = sink
         .into_inner()
         .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
