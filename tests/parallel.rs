@@ -306,6 +306,36 @@ fn zero_threads_means_available_cores() {
     assert!(cmk_envelope::stream::default_threads() >= 1);
 }
 
+#[test]
+fn reused_output_buffers_are_overwritten_and_wiped_on_failure() {
+    let _g = serial();
+    let mut env = vec![0xEEu8; 400_000]; // longer than the envelope: truncated
+    let mut plain = vec![0xEEu8; 10]; // shorter than the plaintext: grown
+    for (len, threads) in [(100_000usize, 2usize), (16_384, 1), (0, 2), (70_001, 1)] {
+        let msg = common::data(len, 7);
+        let enc = encryptor();
+        let header = enc.header().clone();
+        enc.seal_parallel_to(&msg, &mut env, threads).unwrap();
+        let used = header.encoded_len();
+        assert_eq!(Header::parse_prefix(&env).unwrap().0, header);
+        decryptor(&header)
+            .open_parallel_to(&env[used..], &mut plain, threads)
+            .unwrap();
+        assert!(plain == msg, "len {len}");
+        // The same body through the sequential reader.
+        assert_eq!(sequential_decrypt(&header, &env[used..]).0, msg);
+        if len > 2 * CHUNK_SIZE {
+            let mut bad = env.clone();
+            bad[used + 56 + CHUNK_SIZE + 16 + 3] ^= 1; // chunk 1
+            let e = decryptor(&header)
+                .open_parallel_to(&bad[used..], &mut plain, threads)
+                .unwrap_err();
+            assert!(matches!(e, Error::ChunkAuthentication { chunk: 1 }), "{e}");
+            assert!(plain.is_empty(), "no plaintext left after a failure");
+        }
+    }
+}
+
 // ----- memory bound -----
 
 /// Plaintext generated on the fly: a repeating 64 KiB pattern.
