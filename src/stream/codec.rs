@@ -207,12 +207,7 @@ impl ChunkEncoder {
             // never the last, as below.
             self.filled = CHUNK_SIZE;
             self.plaintext_len += CHUNK_SIZE as u64;
-            self.broken = true;
-            self.sealed =
-                seal_piece_from(&self.cipher, self.index, &data[..CHUNK_SIZE], &mut self.buf)?;
-            self.broken = false;
-            self.out_pos = 0;
-            self.index += 1;
+            self.seal_current(Some(&data[..CHUNK_SIZE]))?;
             return Ok(CHUNK_SIZE);
         }
         let take = data.len().min(CHUNK_SIZE - self.filled);
@@ -220,7 +215,7 @@ impl ChunkEncoder {
         self.filled += take;
         self.plaintext_len += take as u64;
         if self.filled == CHUNK_SIZE {
-            self.seal_current()?;
+            self.seal_current(None)?;
         }
         Ok(take)
     }
@@ -234,11 +229,17 @@ impl ChunkEncoder {
         Ok(())
     }
 
-    fn seal_current(&mut self) -> crate::Result<()> {
+    /// Seals the current chunk into the buffer: from `src` (a whole chunk
+    /// of the caller's, out of place) or from the `filled` plaintext bytes
+    /// already in the buffer (in place).
+    fn seal_current(&mut self, src: Option<&[u8]>) -> crate::Result<()> {
         // Broken until the seal succeeds: a failed seal may have left
         // ciphertext in the buffer, and it must not be sealed again.
         self.broken = true;
-        self.sealed = seal_piece(&self.cipher, self.index, &mut self.buf, self.filled)?;
+        self.sealed = match src {
+            Some(pt) => seal_piece_from(&self.cipher, self.index, pt, &mut self.buf)?,
+            None => seal_piece(&self.cipher, self.index, &mut self.buf, self.filled)?,
+        };
         self.broken = false;
         self.out_pos = 0;
         self.index += 1;
@@ -257,7 +258,7 @@ impl ChunkEncoder {
         }
         // Full chunks are sealed as soon as they fill, so this one is short.
         debug_assert!(self.filled < CHUNK_SIZE);
-        self.seal_current()?;
+        self.seal_current(None)?;
         self.finished = true;
         Ok(())
     }
