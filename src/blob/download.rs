@@ -157,15 +157,18 @@ impl EncryptedBlob {
     /// tampered chunk.
     pub async fn read_range(&self, range: Range<u64>) -> crate::Result<Vec<u8>> {
         let plan = RangePlan::new(range, self.body_len)?;
-        let mut fetched = fetch(
-            &self.blob,
-            &self.name,
-            plan.ciphertext.clone(),
-            Some(&self.etag),
-        )
-        .await?
-        .1
-        .to_vec();
+        // The response's buffer, taken over without a copy when it is the
+        // only reference (it is decrypted in place, then wiped).
+        let mut fetched = Vec::from(
+            fetch(
+                &self.blob,
+                &self.name,
+                plan.ciphertext.clone(),
+                Some(&self.etag),
+            )
+            .await?
+            .1,
+        );
         let out = self.decryptor.decrypt_range(&plan, &mut fetched);
         zeroize::Zeroize::zeroize(&mut fetched);
         out

@@ -4,11 +4,6 @@ use azure_core::error::ErrorKind;
 
 use crate::error::{Error, StorageError, StorageErrorKind};
 
-/// The HTTP status of a failed SDK call, if the service answered.
-pub(super) fn status(e: &azure_core::Error) -> Option<u16> {
-    e.http_status().map(u16::from)
-}
-
 /// Whether `e` is a lost compare-and-swap: `412 Precondition Failed`
 /// (`If-Match` failed) or `409 BlobAlreadyExists` (`If-None-Match: *`
 /// failed).
@@ -24,9 +19,16 @@ pub(super) fn is_conflict(e: &azure_core::Error) -> bool {
     }
 }
 
-/// Whether `e` says the blob (or its container) does not exist.
+/// Whether `e` says the blob does not exist. A missing container is not
+/// that: it is a configuration error, reported as a storage error rather
+/// than as a missing scope record.
 pub(super) fn is_not_found(e: &azure_core::Error) -> bool {
-    status(e) == Some(404)
+    match e.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => u16::from(*status) == 404 && error_code.as_deref() != Some("ContainerNotFound"),
+        _ => false,
+    }
 }
 
 /// A crate error for the failed operation `op` (a fixed name such as

@@ -53,7 +53,7 @@ const READ_BUF: usize = 64 * 1024;
 /// The ciphertext the encrypting writer emits, taken out block by block.
 /// (The writer owns its sink, so the sink shares its buffer; the lock is
 /// never contended.)
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct BlockSink(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for BlockSink {
@@ -67,7 +67,19 @@ impl std::io::Write for BlockSink {
     }
 }
 
+/// Room for a block plus what one `write_all` of a read buffer can add past
+/// it before the block is taken (its chunks with their tags).
+fn block_capacity(size: usize) -> usize {
+    size + 2 * READ_BUF
+}
+
 impl BlockSink {
+    fn new(block_size: usize) -> Self {
+        BlockSink(Arc::new(Mutex::new(Vec::with_capacity(block_capacity(
+            block_size,
+        )))))
+    }
+
     /// A full block, if more than `size` bytes are buffered (at least one
     /// byte stays, so an object that fits one block is never staged).
     fn take_block(&self, size: usize) -> Option<Bytes> {
@@ -75,8 +87,13 @@ impl BlockSink {
         if buf.len() <= size {
             return None;
         }
-        let rest = buf.split_off(size);
-        Some(Bytes::from(std::mem::replace(&mut *buf, rest)))
+        // The next block's buffer gets its full size up front and takes
+        // only the small tail: the block itself leaves without a copy, and
+        // no buffer regrows (doubling) past its block.
+        let mut next = Vec::with_capacity(block_capacity(size));
+        next.extend_from_slice(&buf[size..]);
+        buf.truncate(size);
+        Some(Bytes::from(std::mem::replace(&mut *buf, next)))
     }
 
     fn take_all(&self) -> Bytes {
@@ -139,7 +156,7 @@ impl EncryptedBlobClient {
             HEADER_METADATA_KEY.to_owned(),
             encode_header(encryptor.header())?,
         );
-        let sink = BlockSink::default();
+        let sink = BlockSink::new(self.block_size);
         let mut writer = encryptor.detached_writer(sink.clone())?;
 
         let block_blob = Arc::new(blob.block_blob_client());
