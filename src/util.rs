@@ -65,10 +65,11 @@ impl std::ops::DerefMut for SecretBuf {
 
 impl Drop for SecretBuf {
     fn drop(&mut self) {
-        // Wipe the spare capacity too: a `truncate` may have left bytes there.
+        // Wipe the contents, then the spare capacity (a `truncate` may have
+        // left bytes there): each byte is written once.
         let cap = self.0.capacity();
-        self.0.resize(cap, 0);
         self.0.fill(0);
+        self.0.resize(cap, 0);
         std::hint::black_box(&mut self.0);
     }
 }

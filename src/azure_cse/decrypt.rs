@@ -84,7 +84,10 @@ pub(crate) async fn unwrap_material(
 /// The unwrapped content key of one blob, ready to decrypt it whole, by
 /// streaming, or by ranges.
 pub struct CseDecryptor {
-    key: Arc<dyn Aes256GcmKey>,
+    /// Boxed inside the `Arc` so the key object is dropped (and wiped by
+    /// its provider) where it lives: `Arc::from(Box<dyn _>)` would move its
+    /// bytes into the `Arc` and free the box without running its drop.
+    key: Arc<Box<dyn Aes256GcmKey>>,
     region_data_len: u64,
     key_id: String,
 }
@@ -140,7 +143,7 @@ impl CseDecryptor {
         let mut cek = Zeroizing::new([0u8; AES256_KEY_LEN]);
         cek.copy_from_slice(&material.expose_secret_bytes()[8..]);
         Ok(CseDecryptor {
-            key: Arc::from(provider.aead.aes256_gcm(&cek)),
+            key: Arc::new(provider.aead.aes256_gcm(&cek)),
             region_data_len: metadata.region_data_len(),
             key_id: metadata.key_id().to_owned(),
         })
@@ -161,11 +164,7 @@ impl CseDecryptor {
     /// (see [`plaintext_len`](super::plaintext_len)).
     pub fn decrypt(&self, ciphertext: &[u8]) -> crate::Result<Vec<u8>> {
         let len = range::plaintext_len(ciphertext.len() as u64, self.region_data_len)?;
-        let mut out = Vec::with_capacity(len as usize);
-        self.reader(ciphertext)
-            .read_to_end(&mut out)
-            .map_err(Error::from_io)?;
-        Ok(out)
+        read_all(self.reader(ciphertext), len)
     }
 
     /// Plans a ranged read: see [`CseRangePlan::new`].
@@ -197,12 +196,21 @@ impl CseDecryptor {
                 "the fetched ciphertext is not the plan's ciphertext range",
             ));
         }
-        let mut out = Vec::with_capacity(plan.len() as usize);
-        self.range_reader(plan, fetched)
-            .read_to_end(&mut out)
-            .map_err(Error::from_io)?;
-        Ok(out)
+        read_all(self.range_reader(plan, fetched), plan.len())
     }
+}
+
+/// Reads `r` to its end into one allocation of `len` bytes. On failure the
+/// regions already verified are wiped before the buffer is dropped: no
+/// plaintext of a failed decryption stays in freed memory.
+fn read_all<R: Read>(mut r: CseDecryptingReader<R>, len: u64) -> crate::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    if let Err(e) = r.read_to_end(&mut out) {
+        out.fill(0);
+        std::hint::black_box(&mut out);
+        return Err(Error::from_io(e));
+    }
+    Ok(out)
 }
 
 /// Decrypts regions as they are read, verifying each region's tag and
@@ -213,7 +221,7 @@ impl CseDecryptor {
 /// that error again.
 pub struct CseDecryptingReader<R> {
     inner: R,
-    key: Arc<dyn Aes256GcmKey>,
+    key: Arc<Box<dyn Aes256GcmKey>>,
     region_len: usize,
     /// One region; it holds plaintext, so it is wiped on drop.
     buf: SecretBuf,

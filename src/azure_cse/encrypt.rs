@@ -159,7 +159,8 @@ impl CseEncryptor {
     }
 }
 
-fn check_wrap_algorithm(alg: WrapAlgorithm) -> crate::Result<()> {
+/// Refuses wrap algorithms the SDKs cannot unwrap.
+pub(super) fn check_wrap_algorithm(alg: WrapAlgorithm) -> crate::Result<()> {
     match alg {
         WrapAlgorithm::A256Kw | WrapAlgorithm::RsaOaep | WrapAlgorithm::RsaOaep256 => Ok(()),
         other => Err(Error::CseMetadata(format!(

@@ -295,7 +295,7 @@ impl EncryptionData {
         )?;
         let protocol = Protocol::parse(p).ok_or_else(|| {
             bad(format!(
-                "unsupported `EncryptionAgent.Protocol` {p:?} (supported: 2.0, 2.1)"
+                "unsupported `EncryptionAgent.Protocol` {p:?} (known: 1.0, 2.0, 2.1)"
             ))
         })?;
         let alg = string(

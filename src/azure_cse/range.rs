@@ -18,7 +18,9 @@ pub const REGION_OVERHEAD: u64 = (NONCE_LEN + TAG_LEN) as u64;
 /// The ciphertext length of `plaintext_len` bytes in regions of
 /// `region_data_len`.
 pub fn ciphertext_len(plaintext_len: u64, region_data_len: u64) -> u64 {
-    plaintext_len + plaintext_len.div_ceil(region_data_len) * REGION_OVERHEAD
+    // A region length of 0 (protocol 1.0 metadata has none) counts as 1
+    // rather than dividing by zero.
+    plaintext_len + plaintext_len.div_ceil(region_data_len.max(1)) * REGION_OVERHEAD
 }
 
 /// The plaintext length a ciphertext of `ciphertext_len` bytes holds, or
@@ -27,6 +29,11 @@ pub fn ciphertext_len(plaintext_len: u64, region_data_len: u64) -> u64 {
 /// region boundary has a valid length: CSE cannot detect that (the
 /// metadata does not record the plaintext length).
 pub fn plaintext_len(ciphertext_len: u64, region_data_len: u64) -> crate::Result<u64> {
+    if region_data_len == 0 {
+        return Err(Error::ApiMisuse(
+            "a region length of 0: protocol 1.0 blobs have no regions",
+        ));
+    }
     let region = region_data_len + REGION_OVERHEAD;
     let full = ciphertext_len / region;
     let rem = ciphertext_len % region;

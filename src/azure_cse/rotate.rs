@@ -1,9 +1,10 @@
 //! Key rotation: rewrap the content key under a new KEK, metadata only.
 
 use super::decrypt::unwrap_material;
+use super::encrypt::check_wrap_algorithm;
 use super::metadata::EncryptionData;
 use crate::error::Error;
-use crate::kek::{KeyEncryptionKey, KeyResolver, WrapAlgorithm};
+use crate::kek::{KeyEncryptionKey, KeyResolver};
 
 /// Rewraps the blob's content key with `new_kek` and returns the new
 /// metadata; the blob body is untouched. The equivalent of the SDKs'
@@ -25,15 +26,9 @@ pub async fn rewrap_metadata(
         .ok_or_else(|| Error::UnknownKek {
             kek_ids: vec![metadata.key_id().to_owned()],
         })?;
-    match new_kek.algorithm() {
-        WrapAlgorithm::A256Kw | WrapAlgorithm::RsaOaep | WrapAlgorithm::RsaOaep256 => {}
-        other => {
-            return Err(Error::CseMetadata(format!(
-                "the SDKs do not read content keys wrapped with {other}; use A256KW, RSA-OAEP or RSA-OAEP-256"
-            )))
-        }
-    }
+    check_wrap_algorithm(new_kek.algorithm())?;
     let material = unwrap_material(metadata, old.as_ref()).await?;
     let wrapped = new_kek.wrap_key_material(&material).await?;
+    check_wrap_algorithm(wrapped.alg)?;
     Ok(metadata.with_wrapped_key(wrapped.kek_id, wrapped.alg, wrapped.wrapped))
 }
