@@ -569,13 +569,16 @@ fn seal_randomized(
     let counter = u32::try_from(index)
         .map_err(|_| Error::ApiMisuse("too many fields in one policy"))?
         .to_be_bytes();
-    let mut buf = Vec::with_capacity(COUNTER_LEN + plaintext.len() + GCM_TAG_LEN);
-    buf.extend_from_slice(&counter);
-    buf.extend_from_slice(plaintext);
+    // Sealed out of place straight from the plaintext: the buffer never
+    // holds plaintext (nothing to wipe if sealing fails).
+    let n = plaintext.len();
+    let mut buf = vec![0u8; COUNTER_LEN + n + GCM_TAG_LEN];
+    buf[..COUNTER_LEN].copy_from_slice(&counter);
+    let (ct, tag_slot) = buf[COUNTER_LEN..].split_at_mut(n);
     let tag = gcm
-        .seal_in_place(&gcm_nonce(counter), &gcm_aad(path), &mut buf[COUNTER_LEN..])
+        .seal_to(&gcm_nonce(counter), &gcm_aad(path), plaintext, ct)
         .map_err(|_| Error::ApiMisuse("AES-GCM sealing failed"))?;
-    buf.extend_from_slice(&tag);
+    tag_slot.copy_from_slice(&tag);
     let mut out = String::with_capacity(PREFIX_R.len() + buf.len().div_ceil(3) * 4);
     out.push_str(PREFIX_R);
     STANDARD.encode_string(&buf, &mut out);

@@ -100,7 +100,12 @@ impl EncryptedFile {
         if let Some(c) = self.cache.get(&key) {
             return Ok(c);
         }
-        let plain: Arc<[u8]> = self.decrypt(index * CHUNK..(index + 1) * CHUNK)?.into();
+        // `Arc<[u8]>` cannot take the `Vec`'s allocation over: copy, then
+        // wipe the `Vec` so no plaintext is left in freed memory.
+        let mut v = self.decrypt(index * CHUNK..(index + 1) * CHUNK)?;
+        let plain: Arc<[u8]> = Arc::from(&v[..]);
+        v.fill(0);
+        std::hint::black_box(&mut v);
         self.cache.insert(key, plain.clone());
         Ok(plain)
     }

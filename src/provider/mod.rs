@@ -189,7 +189,12 @@ pub(crate) trait Aes256GcmKey: Send + Sync {
             return Err(CryptoError);
         }
         output.copy_from_slice(input);
-        self.seal_in_place(nonce, aad, output)
+        let r = self.seal_in_place(nonce, aad, output);
+        if r.is_err() {
+            // The output may still hold plaintext.
+            zeroize::Zeroize::zeroize(output);
+        }
+        r
     }
 
     /// Verifies `tag` over `input` and decrypts it into `output` (the same
