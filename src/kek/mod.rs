@@ -100,6 +100,18 @@ impl WrapAlgorithm {
     pub fn is_rsa(self) -> bool {
         matches!(self, WrapAlgorithm::RsaOaep256 | WrapAlgorithm::RsaOaep)
     }
+
+    /// Checks that this algorithm can wrap `len` bytes of key material:
+    /// A256KW (RFC 3394) takes only multiples of 8; the others take any
+    /// length. Every backend calls this before wrapping.
+    pub(crate) fn check_material_len(self, len: usize) -> crate::Result<()> {
+        if self == WrapAlgorithm::A256Kw && !len.is_multiple_of(8) {
+            return Err(crate::Error::InvalidKey(format!(
+                "A256KW wraps a multiple of 8 bytes, not {len}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for WrapAlgorithm {

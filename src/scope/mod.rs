@@ -493,12 +493,7 @@ impl KeyEncryptionKey for ScopeKek {
     }
 
     async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
-        if !material.len().is_multiple_of(8) {
-            return Err(Error::InvalidKey(format!(
-                "A256KW wraps a multiple of 8 bytes, not {}",
-                material.len()
-            )));
-        }
+        WrapAlgorithm::A256Kw.check_material_len(material.len())?;
         let key = self.scope.scope_key(self.version).await?;
         let wrapped = self
             .scope

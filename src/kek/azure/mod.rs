@@ -541,13 +541,7 @@ impl AzureKeyVaultKek {
         let pinned = KeyUrl::parse(&verified.kid)?;
         let version = pinned.version().unwrap_or_default().to_owned();
         let secret = material.expose_secret_bytes();
-        if !self.shared.alg.is_rsa() && !secret.len().is_multiple_of(8) {
-            return Err(Error::InvalidKey(format!(
-                "{} wraps a multiple of 8 bytes, not {}",
-                self.shared.alg,
-                secret.len()
-            )));
-        }
+        self.shared.alg.check_material_len(secret.len())?;
         let r = self
             .shared
             .retrier

@@ -302,12 +302,7 @@ impl LocalKek {
     /// Synchronous wrap (local keys do no I/O).
     pub(crate) fn wrap_sync(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
         let secret = material.expose_secret_bytes();
-        if self.alg == WrapAlgorithm::A256Kw && !secret.len().is_multiple_of(8) {
-            return Err(Error::InvalidKey(format!(
-                "A256KW wraps a multiple of 8 bytes, not {}",
-                secret.len()
-            )));
-        }
+        self.alg.check_material_len(secret.len())?;
         let wrapped = match &self.material {
             Material::Aes(k) => self
                 .provider

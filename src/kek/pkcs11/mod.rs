@@ -345,12 +345,7 @@ impl KeyEncryptionKey for Pkcs11Kek {
     }
 
     async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey> {
-        if self.inner.alg == WrapAlgorithm::A256Kw && !material.len().is_multiple_of(8) {
-            return Err(Error::InvalidKey(format!(
-                "A256KW wraps a multiple of 8 bytes, not {}",
-                material.len()
-            )));
-        }
+        self.inner.alg.check_material_len(material.len())?;
         let inner = Arc::clone(&self.inner);
         let bytes = Zeroizing::new(material.expose_secret_bytes().to_vec());
         blocking(move || inner.wrap_blocking(&bytes)).await
