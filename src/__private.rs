@@ -208,8 +208,10 @@ pub fn chunked_encrypt(
     msg: &[u8],
 ) -> Vec<u8> {
     use std::io::Write;
+    let mut salt = [0u8; crate::stream::chunk::SALT_LEN];
+    p.fill_random(&mut salt).expect("random salt");
     let (cipher, prefix) =
-        crate::stream::chunk::ChunkCipher::for_encryption(p, key, context).expect("derive");
+        crate::stream::chunk::ChunkCipher::for_encryption(p, key, &salt, context).expect("derive");
     let mut w =
         crate::stream::EncryptingWriter::start(Vec::new(), cipher, &[], &prefix).expect("start");
     w.write_all(msg).expect("write");

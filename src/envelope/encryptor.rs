@@ -134,13 +134,12 @@ impl Encryptor {
     /// The chunk cipher and body prefix of this envelope (random salt,
     /// unless a test fixed it).
     fn cipher(&self) -> crate::Result<(ChunkCipher, [u8; BODY_PREFIX_LEN])> {
-        let key = self.dek.expose_secret_bytes();
-        let (cipher, commitment) =
-            ChunkCipher::derive(self.provider, key, &self.salt, &self.context)?;
-        let mut prefix = [0u8; BODY_PREFIX_LEN];
-        prefix[..SALT_LEN].copy_from_slice(&self.salt);
-        prefix[SALT_LEN..].copy_from_slice(&commitment);
-        Ok((cipher, prefix))
+        ChunkCipher::for_encryption(
+            self.provider,
+            self.dek.expose_secret_bytes(),
+            &self.salt,
+            &self.context,
+        )
     }
 
     /// A copy with the same data key, header and context and a fixed salt,
@@ -345,8 +344,8 @@ impl Encryptor {
     ///
     /// Cost: one allocation of the exact output size.
     pub fn seal(self, plaintext: &[u8]) -> crate::Result<Vec<u8>> {
-        // One output allocation of the exact size; each chunk is copied into
-        // its slot and sealed there (no writer buffer to allocate and wipe).
+        // One output allocation of the exact size; each chunk is sealed out
+        // of place from the plaintext into its slot (no writer buffer).
         let header = self.header.to_bytes();
         self.seal_parallel_into(&header, plaintext, 1)
     }

@@ -20,7 +20,7 @@
 //!
 //! | primitive | used for |
 //! |---|---|
-//! | AES-256-GCM, 12-byte nonce, detached 16-byte tag, in place | every chunk of a body |
+//! | AES-256-GCM, 12-byte nonce, detached 16-byte tag, in place or from one buffer into another | every chunk of a body |
 //! | AES-256-CBC decryption of whole blocks, in place, no padding | only the opt-in, insecure read of Azure CSE protocol 1.0 blobs (feature `azure-cse`) |
 //! | HKDF-Expand / HKDF-Extract with SHA-512 | chunk key, base nonce and commitment derivation |
 //! | AES key wrap (RFC 3394) and with padding (RFC 5649) | local and scope KEKs |

@@ -110,18 +110,18 @@ impl ChunkCipher {
         ))
     }
 
-    /// Starts a new message: draws a random salt and returns the cipher and
-    /// the 56-byte body prefix (salt || commitment).
+    /// Starts a new message under `salt` (fresh from the CSPRNG, used
+    /// once): returns the cipher and the 56-byte body prefix
+    /// (salt || commitment).
     pub(crate) fn for_encryption(
         provider: &CryptoProvider,
         input_key: &[u8],
+        salt: &[u8; SALT_LEN],
         context: &[u8],
     ) -> crate::Result<(ChunkCipher, [u8; BODY_PREFIX_LEN])> {
-        let mut salt = [0u8; SALT_LEN];
-        provider.fill_random(&mut salt)?;
-        let (cipher, commitment) = Self::derive(provider, input_key, &salt, context)?;
+        let (cipher, commitment) = Self::derive(provider, input_key, salt, context)?;
         let mut prefix = [0u8; BODY_PREFIX_LEN];
-        prefix[..SALT_LEN].copy_from_slice(&salt);
+        prefix[..SALT_LEN].copy_from_slice(salt);
         prefix[SALT_LEN..].copy_from_slice(&commitment);
         Ok((cipher, prefix))
     }
@@ -256,7 +256,9 @@ mod tests {
     #[test]
     fn seal_open_and_commitment() {
         let p = CryptoProvider::default_provider();
-        let (c, prefix) = ChunkCipher::for_encryption(p, &[9; 32], b"ctx").unwrap();
+        let mut salt = [0u8; SALT_LEN];
+        p.fill_random(&mut salt).unwrap();
+        let (c, prefix) = ChunkCipher::for_encryption(p, &[9; 32], &salt, b"ctx").unwrap();
         let mut buf = b"hello chunk".to_vec();
         let tag = c.seal_chunk(3, &mut buf).unwrap();
         let d = ChunkCipher::for_decryption(p, &[9; 32], b"ctx", &prefix).unwrap();
