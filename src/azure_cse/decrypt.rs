@@ -217,8 +217,9 @@ fn read_all<R: Read>(mut r: CseDecryptingReader<R>, len: u64) -> crate::Result<V
 /// nonce before releasing any of its plaintext.
 ///
 /// Errors surface as `io::Error`s wrapping the crate's [`Error`]
-/// ([`Error::from_io`] recovers it). After an error the reader returns
-/// that error again.
+/// ([`Error::from_io`] recovers it). After an error every later read fails
+/// ([`Error::ApiMisuse`], "read after a decryption error") and the region
+/// buffer has been wiped.
 pub struct CseDecryptingReader<R> {
     inner: R,
     key: Arc<Box<dyn Aes256GcmKey>>,
