@@ -1,12 +1,12 @@
 //! The aws-lc-rs provider (default).
 
-use aws_lc_rs::{aead, cipher, key_wrap, rand, rsa};
+use aws_lc_rs::{aead, cipher, key_wrap, rsa};
 use zeroize::Zeroizing;
 
 use super::{
     AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN,
-    GCM_NONCE_LEN, GCM_TAG_LEN, SHA512_LEN,
+    RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN,
+    GCM_TAG_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -16,7 +16,7 @@ pub(super) static PROVIDER: CryptoProvider = CryptoProvider {
     hkdf: &Hkdf,
     key_wrap: &KeyWrap,
     rsa: &Rsa,
-    random: &Random,
+    random: &super::os_random::OsRandom,
 };
 
 fn ce<E>(_: E) -> CryptoError {
@@ -356,14 +356,5 @@ impl RsaPrivateKey for PrivateKey {
             .len();
         out.truncate(n);
         Ok(out)
-    }
-}
-
-#[derive(Debug)]
-struct Random;
-
-impl RandomProvider for Random {
-    fn fill(&self, out: &mut [u8]) -> Result<(), CryptoError> {
-        rand::fill(out).map_err(ce)
     }
 }

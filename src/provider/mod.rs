@@ -35,6 +35,8 @@ use crate::error::CryptoError;
 
 #[cfg(feature = "aws-lc-rs")]
 mod aws_lc;
+#[cfg(any(feature = "aws-lc-rs", feature = "rustcrypto"))]
+mod os_random;
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto;
 

@@ -22,8 +22,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::{
     AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RandomProvider, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN,
-    GCM_NONCE_LEN, GCM_TAG_LEN, SHA512_LEN,
+    RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN,
+    GCM_TAG_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -33,7 +33,7 @@ pub(super) static PROVIDER: CryptoProvider = CryptoProvider {
     hkdf: &Hkdf,
     key_wrap: &KeyWrap,
     rsa: &Rsa,
-    random: &Random,
+    random: &super::os_random::OsRandom,
 };
 
 fn ce<E>(_: E) -> CryptoError {
@@ -430,15 +430,4 @@ fn oaep_decrypt<D: Digest>(
         return Err(CryptoError);
     }
     Ok(Zeroizing::new(db[h_len + sep + 1..].to_vec()))
-}
-
-// ------------------------------------------------------------------ random
-
-#[derive(Debug)]
-struct Random;
-
-impl RandomProvider for Random {
-    fn fill(&self, out: &mut [u8]) -> Result<(), CryptoError> {
-        getrandom::fill(out).map_err(ce)
-    }
 }
