@@ -1554,6 +1554,34 @@ fn threads_give_the_same_plaintext_and_refuse_zero() {
         "corrupted",
     );
     assert!(!env.exists("x"));
+    // a truncated file with several threads: refused before any plaintext
+    // is written, nothing at OUT
+    env.write("short", &env.read("env-2-2")[..n - 9]);
+    fails(
+        &env.run(&[
+            "decrypt",
+            "--threads",
+            "2",
+            "--kek",
+            "k.jwk",
+            "--context",
+            "c",
+            "-o",
+            "x",
+            "short",
+        ]),
+        "truncated",
+    );
+    assert!(!env.exists("x"));
+    // stdin (a pipe) with several threads: the stream pipeline, same bytes
+    // out as from the file.
+    let k = ["--kek", "k.jwk", "--context", "c", "--threads", "2"];
+    let from_stdin = env.ok_with(&[&["encrypt"][..], &k[..]].concat(), &msg);
+    env.write("env-stdin", &from_stdin);
+    let plain = env.ok_with(&[&["decrypt"][..], &k[..]].concat(), &from_stdin);
+    assert_eq!(plain, msg);
+    let plain = env.ok(&[&["decrypt"][..], &k[..], &["env-stdin"][..]].concat());
+    assert_eq!(plain, msg);
     let out = env.run(&[
         "encrypt",
         "--threads",

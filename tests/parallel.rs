@@ -7,7 +7,7 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -177,6 +177,35 @@ proptest! {
             .unwrap();
         prop_assert_eq!(n, len as u64);
         prop_assert!(out == msg);
+
+        // From a file, read by position from where its cursor is (`step`
+        // bytes of something else come first), to its end.
+        let skip = step % 5000;
+        let mut file = file_with(&[&common::data(skip, 9), &msg]);
+        file.seek(SeekFrom::Start(skip as u64)).unwrap();
+        let mut from_file = Vec::new();
+        let n = encryptor_with_salt(&enc, salt)
+            .encrypt_file(&file, &mut from_file, threads)
+            .unwrap();
+        prop_assert_eq!(n, len as u64);
+        prop_assert!(seq == from_file, "encrypt_file differs");
+        prop_assert_eq!(file.stream_position().unwrap(), (skip + len) as u64);
+        let mut detached = Vec::new();
+        file.seek(SeekFrom::Start(skip as u64)).unwrap();
+        encryptor_with_salt(&enc, salt)
+            .encrypt_file_detached(&file, &mut detached, threads)
+            .unwrap();
+        prop_assert!(detached == body, "encrypt_file_detached differs");
+
+        // An embedded envelope in a file: the header read from it, then
+        // the body decrypted from where that left the cursor.
+        let mut file = file_with(&[&seq]);
+        let h = cmk_envelope::read_header(&mut file).unwrap();
+        let mut out = Vec::new();
+        let n = decryptor(&h).decrypt_file(&file, &mut out, threads).unwrap();
+        prop_assert_eq!(n, len as u64);
+        prop_assert!(out == msg);
+        prop_assert_eq!(file.stream_position().unwrap(), seq.len() as u64);
     }
 
     /// Tampered, truncated or extended bodies: the parallel decryptions fail
@@ -223,6 +252,20 @@ proptest! {
         prop_assert!(par_out == seq_out, "written {} vs released {}", par_out.len(), seq_out.len());
         if let Error::ChunkAuthentication { chunk } = par_err {
             prop_assert_eq!(par_out.len() as u64, chunk * CHUNK_SIZE as u64);
+        }
+
+        // From a file: the same error; what is written is what the
+        // sequential reader released, except that a body whose length no
+        // message has fails before anything is written.
+        let mut file_out = Vec::new();
+        let file_err = decryptor(&header)
+            .decrypt_file(&file_with(&[&body]), &mut file_out, threads)
+            .expect_err("decrypt_file must fail");
+        prop_assert_eq!(format!("{file_err:?}"), seq_err.clone());
+        if matches!(file_err, Error::Truncated) {
+            prop_assert!(seq_out.starts_with(&file_out));
+        } else {
+            prop_assert!(file_out == seq_out, "written {} vs released {}", file_out.len(), seq_out.len());
         }
 
         let mem_seq = decryptor(&header).open(&body).expect_err("open must fail");
@@ -289,6 +332,46 @@ fn read_at_parallel_reports_lowest_failing_chunk_and_sticks() {
         .read_at_parallel(0, &mut out[..CHUNK_SIZE], 4)
         .unwrap_err();
     assert!(matches!(e, Error::ChunkAuthentication { chunk: 21 }));
+}
+
+/// A temporary file holding `parts`, one after another, cursor at 0.
+fn file_with(parts: &[&[u8]]) -> std::fs::File {
+    let mut f = tempfile::tempfile().unwrap();
+    for p in parts {
+        f.write_all(p).unwrap();
+    }
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f
+}
+
+/// `encrypt_file`/`decrypt_file` on something that is not a regular file
+/// (a pipe) read it as a stream, with the same output.
+#[cfg(unix)]
+#[test]
+fn file_apis_read_pipes_as_streams() {
+    let _g = serial();
+    let msg = common::data(5 * CHUNK_SIZE + 77, 4);
+    let enc = encryptor();
+    let salt = [3u8; 24];
+    let seq = encryptor_with_salt(&enc, salt).seal(&msg).unwrap();
+    let pipe_file = |data: Vec<u8>| {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let t = std::thread::spawn(move || w.write_all(&data).unwrap());
+        (std::fs::File::from(std::os::fd::OwnedFd::from(r)), t)
+    };
+    let (f, t) = pipe_file(msg.clone());
+    let mut out = Vec::new();
+    encryptor_with_salt(&enc, salt)
+        .encrypt_file(&f, &mut out, 2)
+        .unwrap();
+    t.join().unwrap();
+    assert!(out == seq);
+    let (mut f, t) = pipe_file(seq);
+    let h = cmk_envelope::read_header(&mut f).unwrap();
+    let mut plain = Vec::new();
+    decryptor(&h).decrypt_file(&f, &mut plain, 2).unwrap();
+    t.join().unwrap();
+    assert!(plain == msg);
 }
 
 #[test]

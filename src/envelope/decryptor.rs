@@ -181,7 +181,8 @@ impl Decryptor {
     /// authenticated; `writer` is flushed.
     ///
     /// With `threads == 1` this is [`Decryptor::reader`] and a copy loop.
-    /// Otherwise the calling thread reads and writes and `threads` workers
+    /// Otherwise the calling thread reads, writes in order and, when
+    /// nothing is ready to write, works too; `threads - 1` more threads
     /// open chunks, over a bounded window of 256 KiB groups: memory is
     /// O(threads), whatever the object size. Plaintext is written strictly
     /// in order, and a chunk's plaintext only after it and every chunk
@@ -217,6 +218,51 @@ impl Decryptor {
         let prefix = read_prefix(&mut reader)?;
         let cipher = self.cipher(&prefix)?;
         let total = parallel::decrypt_stream(&cipher, reader, &mut writer, threads)?;
+        writer.flush()?;
+        Ok(total)
+    }
+
+    /// [`Decryptor::decrypt_stream`] from a file: decrypts the body that
+    /// starts at the current position of `file` (for an embedded envelope,
+    /// after [`read_header`](crate::read_header)) and runs to its end, into
+    /// `writer`, and leaves the position at the end. Returns the plaintext
+    /// length, only after the final chunk authenticated; `writer` is
+    /// flushed.
+    ///
+    /// When `file` is a regular file and `threads > 1`, the body length is
+    /// checked first (a truncated body fails before anything is written)
+    /// and each thread reads the groups it opens by position (`pread`), so
+    /// reading is parallel too; the calling thread writes them in order. What is
+    /// written, and when, is exactly as in [`Decryptor::decrypt_stream`]:
+    /// in order, a chunk's plaintext only after it and every chunk before
+    /// it verified; on failure an incomplete prefix, to be trusted only if
+    /// this returns `Ok`. A file that shrinks or grows while it is read
+    /// fails with an I/O error saying so. Anything else (a pipe, a
+    /// terminal), or `threads == 1`, is read as a stream by
+    /// [`Decryptor::decrypt_stream`].
+    #[cfg(any(unix, windows))]
+    pub fn decrypt_file<W: Write>(
+        self,
+        file: &std::fs::File,
+        mut writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        use crate::stream::positional::{self, FileSpan};
+        let threads = parallel::resolve_threads(threads);
+        let span = if threads > 1 {
+            FileSpan::rest_of(file)?
+        } else {
+            None
+        };
+        let Some(span) = span else {
+            return self.decrypt_stream(file, writer, threads);
+        };
+        layout::plaintext_len(span.len())?;
+        let mut prefix = [0u8; BODY_PREFIX_LEN];
+        span.read_exact_at(&mut prefix, 0)?;
+        let cipher = self.cipher(&prefix)?;
+        let chunks = span.skip(BODY_PREFIX_LEN as u64);
+        let total = positional::decrypt_file(&cipher, &chunks, &mut writer, threads)?;
         writer.flush()?;
         Ok(total)
     }

@@ -277,7 +277,8 @@ impl Encryptor {
     /// the plaintext length; `writer` is flushed.
     ///
     /// With `threads == 1` this is [`Encryptor::writer`] and a copy loop.
-    /// Otherwise the calling thread reads and writes and `threads` workers
+    /// Otherwise the calling thread reads, writes in order and, when
+    /// nothing is ready to write, works too; `threads - 1` more threads
     /// seal, over a bounded window of 256 KiB groups of chunks: memory is
     /// O(threads), independent of the object size, and a slow `writer`
     /// stops the reading (no unbounded buffering). The output is byte for
@@ -330,12 +331,87 @@ impl Encryptor {
             w.finish()?;
             return Ok(len);
         }
+        let cipher = self.start_parallel(&mut writer, preamble)?;
+        let len = parallel::encrypt_stream(&cipher, reader, &mut writer, threads)?;
+        writer.flush()?;
+        Ok(len)
+    }
+
+    /// Writes `preamble` and the body prefix; returns the chunk cipher.
+    fn start_parallel<W: Write>(
+        &self,
+        writer: &mut W,
+        preamble: &[u8],
+    ) -> crate::Result<ChunkCipher> {
         let (cipher, prefix) = self.cipher()?;
         if !preamble.is_empty() {
             writer.write_all(preamble)?;
         }
         writer.write_all(&prefix)?;
-        let len = parallel::encrypt_stream(&cipher, reader, &mut writer, threads)?;
+        Ok(cipher)
+    }
+
+    /// [`Encryptor::encrypt_stream`] from a file: encrypts `file` from its
+    /// current position to its end into `writer` as an embedded envelope,
+    /// and leaves the position at the end. Returns the plaintext length;
+    /// `writer` is flushed.
+    ///
+    /// When `file` is a regular file and `threads > 1`, each thread reads
+    /// the groups it seals by position (`pread`), so reading is parallel
+    /// too, not only sealing; the calling thread writes them in order. The
+    /// output is byte for byte that of [`Encryptor::encrypt_stream`], in
+    /// the same bounded memory. The file is taken at the length it has
+    /// when the call starts; if it shrinks or grows meanwhile the call
+    /// fails (an I/O error saying so) and the output ends without its
+    /// final chunk, so it never decrypts. Anything else (a pipe, a
+    /// terminal), or `threads == 1`, is read as a stream by
+    /// [`Encryptor::encrypt_stream`].
+    #[cfg(any(unix, windows))]
+    pub fn encrypt_file<W: Write>(
+        self,
+        file: &std::fs::File,
+        writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        let header = self.header.to_bytes();
+        self.encrypt_file_with(&header, file, writer, threads)
+    }
+
+    /// [`Encryptor::encrypt_file`] for the detached form: writes only the
+    /// body. Store [`Encryptor::header`] first.
+    #[cfg(any(unix, windows))]
+    pub fn encrypt_file_detached<W: Write>(
+        self,
+        file: &std::fs::File,
+        writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        self.encrypt_file_with(&[], file, writer, threads)
+    }
+
+    #[cfg(any(unix, windows))]
+    fn encrypt_file_with<W: Write>(
+        self,
+        preamble: &[u8],
+        file: &std::fs::File,
+        mut writer: W,
+        threads: usize,
+    ) -> crate::Result<u64> {
+        use crate::stream::positional::{self, FileSpan};
+        let threads = parallel::resolve_threads(threads);
+        let span = if threads > 1 {
+            FileSpan::rest_of(file)?
+        } else {
+            None
+        };
+        let Some(span) = span else {
+            return self.encrypt_stream_with(preamble, file, writer, threads);
+        };
+        if span.len() / CHUNK_SIZE as u64 >= MAX_CHUNKS {
+            return Err(Error::TooLarge("more than 2^38 chunks"));
+        }
+        let cipher = self.start_parallel(&mut writer, preamble)?;
+        let len = positional::encrypt_file(&cipher, &span, &mut writer, threads)?;
         writer.flush()?;
         Ok(len)
     }

@@ -8,6 +8,8 @@ pub(crate) mod chunk;
 pub(crate) mod codec;
 pub mod layout;
 pub(crate) mod parallel;
+#[cfg(any(unix, windows))]
+pub(crate) mod positional;
 mod reader;
 mod writer;
 

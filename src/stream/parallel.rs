@@ -13,15 +13,25 @@
 //!   in order from a shared cursor and work on disjoint slices of the
 //!   output.
 //! * **Streams** ([`encrypt_stream`], [`decrypt_stream`]): the calling
-//!   thread is the coordinator. It reads a group from the source into a
-//!   buffer (one read call per group), hands it to the workers, and writes
-//!   finished groups to the sink strictly in order (one write call per
-//!   group). Workers seal or open out of place between a group's plaintext
-//!   and ciphertext buffers (256 KiB each), so no chunk is copied. At most
-//!   `window = 2 × threads + 2` groups exist at once (each buffer is
-//!   reused), so memory is O(threads) — about 3 MiB for 2 threads —
-//!   whatever the object size. A slow sink blocks the coordinator, which then stops
-//!   reading: backpressure, without unbounded buffering.
+//!   thread is the coordinator and one of the `threads` (it spawns
+//!   `threads - 1` workers). It reads a group from the source into a
+//!   buffer (one read call per group) and queues it, and writes finished
+//!   groups to the sink strictly in order (one write call per group);
+//!   whenever the next group to write is not finished, it seals or opens
+//!   a queued group itself instead of waiting. So with 2 threads on 2
+//!   cores there are 2 busy threads, not a coordinator competing with 2
+//!   workers: when writing is expensive (a file) the coordinator mostly
+//!   writes while the worker seals; when it is free (`/dev/null`) both
+//!   seal. Groups are sealed or opened out of place between their
+//!   plaintext and ciphertext buffers (256 KiB each), so no chunk is
+//!   copied. At most `window = 2 × threads + 2` groups exist at once
+//!   (each buffer is reused), so memory is O(threads) — about 3 MiB for 2
+//!   threads — whatever the object size. A slow sink blocks the
+//!   coordinator, which then stops reading: backpressure, without
+//!   unbounded buffering.
+//! * **Regular files** ([`positional`](super::positional)): the same
+//!   pipeline, but each group is read by position on the thread that
+//!   seals or opens it, so reading is parallel too.
 //! * **Decryption** writes the plaintext of a group only after every chunk
 //!   before it, and the group's own chunks, verified; on the first failure
 //!   it writes the verified chunks before the failing one, stops, and
@@ -195,35 +205,42 @@ pub(crate) fn open_pieces(
 }
 
 /// One group of chunks in flight in the stream pipeline.
-struct Job {
-    seq: u64,
+pub(crate) struct Job {
+    pub(crate) seq: u64,
     /// Ciphertext of the group: chunk slots of `CHUNK_CT_SIZE` bytes, each
     /// `data || tag` (encrypt: sealed into; decrypt: read into).
-    buf: crate::util::SecretBuf,
+    pub(crate) buf: crate::util::SecretBuf,
     /// Plaintext of the group, contiguous (encrypt: read into in one call;
     /// decrypt: opened into, then written in one call). Chunks move between
     /// the two buffers by out-of-place seal/open: no copy of their own.
-    plain: crate::util::SecretBuf,
+    pub(crate) plain: crate::util::SecretBuf,
     /// Bytes read (encrypt: plaintext; decrypt: ciphertext).
-    len: usize,
+    pub(crate) len: usize,
     /// Encrypt: ciphertext length of each sealed chunk.
     /// Decrypt: plaintext length of each opened piece.
-    pieces: Vec<usize>,
+    pub(crate) pieces: Vec<usize>,
     /// The source ended in this group.
-    eof: bool,
-    error: Option<Error>,
+    pub(crate) eof: bool,
+    pub(crate) error: Option<Error>,
 }
 
 impl Job {
-    fn first_chunk(&self) -> u64 {
+    pub(crate) fn first_chunk(&self) -> u64 {
         self.seq * GROUP_CHUNKS as u64
     }
 }
 
-/// Runs the pipeline: `produce` fills a job on the coordinator (and sets
-/// `eof` on the last), `work` runs on the workers, `consume` takes the jobs
-/// in order on the coordinator. Stops at the first error.
-fn pipeline<P, F, C>(threads: usize, mut produce: P, work: F, mut consume: C) -> crate::Result<()>
+/// Runs the pipeline on `threads` threads, the caller's included:
+/// `produce` fills a job on the coordinator (and sets `eof` on the last),
+/// `work` runs on any thread (the coordinator takes queued jobs when the
+/// next one to consume is not done), `consume` takes the jobs in order on
+/// the coordinator. Stops at the first error.
+pub(crate) fn pipeline<P, F, C>(
+    threads: usize,
+    mut produce: P,
+    work: F,
+    mut consume: C,
+) -> crate::Result<()>
 where
     P: FnMut(&mut Job) -> crate::Result<()>,
     F: Fn(&mut Job) + Sync,
@@ -234,16 +251,20 @@ where
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<Job>();
+    let run = |job: &mut Job| {
+        if catch_unwind(AssertUnwindSafe(|| work(job))).is_err() {
+            job.error = Some(Error::ApiMisuse("a worker thread panicked"));
+        }
+    };
     std::thread::scope(|s| {
-        for _ in 0..threads {
+        // The calling thread is one of the `threads`: it spawns one fewer.
+        for _ in 1..threads {
             let done_tx = done_tx.clone();
-            let (job_rx, work) = (&job_rx, &work);
+            let (job_rx, run) = (&job_rx, &run);
             s.spawn(move || loop {
                 let next = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
                 let Ok(mut job) = next else { break };
-                if catch_unwind(AssertUnwindSafe(|| work(&mut job))).is_err() {
-                    job.error = Some(Error::ApiMisuse("a worker thread panicked"));
-                }
+                run(&mut job);
                 if done_tx.send(job).is_err() {
                     break;
                 }
@@ -279,18 +300,34 @@ where
                         .send(job)
                         .map_err(|_| Error::ApiMisuse("worker threads ended"))?;
                 }
-                if in_flight == 0 {
-                    return Ok(());
-                }
-                let job = done_rx
-                    .recv()
-                    .map_err(|_| Error::ApiMisuse("worker threads ended"))?;
-                ready.insert(job.seq, job);
-                while let Some(mut job) = ready.remove(&next_out) {
+                // Write out, in order, whatever is ready.
+                if let Some(mut job) = ready.remove(&next_out) {
                     next_out += 1;
                     in_flight -= 1;
                     consume(&mut job)?;
                     spare.push(job);
+                    continue;
+                }
+                if in_flight == 0 {
+                    return Ok(());
+                }
+                // The next group is not done: seal or open a queued one
+                // here rather than wait. `try_lock`: a worker holds the
+                // lock only while it takes a job or waits for one (then
+                // the queue is empty).
+                let queued = job_rx.try_lock().ok().and_then(|rx| rx.try_recv().ok());
+                let job = match queued {
+                    Some(mut job) => {
+                        run(&mut job);
+                        job
+                    }
+                    None => done_rx
+                        .recv()
+                        .map_err(|_| Error::ApiMisuse("worker threads ended"))?,
+                };
+                ready.insert(job.seq, job);
+                while let Ok(job) = done_rx.try_recv() {
+                    ready.insert(job.seq, job);
                 }
             }
         })();
@@ -300,8 +337,82 @@ where
     })
 }
 
+/// Seals the `job.len` plaintext bytes of a group into its chunk slots:
+/// its full chunks and, in the last group (`eof`), the final short
+/// (possibly empty) chunk — a full chunk is never the last. Runs on a
+/// worker; a failure is left in `job.error`.
+pub(crate) fn seal_group(cipher: &ChunkCipher, job: &mut Job) {
+    let first = job.first_chunk();
+    let full = job.len / CHUNK_SIZE;
+    let count = if job.eof { full + 1 } else { full };
+    for k in 0..count {
+        let pt = &job.plain[k * CHUNK_SIZE..job.len.min((k + 1) * CHUNK_SIZE)];
+        let slot = &mut job.buf[k * CHUNK_CT_SIZE..(k + 1) * CHUNK_CT_SIZE];
+        match seal_piece_from(cipher, first + k as u64, pt, slot) {
+            Ok(ct) => job.pieces.push(ct),
+            Err(e) => {
+                job.error = Some(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a sealed group (on the coordinator, in order), or returns the
+/// error its worker met.
+pub(crate) fn write_sealed<W: Write>(writer: &mut W, job: &mut Job) -> crate::Result<()> {
+    if let Some(e) = job.error.take() {
+        return Err(e);
+    }
+    // Every slot but the last is full: the ciphertext is contiguous.
+    let len: usize = job.pieces.iter().sum();
+    writer.write_all(&job.buf[..len])?;
+    Ok(())
+}
+
+/// Opens the `job.len` ciphertext bytes of a group (read in 16,400-byte
+/// pieces) into its plaintext buffer, stopping at the first failure,
+/// which is left in `job.error`. In the last group (`eof`) the final,
+/// short chunk must be found. Runs on a worker.
+pub(crate) fn open_group(cipher: &ChunkCipher, job: &mut Job) {
+    let first = job.first_chunk();
+    let mut ended = false;
+    for (k, piece) in job.buf[..job.len].chunks(CHUNK_CT_SIZE).enumerate() {
+        let out = &mut job.plain[k * CHUNK_SIZE..(k + 1) * CHUNK_SIZE];
+        match open_piece_into(cipher, first + k as u64, piece, out) {
+            Ok(d) => {
+                job.pieces.push(d.len);
+                ended = d.is_final;
+            }
+            Err(e) => {
+                job.error = Some(e);
+                return;
+            }
+        }
+    }
+    if job.eof && !ended {
+        // The source ended right after a full chunk: the final chunk is
+        // missing (an empty read is a truncated piece).
+        job.error = Some(Error::Truncated);
+    }
+}
+
+/// Writes the verified plaintext of an opened group (on the coordinator,
+/// in order) and returns its length, then the failure its worker met, if
+/// any. Pieces opened before a failure verified: they are released, as
+/// the sequential reader releases them. All but the last opened piece are
+/// full, so they are contiguous.
+pub(crate) fn write_opened<W: Write>(writer: &mut W, job: &mut Job) -> crate::Result<u64> {
+    let n: usize = job.pieces.iter().sum();
+    writer.write_all(&job.plain[..n])?;
+    match job.error.take() {
+        Some(e) => Err(e),
+        None => Ok(n as u64),
+    }
+}
+
 /// Encrypts `reader` to `writer` (chunks only: the caller wrote the header
-/// and the body prefix) on `threads` workers. Returns the plaintext length.
+/// and the body prefix) on `threads` threads. Returns the plaintext length.
 /// Does not flush `writer`.
 pub(crate) fn encrypt_stream<R: Read, W: Write>(
     cipher: &ChunkCipher,
@@ -319,39 +430,14 @@ pub(crate) fn encrypt_stream<R: Read, W: Write>(
             total += job.len as u64;
             Ok(())
         },
-        |job| {
-            let first = job.first_chunk();
-            // Full chunks, then, in the last group, the final short (possibly
-            // empty) chunk: a full chunk is never the last.
-            let full = job.len / CHUNK_SIZE;
-            let count = if job.eof { full + 1 } else { full };
-            for k in 0..count {
-                let pt = &job.plain[k * CHUNK_SIZE..job.len.min((k + 1) * CHUNK_SIZE)];
-                let slot = &mut job.buf[k * CHUNK_CT_SIZE..(k + 1) * CHUNK_CT_SIZE];
-                match seal_piece_from(cipher, first + k as u64, pt, slot) {
-                    Ok(ct) => job.pieces.push(ct),
-                    Err(e) => {
-                        job.error = Some(e);
-                        return;
-                    }
-                }
-            }
-        },
-        |job| {
-            if let Some(e) = job.error.take() {
-                return Err(e);
-            }
-            // Every slot but the last is full: the ciphertext is contiguous.
-            let len: usize = job.pieces.iter().sum();
-            writer.write_all(&job.buf[..len])?;
-            Ok(())
-        },
+        |job| seal_group(cipher, job),
+        |job| write_sealed(&mut writer, job),
     )?;
     Ok(total)
 }
 
 /// Decrypts chunks from `reader` (positioned after the body prefix) to
-/// `writer` on `threads` workers. Returns the plaintext length, only once
+/// `writer` on `threads` threads. Returns the plaintext length, only once
 /// the final chunk authenticated. Does not flush `writer`.
 pub(crate) fn decrypt_stream<R: Read, W: Write>(
     cipher: &ChunkCipher,
@@ -367,40 +453,10 @@ pub(crate) fn decrypt_stream<R: Read, W: Write>(
             job.eof = job.len < job.buf.len();
             Ok(())
         },
+        |job| open_group(cipher, job),
         |job| {
-            let first = job.first_chunk();
-            let len = job.len;
-            let mut ended = false;
-            for (k, piece) in job.buf[..len].chunks(CHUNK_CT_SIZE).enumerate() {
-                let out = &mut job.plain[k * CHUNK_SIZE..(k + 1) * CHUNK_SIZE];
-                match open_piece_into(cipher, first + k as u64, piece, out) {
-                    Ok(d) => {
-                        job.pieces.push(d.len);
-                        ended = d.is_final;
-                    }
-                    Err(e) => {
-                        job.error = Some(e);
-                        return;
-                    }
-                }
-            }
-            if job.eof && !ended {
-                // The source ended right after a full chunk: the final
-                // chunk is missing (an empty read is a truncated piece).
-                job.error = Some(Error::Truncated);
-            }
-        },
-        |job| {
-            // Opened pieces before a failure are verified: release them,
-            // then report the failure, as the sequential reader does. All
-            // but the last opened piece are full, so they are contiguous.
-            let n: usize = job.pieces.iter().sum();
-            writer.write_all(&job.plain[..n])?;
-            total += n as u64;
-            match job.error.take() {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            total += write_opened(&mut writer, job)?;
+            Ok(())
         },
     )?;
     Ok(total)

@@ -6,11 +6,12 @@ use std::ops::Range;
 use std::path::Path;
 
 use cmk_envelope::format::MAX_HEADER_LEN;
+use cmk_envelope::stream::layout;
 use cmk_envelope::{read_header, Decryptor, Header, Profile};
 use zeroize::Zeroizing;
 
 use crate::error::CliError;
-use crate::input::Source;
+use crate::input::{Input, Source};
 use crate::output::{Output, MODE_PRIVATE};
 use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
@@ -65,44 +66,69 @@ fn decrypt_stream(
     src: &Source,
 ) -> Result<(), CliError> {
     let read_ctx = src.read_context();
-    let (reader, len) = src.open()?;
+    let (input, len) = src.open()?;
     let out = Output::create(args.output.as_deref(), MODE_PRIVATE, args.force)?;
     let write_ctx = out.write_context();
-
-    let progress = Progress::new(len, "decrypting");
-    let mut input = BufReader::with_capacity(BUF_SIZE, progress.reader(reader));
-    let header = match detached {
-        Some(h) => h,
-        None => read_header(&mut input).map_err(|e| CliError::with_context(&read_ctx, e))?,
-    };
-    let dec = unwrap(args, resolver, &header)?;
-    let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
     let threads = crate::threads(args.threads);
-    if threads > 1 {
-        // The parallel engine writes a chunk's plaintext only after it and
-        // every chunk before it verified, in order, and returns Ok only
-        // after the final chunk authenticated (the end of the message).
-        let mut input = Tracked::new(input);
-        if let Err(e) = dec.decrypt_stream(&mut input, &mut sink, threads) {
-            let ctx = if input.failed() {
-                read_ctx.clone()
-            } else {
-                write_ctx.clone()
+
+    let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
+    match input {
+        Input::File(mut file) if threads > 1 && len.is_some() => {
+            // A regular file: after the header, the threads read the body
+            // by position and open it; this thread writes the plaintext in
+            // order, each chunk after it and every chunk before it
+            // verified. The bar counts what is written.
+            let header = match detached {
+                Some(h) => h,
+                None => read_header(&mut file).map_err(|e| CliError::with_context(&read_ctx, e))?,
             };
-            return Err(CliError::with_context(&ctx, e));
+            let dec = unwrap(args, resolver, &header)?;
+            let body_len = len.map(|n| n.saturating_sub(header.encoded_len() as u64));
+            let total = body_len.and_then(|n| layout::plaintext_len(n).ok());
+            let progress = Progress::new(total, "decrypting");
+            let mut w = Tracked::new(progress.writer(&mut sink));
+            if let Err(e) = dec.decrypt_file(&file, &mut w, threads) {
+                let ctx = if w.failed() { &write_ctx } else { &read_ctx };
+                return Err(CliError::with_context(ctx, e));
+            }
         }
-    } else {
-        let mut plaintext = dec
-            .reader(input)
-            .map_err(|e| CliError::with_context(&read_ctx, e))?;
-        // `copy` returns only when a read returned 0, which the reader does
-        // only after the final chunk authenticated (the end of the message).
-        copy(&mut plaintext, &mut sink, &read_ctx, &write_ctx)?;
+        input => {
+            let progress = Progress::new(len, "decrypting");
+            let mut input = BufReader::with_capacity(BUF_SIZE, progress.reader(input));
+            let header = match detached {
+                Some(h) => h,
+                None => {
+                    read_header(&mut input).map_err(|e| CliError::with_context(&read_ctx, e))?
+                }
+            };
+            let dec = unwrap(args, resolver, &header)?;
+            if threads > 1 {
+                // The parallel engine writes a chunk's plaintext only after
+                // it and every chunk before it verified, in order, and
+                // returns Ok only after the final chunk authenticated (the
+                // end of the message).
+                let mut input = Tracked::new(input);
+                if let Err(e) = dec.decrypt_stream(&mut input, &mut sink, threads) {
+                    let ctx = if input.failed() {
+                        &read_ctx
+                    } else {
+                        &write_ctx
+                    };
+                    return Err(CliError::with_context(ctx, e));
+                }
+            } else {
+                let mut plaintext = dec
+                    .reader(input)
+                    .map_err(|e| CliError::with_context(&read_ctx, e))?;
+                // `copy` returns only when a read returned 0, which the
+                // reader does only after the final chunk authenticated.
+                copy(&mut plaintext, &mut sink, &read_ctx, &write_ctx)?;
+            }
+        }
     }
     let out = sink
         .into_inner()
         .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
-    drop(progress);
     out.commit()
 }
 

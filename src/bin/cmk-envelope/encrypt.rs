@@ -2,10 +2,11 @@
 
 use std::io::{BufWriter, Write};
 
+use cmk_envelope::stream::layout;
 use cmk_envelope::{Encryptor, Profile};
 
 use crate::error::CliError;
-use crate::input::Source;
+use crate::input::{Input, Source};
 use crate::output::{Output, MODE_PUBLIC};
 use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
@@ -16,7 +17,7 @@ pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
     let profile: Profile = args.key.profile.into();
 
     let src = Source::from_arg(args.input.as_deref());
-    let (mut reader, len) = src.open()?;
+    let (reader, len) = src.open()?;
 
     if let (Some(h), Some(o)) = (&args.header_out, &args.output) {
         if h == o {
@@ -34,48 +35,71 @@ pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
 
     let enc = block_on(Encryptor::new(&keks, profile, args.key.context.as_bytes()))??;
     let header_bytes = header_out.as_ref().map(|_| enc.header().to_bytes());
+    let header_len = enc.header().encoded_len();
+    let read_ctx = src.read_context();
 
-    let progress = Progress::new(len, "encrypting");
+    let detached = header_out.is_some();
     let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
     let threads = crate::threads(args.threads);
-    if threads > 1 {
-        // The parallel engine: reads, seals on `threads` workers, writes in
-        // order; the final chunk is written only at the end of the input.
-        let mut input = Tracked::new(progress.reader(&mut reader));
-        let r = if header_out.is_some() {
-            enc.encrypt_stream_detached(&mut input, &mut sink, threads)
-        } else {
-            enc.encrypt_stream(&mut input, &mut sink, threads)
-        };
-        if let Err(e) = r {
-            let ctx = if input.failed() {
-                src.read_context()
+    match reader {
+        Input::File(file) if threads > 1 && len.is_some() => {
+            // A regular file: the threads read it by position and seal;
+            // this thread writes in order. The bar counts what is written.
+            let preamble = if detached { 0 } else { header_len as u64 };
+            let progress = Progress::new(len.map(|n| preamble + layout::body_len(n)), "encrypting");
+            let mut w = Tracked::new(progress.writer(&mut sink));
+            let r = if detached {
+                enc.encrypt_file_detached(&file, &mut w, threads)
             } else {
-                write_ctx.clone()
+                enc.encrypt_file(&file, &mut w, threads)
             };
-            return Err(CliError::with_context(&ctx, e));
+            if let Err(e) = r {
+                let ctx = if w.failed() { &write_ctx } else { &read_ctx };
+                return Err(CliError::with_context(ctx, e));
+            }
         }
-    } else {
-        let mut writer = if header_out.is_some() {
-            enc.detached_writer(&mut sink)
-        } else {
-            enc.writer(&mut sink)
+        mut reader if threads > 1 => {
+            // The parallel engine on a stream: this thread reads and
+            // writes, the workers seal; the final chunk is written only at
+            // the end of the input.
+            let progress = Progress::new(len, "encrypting");
+            let mut input = Tracked::new(progress.reader(&mut reader));
+            let r = if detached {
+                enc.encrypt_stream_detached(&mut input, &mut sink, threads)
+            } else {
+                enc.encrypt_stream(&mut input, &mut sink, threads)
+            };
+            if let Err(e) = r {
+                let ctx = if input.failed() {
+                    &read_ctx
+                } else {
+                    &write_ctx
+                };
+                return Err(CliError::with_context(ctx, e));
+            }
         }
-        .map_err(|e| CliError::with_context(&write_ctx, e))?;
-        copy(
-            &mut progress.reader(&mut reader),
-            &mut writer,
-            &src.read_context(),
-            &write_ctx,
-        )?;
-        writer
-            .finish()
+        mut reader => {
+            let progress = Progress::new(len, "encrypting");
+            let mut writer = if detached {
+                enc.detached_writer(&mut sink)
+            } else {
+                enc.writer(&mut sink)
+            }
             .map_err(|e| CliError::with_context(&write_ctx, e))?;
+            copy(
+                &mut progress.reader(&mut reader),
+                &mut writer,
+                &read_ctx,
+                &write_ctx,
+            )?;
+            writer
+                .finish()
+                .map_err(|e| CliError::with_context(&write_ctx, e))?;
+        }
     }
     let out = sink
         .into_inner()
         .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
-    drop(progress);
 
     let Some(mut header_out) = header_out else {
         return out.commit();

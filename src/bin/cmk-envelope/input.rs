@@ -38,17 +38,33 @@ impl Source {
         format!("cannot read {}", self.name())
     }
 
-    /// Opens the input. Returns the reader and, when the input is a regular
-    /// file, its length (for the progress bar).
-    pub(crate) fn open(&self) -> Result<(Box<dyn Read>, Option<u64>), CliError> {
+    /// Opens the input. Returns it and, when the input is a regular file,
+    /// its length (for the progress bar).
+    pub(crate) fn open(&self) -> Result<(Input, Option<u64>), CliError> {
         match self {
-            Source::Stdin => Ok((Box::new(io::stdin().lock()), stdin_len())),
+            Source::Stdin => Ok((Input::Stream(Box::new(io::stdin().lock())), stdin_len())),
             Source::File(p) => {
                 let f = File::open(p)
                     .map_err(|e| CliError::io(&format!("cannot open {}", p.display()), e))?;
                 let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                Ok((Box::new(f), len))
+                Ok((Input::File(f), len))
             }
+        }
+    }
+}
+
+/// An opened input: a file named on the command line (which the parallel
+/// engine reads by position when it is a regular file), or a stream.
+pub(crate) enum Input {
+    File(File),
+    Stream(Box<dyn Read>),
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Input::File(f) => f.read(buf),
+            Input::Stream(r) => r.read(buf),
         }
     }
 }

@@ -34,8 +34,8 @@ pub(crate) fn copy<R: Read + ?Sized, W: Write + ?Sized>(
     }
 }
 
-/// A reader that remembers whether it failed, to tell read errors from
-/// write errors when one call does both (the parallel engine).
+/// A reader or writer that remembers whether it failed, to tell read
+/// errors from write errors when one call does both (the parallel engine).
 pub(crate) struct Tracked<R> {
     inner: R,
     failed: bool,
@@ -59,6 +59,24 @@ impl<R: Read> Read for Tracked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let r = self.inner.read(buf);
         if matches!(&r, Err(e) if e.kind() != io::ErrorKind::Interrupted) {
+            self.failed = true;
+        }
+        r
+    }
+}
+
+impl<W: Write> Write for Tracked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        if matches!(&r, Err(e) if e.kind() != io::ErrorKind::Interrupted) {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        if r.is_err() {
             self.failed = true;
         }
         r

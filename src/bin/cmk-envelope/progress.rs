@@ -1,6 +1,6 @@
 //! A progress bar on stderr for large inputs.
 
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal, Read, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -39,6 +39,18 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// A writer that advances the bar by the bytes written through it
+    /// (when the input is read elsewhere: by the parallel engine's
+    /// workers).
+    pub(crate) fn writer<W: Write>(&self, inner: W) -> Counted<W> {
+        Counted {
+            inner,
+            bar: self.0.clone(),
+        }
+    }
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(bar) = &self.0 {
@@ -47,7 +59,7 @@ impl Drop for Progress {
     }
 }
 
-/// See [`Progress::reader`].
+/// See [`Progress::reader`] and [`Progress::writer`].
 pub(crate) struct Counted<R> {
     inner: R,
     bar: Option<ProgressBar>,
@@ -60,5 +72,19 @@ impl<R: Read> Read for Counted<R> {
             bar.inc(n as u64);
         }
         Ok(n)
+    }
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
