@@ -35,7 +35,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
-echo "== building ${#TARGETS[@]} fuzz targets (cargo +$TOOLCHAIN fuzz build -a)"
+echo "== [+${SECONDS}s] building ${#TARGETS[@]} fuzz targets (cargo +$TOOLCHAIN fuzz build -a)"
 cargo "+$TOOLCHAIN" fuzz build -a
 
 scratch_root="$(mktemp -d "${TMPDIR:-/tmp}/cmk-envelope-fuzz.XXXXXX")"
@@ -50,7 +50,7 @@ for t in "${TARGETS[@]}"; do
     work="$scratch_root/corpus/$t"
     log="$scratch_root/$t.log"
     mkdir -p "$work" "fuzz/artifacts/$t"
-    echo "== fuzzing $t for ${SECONDS_PER_TARGET}s (seeds: $(ls "$seeds" 2>/dev/null | wc -l))"
+    echo "== [+${SECONDS}s] fuzzing $t for ${SECONDS_PER_TARGET}s (seeds: $(ls "$seeds" 2>/dev/null | wc -l))"
     # The first corpus directory receives new units; the seed directory
     # after it is only read.
     set +e
@@ -75,7 +75,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo
-echo "== fuzz summary (${SECONDS_PER_TARGET}s per target)"
+echo "== [+${SECONDS}s] fuzz summary (${SECONDS_PER_TARGET}s per target)"
 printf '%s\n' "${summary[@]}"
 if [[ "${FUZZ_KEEP_CORPUS:-0}" == 1 ]]; then
     echo "corpus and logs kept in $scratch_root"
