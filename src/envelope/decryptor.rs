@@ -9,9 +9,8 @@ use crate::format::{Header, Profile};
 use crate::kek::KeyResolver;
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
-use crate::stream::chunk::{
-    envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE,
-};
+use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE};
+use crate::stream::codec::{deliver_range_chunk, open_piece};
 use crate::stream::{layout, parallel, DecryptingReader, RangePlan};
 
 use super::encryptor::COPY_BUF;
@@ -358,33 +357,27 @@ impl BodyDecryptor {
             return Err(Error::Truncated);
         }
         // Zeroizing: if a later chunk fails, what was copied is wiped.
-        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(
-            (plan.plaintext.end - plan.plaintext.start) as usize,
-        ));
-        let chunks_base = plan.first_chunk * CHUNK_SIZE as u64;
+        let mut out = zeroize::Zeroizing::new(vec![
+            0u8;
+            (plan.plaintext.end - plan.plaintext.start)
+                as usize
+        ]);
         let mut index = plan.first_chunk;
         let mut rest: &mut [u8] = fetched;
         while !rest.is_empty() {
             let take = rest.len().min(CHUNK_CT_SIZE);
             let is_last_piece = take == rest.len();
             let (piece, tail) = rest.split_at_mut(take);
+            // Only the last piece may be short, and only when it is the
+            // final chunk (checked again on the opened chunk below).
             if take < CHUNK_CT_SIZE && !(is_last_piece && plan.includes_final_chunk) {
                 return Err(Error::Truncated);
             }
-            if take == CHUNK_CT_SIZE && is_last_piece && plan.includes_final_chunk {
-                // The final chunk is always short.
-                return Err(Error::Truncated);
-            }
-            let n = self.cipher.open_chunk_with_tag(index, piece)?;
-            let chunk_start = chunks_base + (index - plan.first_chunk) * CHUNK_SIZE as u64;
-            let lo = plan.plaintext.start.max(chunk_start);
-            let hi = plan.plaintext.end.min(chunk_start + n as u64);
-            if lo < hi {
-                out.extend_from_slice(
-                    &piece[(lo - chunk_start) as usize..(hi - chunk_start) as usize],
-                );
-            }
-            zeroize::Zeroize::zeroize(&mut piece[..n]);
+            let d = open_piece(&self.cipher, index, piece)?;
+            let expect_final = is_last_piece && plan.includes_final_chunk;
+            let r = deliver_range_chunk(plan, index, d, expect_final, piece, &mut out);
+            zeroize::Zeroize::zeroize(&mut piece[..d.len]);
+            r?;
             index += 1;
             rest = tail;
         }

@@ -21,7 +21,9 @@ use tokio::io::{
 };
 
 use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE, TAG_LEN};
-use super::codec::{open_piece, open_piece_into, ChunkEncoder, Decoded, Sticky};
+use super::codec::{
+    deliver_range_chunk, open_piece, open_piece_into, ChunkEncoder, Decoded, Sticky,
+};
 use super::RangePlan;
 use crate::envelope::Decryptor;
 use crate::error::Error;
@@ -583,19 +585,9 @@ impl<R: AsyncRead + AsyncSeek + Unpin> AsyncDecryptingReader<R> {
                 }
                 let d = open_piece(&self.cipher, index, &mut scratch[..n])?;
                 let expect_final = plan.includes_final_chunk && remaining == want as u64;
-                if d.is_final != expect_final {
-                    return Err(Error::Truncated);
-                }
-                if d.is_final {
-                    self.final_len = Some(index * CHUNK + d.len as u64);
-                }
-                let lo = plan.plaintext.start.max(index * CHUNK);
-                let hi = plan.plaintext.end.min(index * CHUNK + d.len as u64);
-                if lo < hi {
-                    let dst = (lo - plan.plaintext.start) as usize;
-                    let src = (lo - index * CHUNK) as usize;
-                    let k = (hi - lo) as usize;
-                    out[dst..dst + k].copy_from_slice(&scratch[src..src + k]);
+                let end = deliver_range_chunk(&plan, index, d, expect_final, &scratch, out)?;
+                if end.is_some() {
+                    self.final_len = end;
                 }
                 index += 1;
                 remaining -= want as u64;

@@ -8,6 +8,7 @@
 use std::io::{self, Read};
 
 use super::chunk::{ChunkCipher, CHUNK_CT_SIZE, CHUNK_SIZE, TAG_LEN};
+use super::layout::RangePlan;
 use crate::error::Error;
 
 /// A failure that, once seen by a reader, every later read reports again.
@@ -91,6 +92,39 @@ pub(crate) fn open_piece_into(
         len: data.len(),
         is_final,
     })
+}
+
+/// Hands one opened chunk of a range read to the caller: checks that chunk
+/// `index` is final exactly when the range's last piece should be
+/// (`expect_final`) — a full chunk where the final one was claimed, or a
+/// short one anywhere else, is a truncation — then copies the part of its
+/// plaintext (`d.len` bytes at the start of `plaintext`) that falls in
+/// `plan.plaintext` to its place in `out`, which holds that range from its
+/// start. Returns the object's authenticated plaintext length when this
+/// was the final chunk. Every range reader (sync, parallel, async, and
+/// [`BodyDecryptor::decrypt_range`](crate::BodyDecryptor::decrypt_range))
+/// goes through here.
+pub(crate) fn deliver_range_chunk(
+    plan: &RangePlan,
+    index: u64,
+    d: Decoded,
+    expect_final: bool,
+    plaintext: &[u8],
+    out: &mut [u8],
+) -> crate::Result<Option<u64>> {
+    if d.is_final != expect_final {
+        return Err(Error::Truncated);
+    }
+    let start = index * CHUNK_SIZE as u64;
+    let lo = plan.plaintext.start.max(start);
+    let hi = plan.plaintext.end.min(start + d.len as u64);
+    if lo < hi {
+        let src = (lo - start) as usize;
+        let dst = (lo - plan.plaintext.start) as usize;
+        let n = (hi - lo) as usize;
+        out[dst..dst + n].copy_from_slice(&plaintext[src..src + n]);
+    }
+    Ok(d.is_final.then_some(start + d.len as u64))
 }
 
 /// Seals chunk `index`, whose `n` plaintext bytes are at the start of

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
-use super::codec::{open_piece, open_piece_into, read_full, Sticky};
+use super::codec::{deliver_range_chunk, open_piece, open_piece_into, read_full, Sticky};
 use super::{layout, parallel, RangePlan};
 use crate::error::Error;
 
@@ -357,22 +357,14 @@ impl<R: Read + Seek> DecryptingReader<R> {
                 .map_err(|e| self.fail(e))?;
             let last_window = chunk * (CHUNK_CT_SIZE as u64) + want as u64 == ct_end;
             for (k, d) in opened.iter().enumerate() {
-                let index = chunk + k as u64;
                 let expect_final =
                     plan.includes_final_chunk && last_window && k + 1 == opened.len();
-                if d.is_final != expect_final {
-                    return Err(self.fail(Error::Truncated));
-                }
-                if d.is_final {
-                    self.final_len = Some(index * CHUNK + d.len as u64);
-                }
-                let lo = plan.plaintext.start.max(index * CHUNK);
-                let hi = plan.plaintext.end.min(index * CHUNK + d.len as u64);
-                if lo < hi {
-                    let src = k * CHUNK_CT_SIZE + (lo - index * CHUNK) as usize;
-                    let dst = (lo - offset) as usize;
-                    let n = (hi - lo) as usize;
-                    out[dst..dst + n].copy_from_slice(&scratch[src..src + n]);
+                let piece = &scratch[k * CHUNK_CT_SIZE..];
+                let end =
+                    deliver_range_chunk(&plan, chunk + k as u64, *d, expect_final, piece, out)
+                        .map_err(|e| self.fail(e))?;
+                if end.is_some() {
+                    self.final_len = end;
                 }
             }
             chunk += opened.len() as u64;
