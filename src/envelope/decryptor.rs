@@ -248,12 +248,7 @@ impl Decryptor {
     ) -> crate::Result<u64> {
         use crate::stream::positional::{self, FileSpan};
         let threads = parallel::resolve_threads(threads);
-        let span = if threads > 1 {
-            FileSpan::rest_of(file)?
-        } else {
-            None
-        };
-        let Some(span) = span else {
+        let Some(span) = FileSpan::for_threads(file, threads)? else {
             return self.decrypt_stream(file, writer, threads);
         };
         layout::plaintext_len(span.len())?;

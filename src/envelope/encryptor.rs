@@ -399,12 +399,7 @@ impl Encryptor {
     ) -> crate::Result<u64> {
         use crate::stream::positional::{self, FileSpan};
         let threads = parallel::resolve_threads(threads);
-        let span = if threads > 1 {
-            FileSpan::rest_of(file)?
-        } else {
-            None
-        };
-        let Some(span) = span else {
+        let Some(span) = FileSpan::for_threads(file, threads)? else {
             return self.encrypt_stream_with(preamble, file, writer, threads);
         };
         if span.len() / CHUNK_SIZE as u64 >= MAX_CHUNKS {

@@ -34,6 +34,17 @@ pub(crate) struct FileSpan<'a> {
 }
 
 impl<'a> FileSpan<'a> {
+    /// What the parallel engine reads of `file` by position with `threads`
+    /// threads: the rest of it from its current position, or `None` when
+    /// it must be read as a stream instead (one thread; a pipe, terminal
+    /// or device).
+    pub(crate) fn for_threads(file: &'a File, threads: usize) -> io::Result<Option<FileSpan<'a>>> {
+        if threads <= 1 {
+            return Ok(None);
+        }
+        Self::rest_of(file)
+    }
+
     /// The rest of `file` from its current position, if it is a regular
     /// file (`None` for pipes, terminals, devices: read those as streams).
     pub(crate) fn rest_of(file: &'a File) -> io::Result<Option<FileSpan<'a>>> {
@@ -151,6 +162,39 @@ fn plan(job: &mut Job, next: &mut u64, len: u64, group: usize) {
     *next += job.len as u64;
 }
 
+/// Runs the pipeline over `span` in groups of `group` bytes: each group
+/// is planned on the coordinator, read into `into(job)` and handed to
+/// `work` on whichever thread takes it, and consumed in order.
+fn run<F, C>(
+    span: &FileSpan<'_>,
+    threads: usize,
+    group: usize,
+    into: fn(&mut Job) -> &mut [u8],
+    work: F,
+    consume: C,
+) -> crate::Result<()>
+where
+    F: Fn(&mut Job) + Sync,
+    C: FnMut(&mut Job) -> crate::Result<()>,
+{
+    let mut next = 0u64;
+    pipeline(
+        threads,
+        |job| {
+            plan(job, &mut next, span.len, group);
+            Ok(())
+        },
+        |job| {
+            if span.read_group(job, group, into) {
+                work(job);
+            }
+        },
+        consume,
+    )?;
+    span.seek_past()?;
+    Ok(())
+}
+
 /// Encrypts `span` (plaintext) to `writer` (chunks only: the caller wrote
 /// the header and the body prefix) on `threads` threads that each read
 /// their own group. Returns the plaintext length. Does not flush.
@@ -160,22 +204,14 @@ pub(crate) fn encrypt_file<W: Write>(
     mut writer: W,
     threads: usize,
 ) -> crate::Result<u64> {
-    let group = GROUP_CHUNKS * CHUNK_SIZE;
-    let mut next = 0u64;
-    pipeline(
+    run(
+        span,
         threads,
-        |job| {
-            plan(job, &mut next, span.len, group);
-            Ok(())
-        },
-        |job| {
-            if span.read_group(job, group, |j| &mut j.plain[..]) {
-                seal_group(cipher, job);
-            }
-        },
+        GROUP_CHUNKS * CHUNK_SIZE,
+        |j| &mut j.plain[..],
+        |job| seal_group(cipher, job),
         |job| write_sealed(&mut writer, job),
     )?;
-    span.seek_past()?;
     Ok(span.len)
 }
 
@@ -190,26 +226,18 @@ pub(crate) fn decrypt_file<W: Write>(
     mut writer: W,
     threads: usize,
 ) -> crate::Result<u64> {
-    let group = GROUP_CHUNKS * CHUNK_CT_SIZE;
-    let mut next = 0u64;
     let mut total = 0u64;
-    pipeline(
+    run(
+        span,
         threads,
-        |job| {
-            plan(job, &mut next, span.len, group);
-            Ok(())
-        },
-        |job| {
-            if span.read_group(job, group, |j| &mut j.buf[..]) {
-                open_group(cipher, job);
-            }
-        },
+        GROUP_CHUNKS * CHUNK_CT_SIZE,
+        |j| &mut j.buf[..],
+        |job| open_group(cipher, job),
         |job| {
             total += write_opened(&mut writer, job)?;
             Ok(())
         },
     )?;
-    span.seek_past()?;
     Ok(total)
 }
 
