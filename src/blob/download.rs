@@ -17,9 +17,10 @@ use futures_util::Stream;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::client::{header_from_metadata, EncryptedBlobClient};
-use super::error::{is_conflict, not_envelope, storage};
+use super::error::{conflict_or_storage, not_envelope, require_etag, storage};
 use crate::envelope::{BodyDecryptor, Decryptor};
 use crate::error::Error;
+use crate::format::Header;
 use crate::scope::Etag;
 use crate::stream::{layout, AsyncDecryptingReader, RangePlan};
 
@@ -193,20 +194,15 @@ async fn fetch(
         if_match: etag.map(|e| SdkEtag::from(e.0.clone())),
         ..Default::default()
     };
-    let res = blob.download(Some(options)).await.map_err(|e| {
-        if is_conflict(&e) {
-            Error::BlobConflict {
-                blob: name.to_owned(),
-            }
-        } else {
-            storage("ranged download", e)
-        }
-    })?;
+    let res = blob
+        .download(Some(options))
+        .await
+        .map_err(|e| conflict_or_storage(name, "ranged download", e))?;
     let total = content_range_total(&res.headers)
         .ok_or_else(|| not_envelope("the ranged download has no Content-Range"))?;
     let fetched = Fetched {
         metadata: res.properties.metadata,
-        etag: res.properties.etag.map(|e| Etag(e.to_string())),
+        etag: res.properties.etag.map(|e| e.to_string()),
         total,
     };
     let bytes = res
@@ -230,7 +226,7 @@ fn content_range_total(headers: &azure_core::http::headers::Headers) -> Option<u
 
 struct Fetched {
     metadata: std::collections::HashMap<String, String>,
-    etag: Option<Etag>,
+    etag: Option<String>,
     total: u64,
 }
 
@@ -252,26 +248,14 @@ impl EncryptedBlobClient {
             .await
             .map_err(|e| storage("download", e))?;
         let header = header_from_metadata(&res.properties.metadata)?;
-        let etag = res
-            .properties
-            .etag
-            .as_ref()
-            .map(|e| Etag(e.to_string()))
-            .ok_or_else(|| not_envelope("the service returned no ETag"))?;
+        let etag = require_etag(res.properties.etag.as_ref())?;
         // The first response may be a partition: its Content-Range holds
         // the blob's size.
         let body_len = content_range_total(&res.headers)
             .or(res.properties.content_length)
             .ok_or_else(|| not_envelope("the service returned no length"))?;
         let plaintext_len = layout::plaintext_len(body_len)?;
-        let resolver = self.keys.resolver();
-        let decryptor = Decryptor::new(
-            &header,
-            resolver.as_ref(),
-            self.profile,
-            &self.context(name),
-        )
-        .await?;
+        let decryptor = self.decryptor(name, &header).await?;
         let body = BodyReader {
             stream: res.body,
             current: Bytes::new(),
@@ -292,19 +276,9 @@ impl EncryptedBlobClient {
         let blob = self.blob(name)?;
         let (fetched, prefix) = fetch(&blob, name, RangePlan::PREFIX, None).await?;
         let header = header_from_metadata(&fetched.metadata)?;
-        let etag = fetched
-            .etag
-            .ok_or_else(|| not_envelope("the service returned no ETag"))?;
+        let etag = require_etag(fetched.etag)?;
         let plaintext_len = layout::plaintext_len(fetched.total)?;
-        let resolver = self.keys.resolver();
-        let decryptor = Decryptor::new(
-            &header,
-            resolver.as_ref(),
-            self.profile,
-            &self.context(name),
-        )
-        .await?
-        .body(&prefix)?;
+        let decryptor = self.decryptor(name, &header).await?.body(&prefix)?;
         Ok(EncryptedBlob {
             blob,
             name: name.to_owned(),
@@ -313,6 +287,13 @@ impl EncryptedBlobClient {
             plaintext_len,
             decryptor,
         })
+    }
+
+    /// Unwraps the data key of blob `name` from its `header`: the only key
+    /// call of a read, made once the header and the length checked out.
+    async fn decryptor(&self, name: &str, header: &Header) -> crate::Result<Decryptor> {
+        let resolver = self.keys.resolver();
+        Decryptor::new(header, resolver.as_ref(), self.profile, &self.context(name)).await
     }
 
     /// [`open`](Self::open) then [`EncryptedBlob::read_range`]: two GETs.

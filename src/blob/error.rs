@@ -3,6 +3,7 @@
 use azure_core::error::ErrorKind;
 
 use crate::error::{Error, StorageError, StorageErrorKind};
+use crate::scope::Etag;
 
 /// Whether `e` is a lost compare-and-swap: `412 Precondition Failed`
 /// (`If-Match` failed) or `409 BlobAlreadyExists` (`If-None-Match: *`
@@ -80,6 +81,24 @@ pub(super) fn not_envelope(message: &'static str) -> Error {
         None,
         message,
     ))
+}
+
+/// The ETag a successful response must carry, as this crate's [`Etag`].
+pub(super) fn require_etag<E: ToString>(etag: Option<E>) -> crate::Result<Etag> {
+    etag.map(|e| Etag(e.to_string()))
+        .ok_or_else(|| not_envelope("the service returned no ETag"))
+}
+
+/// [`Error::BlobConflict`] for blob `name` when `e` is a lost
+/// compare-and-swap ([`is_conflict`]), else the storage error of `op`.
+pub(super) fn conflict_or_storage(name: &str, op: &'static str, e: azure_core::Error) -> Error {
+    if is_conflict(&e) {
+        Error::BlobConflict {
+            blob: name.to_owned(),
+        }
+    } else {
+        storage(op, e)
+    }
 }
 
 /// Replaces the value of every `sig=` query parameter (the SAS signature)

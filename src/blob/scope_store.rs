@@ -13,7 +13,7 @@ use azure_storage_blob::models::{BlobClientDeleteOptions, BlobClientUploadOption
 use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOptions};
 
 use super::client::{container_client, parse_container_url, redacted_url};
-use super::error::{is_conflict, is_not_found, not_envelope, storage};
+use super::error::{is_conflict, is_not_found, require_etag, storage};
 use crate::error::Error;
 use crate::scope::{Etag, ScopeStore};
 
@@ -88,12 +88,7 @@ impl ScopeStore for BlobScopeStore {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(storage("read scope record", e)),
         };
-        let etag = res
-            .properties
-            .etag
-            .as_ref()
-            .map(|e| Etag(e.to_string()))
-            .ok_or_else(|| not_envelope("the service returned no ETag"))?;
+        let etag = require_etag(res.properties.etag.as_ref())?;
         let bytes = res
             .body
             .collect()
@@ -131,9 +126,7 @@ impl ScopeStore for BlobScopeStore {
                     storage("write scope record", e)
                 }
             })?;
-        r.etag
-            .map(|e| Etag(e.to_string()))
-            .ok_or_else(|| not_envelope("the service returned no ETag"))
+        require_etag(r.etag)
     }
 
     async fn delete(&self, scope_id: &str, expected: &Etag) -> crate::Result<()> {

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
 use super::client::{encode_header, EncryptedBlobClient, HEADER_METADATA_KEY};
-use super::error::{is_conflict, not_envelope, storage};
+use super::error::{conflict_or_storage, require_etag, storage};
 use crate::envelope::Encryptor;
 use crate::error::Error;
 use crate::provider::CryptoProvider;
@@ -209,15 +209,7 @@ impl EncryptedBlobClient {
             WriteCondition::IfNotExists => (None, Some(SdkEtag::from("*"))),
             WriteCondition::IfMatch(e) => (Some(SdkEtag::from(e.0)), None),
         };
-        let conflict = |e: azure_core::Error, op: &'static str| {
-            if is_conflict(&e) {
-                Error::BlobConflict {
-                    blob: name.to_owned(),
-                }
-            } else {
-                storage(op, e)
-            }
-        };
+        let conflict = |e, op| conflict_or_storage(name, op, e);
 
         let etag = if ids.is_empty() {
             let len = rest.len() as u64;
@@ -260,9 +252,8 @@ impl EncryptedBlobClient {
                 .map_err(|e| storage("read the ETag", e))?
                 .map(|e| e.to_string())
         };
-        let etag = etag.ok_or_else(|| not_envelope("the service returned no ETag"))?;
         Ok(UploadOutcome {
-            etag: Etag(etag),
+            etag: require_etag(etag)?,
             plaintext_len,
             body_len,
         })
