@@ -14,7 +14,7 @@ use cmk_envelope::azure_cse::{
 
 use crate::error::CliError;
 use crate::input::Source;
-use crate::output::{Output, MODE_PRIVATE, MODE_PUBLIC};
+use crate::output::{unbuffer, Output, MODE_PRIVATE, MODE_PUBLIC};
 use crate::pipe::{copy, BUF_SIZE};
 use crate::{block_on, keys, parse_range};
 
@@ -161,9 +161,7 @@ fn decrypt(args: &CseDecryptArgs) -> Result<(), CliError> {
             )?;
         }
     }
-    let out = sink
-        .into_inner()
-        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    let out = unbuffer(sink)?;
     out.commit()
 }
 
@@ -201,9 +199,7 @@ fn decrypt_insecure_v1(
         &read_ctx,
         &write_ctx,
     )?;
-    let out = sink
-        .into_inner()
-        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    let out = unbuffer(sink)?;
     out.commit()
 }
 
@@ -231,9 +227,7 @@ fn encrypt(args: &CseEncryptArgs) -> Result<(), CliError> {
     let sink = writer
         .finish()
         .map_err(|e| CliError::with_context(&write_ctx, e))?;
-    let out = sink
-        .into_inner()
-        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    let out = unbuffer(sink)?;
     let body_path = out.path().map(Path::to_path_buf);
     out.commit()?;
     let meta_ctx = metadata_out.write_context();

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::error::CliError;
 use crate::input::{Input, Source};
-use crate::output::{Output, MODE_PRIVATE};
+use crate::output::{unbuffer, Output, MODE_PRIVATE};
 use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
 use crate::{block_on, keys, DecryptArgs};
@@ -126,9 +126,7 @@ fn decrypt_stream(
             }
         }
     }
-    let out = sink
-        .into_inner()
-        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    let out = unbuffer(sink)?;
     out.commit()
 }
 
@@ -188,8 +186,6 @@ fn decrypt_range(
             break;
         }
     }
-    let out = sink
-        .into_inner()
-        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    let out = unbuffer(sink)?;
     out.commit()
 }

@@ -7,7 +7,7 @@ use cmk_envelope::{Encryptor, Profile};
 
 use crate::error::CliError;
 use crate::input::{Input, Source};
-use crate::output::{Output, MODE_PUBLIC};
+use crate::output::{unbuffer, Output, MODE_PUBLIC};
 use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
 use crate::{block_on, keys, EncryptArgs};
@@ -97,9 +97,7 @@ pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
                 .map_err(|e| CliError::with_context(&write_ctx, e))?;
         }
     }
-    let out = sink
-        .into_inner()
-        .map_err(|e| CliError::io(&write_ctx, e.into_error()))?;
+    let out = unbuffer(sink)?;
 
     let Some(mut header_out) = header_out else {
         return out.commit();

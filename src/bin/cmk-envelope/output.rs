@@ -1,7 +1,7 @@
 //! Where a command writes to: stdout, or a file written atomically.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use cmk_envelope::AtomicFile;
@@ -75,6 +75,15 @@ impl Output {
             Sink::File(f) => f.commit().map_err(|e| CliError::io(&ctx, e)),
         }
     }
+}
+
+/// Flushes the buffer of `sink` and returns its output, to commit; a
+/// failed flush is reported with the output's write context.
+pub(crate) fn unbuffer(sink: BufWriter<Output>) -> Result<Output, CliError> {
+    sink.into_inner().map_err(|e| {
+        let (err, sink) = e.into_parts();
+        CliError::io(&sink.get_ref().write_context(), err)
+    })
 }
 
 impl Write for Output {
