@@ -198,6 +198,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::ScopeConflict`] for `scope_id`: a scope store's
+    /// compare-and-swap lost (every store reports it the same way).
+    pub(crate) fn scope_conflict(scope_id: &str) -> Error {
+        Error::ScopeConflict {
+            scope_id: scope_id.to_owned(),
+        }
+    }
+
     /// Whether retrying the same operation may succeed (throttling, a
     /// transient backend or network failure). Authentication failures,
     /// malformed input and permission errors are never retryable.

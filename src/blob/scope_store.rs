@@ -73,12 +73,6 @@ impl BlobScopeStore {
     }
 }
 
-fn conflict(scope_id: &str) -> Error {
-    Error::ScopeConflict {
-        scope_id: scope_id.to_owned(),
-    }
-}
-
 #[async_trait]
 impl ScopeStore for BlobScopeStore {
     async fn get(&self, scope_id: &str) -> crate::Result<Option<(Vec<u8>, Etag)>> {
@@ -121,7 +115,7 @@ impl ScopeStore for BlobScopeStore {
             .await
             .map_err(|e| {
                 if is_conflict(&e) {
-                    conflict(scope_id)
+                    Error::scope_conflict(scope_id)
                 } else {
                     storage("write scope record", e)
                 }
@@ -146,7 +140,7 @@ impl ScopeStore for BlobScopeStore {
                 Ok(false) => Err(Error::ScopeNotFound {
                     scope_id: scope_id.to_owned(),
                 }),
-                Ok(true) => Err(conflict(scope_id)),
+                Ok(true) => Err(Error::scope_conflict(scope_id)),
                 Err(e) => Err(storage("delete scope record", e)),
             },
             Err(e) => Err(storage("delete scope record", e)),

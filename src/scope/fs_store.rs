@@ -97,9 +97,7 @@ impl ScopeStore for FsScopeStore {
         let _lock = self.lock(scope_id)?;
         let current = Self::read(&path)?.map(|(_, t)| t);
         if current.as_ref() != expected {
-            return Err(Error::ScopeConflict {
-                scope_id: scope_id.to_owned(),
-            });
+            return Err(Error::scope_conflict(scope_id));
         }
         let mut f = AtomicFile::create(&path, 0o600, true)?;
         f.write_all(record)?;
@@ -114,9 +112,7 @@ impl ScopeStore for FsScopeStore {
             None => Err(Error::ScopeNotFound {
                 scope_id: scope_id.to_owned(),
             }),
-            Some((_, t)) if &t != expected => Err(Error::ScopeConflict {
-                scope_id: scope_id.to_owned(),
-            }),
+            Some((_, t)) if &t != expected => Err(Error::scope_conflict(scope_id)),
             Some(_) => {
                 fs::remove_file(&path)?;
                 if let Ok(d) = File::open(&self.dir) {

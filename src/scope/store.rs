@@ -56,12 +56,6 @@ impl MemoryScopeStore {
     }
 }
 
-fn conflict(scope_id: &str) -> Error {
-    Error::ScopeConflict {
-        scope_id: scope_id.to_owned(),
-    }
-}
-
 #[async_trait]
 impl ScopeStore for MemoryScopeStore {
     async fn get(&self, scope_id: &str) -> crate::Result<Option<(Vec<u8>, Etag)>> {
@@ -80,7 +74,7 @@ impl ScopeStore for MemoryScopeStore {
         let mut map = self.records.lock().expect("store lock");
         let current = map.get(scope_id).map(|(_, g)| Etag(g.to_string()));
         if current.as_ref() != expected {
-            return Err(conflict(scope_id));
+            return Err(Error::scope_conflict(scope_id));
         }
         let g = self
             .generation
@@ -96,7 +90,7 @@ impl ScopeStore for MemoryScopeStore {
             None => Err(Error::ScopeNotFound {
                 scope_id: scope_id.to_owned(),
             }),
-            Some((_, g)) if g.to_string() != expected.0 => Err(conflict(scope_id)),
+            Some((_, g)) if g.to_string() != expected.0 => Err(Error::scope_conflict(scope_id)),
             Some(_) => {
                 map.remove(scope_id);
                 Ok(())
