@@ -10,7 +10,7 @@
 //!
 //! After the groups it prints encrypted/plain throughput ratios (medians,
 //! from criterion's `estimates.json`). Needs Azurite:
-//! `scripts/azurite.sh cargo bench --features azure-blob --bench azure_blob`.
+//! `scripts/azurite.sh cargo bench --features blob --bench azure_blob`.
 
 #[path = "../tests/common/azurite.rs"]
 mod azurite;

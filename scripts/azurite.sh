@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Azurite, the Azure Storage emulator, for the `azure-blob` tests and
+# Azurite, the Azure Storage emulator, for the `blob` tests and
 # benchmark.
 #
 #   source scripts/azurite.sh      start it for the calling shell; it is
 #                                  stopped when that shell exits
 #   scripts/azurite.sh CMD ARGS..  run CMD with Azurite up, then stop it
 #                                  (e.g. scripts/azurite.sh cargo bench
-#                                  --features azure-blob --bench azure_blob)
+#                                  --features blob --bench azure_blob)
 #
 # Installs azurite@3.35.0 with npm into .azurite/ (gitignored) when it is
 # missing, starts node_modules/.bin/azurite-blob directly (not through npx)

@@ -64,7 +64,7 @@ fi
 # PKCS#11, Azure Blob, CSE, tantivy, CLI) run on it too. (aws-lc-rs is
 # still compiled as a dev-dependency of the test TLS server; with the same
 # features as above, the dependency graph is reused instead of rebuilt.)
-RC_FEATURES=rustcrypto,azure-cse,azure-blob,pkcs11,json,tantivy,cli,tokio
+RC_FEATURES=rustcrypto,azure-cse,blob,pkcs11,document,index,cli,tokio
 say "tests: pure-Rust provider only (--no-default-features --features $RC_FEATURES)"
 cargo test --no-default-features --features "$RC_FEATURES"
 

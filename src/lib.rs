@@ -6,15 +6,15 @@
 mod atomic_file;
 #[cfg(feature = "azure-cse")]
 pub mod azure_cse;
-#[cfg(feature = "azure-blob")]
+#[cfg(feature = "blob")]
 pub mod blob;
 mod block_on;
-#[cfg(feature = "json")]
+#[cfg(feature = "document")]
 pub mod document;
 pub mod envelope;
 mod error;
 pub mod format;
-#[cfg(feature = "tantivy")]
+#[cfg(feature = "index")]
 pub mod index;
 pub mod kek;
 mod key;
@@ -27,7 +27,7 @@ mod util;
 pub mod __private;
 
 pub use atomic_file::AtomicFile;
-#[cfg(feature = "azure-blob")]
+#[cfg(feature = "blob")]
 pub use blob::{BlobScopeStore, EncryptedBlobClient};
 pub use envelope::{
     open, open_reader, read_header, rewrap, rewrap_batch, seal, BodyDecryptor, Decryptor, Encryptor,

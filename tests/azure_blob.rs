@@ -2,7 +2,7 @@
 //! Storage server: Azurite (`scripts/azurite.sh` starts it and exports
 //! `AZURITE_BLOB_STORAGE_URL`; without it these tests fail).
 
-#![cfg(feature = "azure-blob")]
+#![cfg(feature = "blob")]
 
 #[path = "common/azurite.rs"]
 mod azurite;

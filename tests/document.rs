@@ -3,7 +3,7 @@
 //! tampering, deterministic equality, error reporting, and nonce
 //! uniqueness.
 
-#![cfg(feature = "json")]
+#![cfg(feature = "document")]
 
 mod common;
 

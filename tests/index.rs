@@ -2,7 +2,7 @@
 //! index, nothing in clear on disk, files bound to their index and name,
 //! and re-opening from only the CMK and the scope store.
 
-#![cfg(feature = "tantivy")]
+#![cfg(feature = "index")]
 
 mod common;
 

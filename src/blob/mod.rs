@@ -1,4 +1,4 @@
-//! Azure Blob Storage (feature `azure-blob`): encrypted blobs and a shared
+//! Azure Blob Storage (feature `blob`): encrypted blobs and a shared
 //! scope store.
 //!
 //! * [`EncryptedBlobClient`] stores each object as an envelope in the

@@ -1,4 +1,4 @@
-//! Field-level encryption of JSON documents (feature `json`).
+//! Field-level encryption of JSON documents (feature `document`).
 //!
 //! A [`DocumentCipher`] encrypts the fields a [`DocumentPolicy`] names, in
 //! place in a `serde_json::Value`, and decrypts them again. The id (`/id`)

@@ -1,5 +1,5 @@
 //! An encrypting `tantivy::Directory` for search-index segments (feature
-//! `tantivy`).
+//! `index`).
 //!
 //! [`EncryptedDirectory`] wraps another directory (`MmapDirectory`,
 //! `RamDirectory`, …). What tantivy writes through it is stored encrypted;

@@ -305,7 +305,7 @@ impl EncryptionScope {
     /// fields in deterministic mode). Goes through the key cache like
     /// [`EncryptionScope::kek`], so it fails once the CMK is revoked and the
     /// cache has expired.
-    #[cfg(feature = "json")]
+    #[cfg(feature = "document")]
     pub(crate) async fn derive_key(
         &self,
         version: u32,

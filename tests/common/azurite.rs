@@ -36,7 +36,7 @@ pub fn endpoint() -> String {
         Ok(u) if !u.trim().is_empty() => u.trim().trim_end_matches('/').to_owned(),
         _ => panic!(
             "AZURITE_BLOB_STORAGE_URL is not set: these tests need Azurite. Run them through \
-             scripts/test.sh, or `scripts/azurite.sh cargo test --features azure-blob --test azure_blob`"
+             scripts/test.sh, or `scripts/azurite.sh cargo test --features blob --test azure_blob`"
         ),
     }
 }
