@@ -1,7 +1,7 @@
 //! A minimal executor for the few futures sync code must drive: the sync
 //! `tantivy::Directory` methods (the scope KEK's wrap and unwrap, which run
-//! in-process once the scope key is cached), and the hidden fuzz and bench
-//! entry points (local KEKs).
+//! in-process once the scope key is cached), the fuzz entry points and
+//! unit tests (local KEKs).
 
 use std::future::Future;
 use std::sync::Arc;

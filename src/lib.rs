@@ -8,12 +8,16 @@ mod atomic_file;
 pub mod azure_cse;
 #[cfg(feature = "blob")]
 pub mod blob;
+#[cfg(any(feature = "index", fuzzing, test))]
 mod block_on;
 #[cfg(feature = "document")]
 pub mod document;
 pub mod envelope;
 mod error;
 pub mod format;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "index")]
 pub mod index;
 pub mod kek;
@@ -21,17 +25,13 @@ mod key;
 mod provider;
 pub mod scope;
 pub mod stream;
+mod untrusted;
 mod util;
-
-#[doc(hidden)]
-pub mod __private;
 
 pub use atomic_file::AtomicFile;
 #[cfg(feature = "blob")]
 pub use blob::{BlobScopeStore, EncryptedBlobClient};
-pub use envelope::{
-    open, open_reader, read_header, rewrap, rewrap_batch, seal, BodyDecryptor, Decryptor, Encryptor,
-};
+pub use envelope::{open, rewrap, rewrap_batch, seal, Decryptor, Encryptor, RangeDecryptor};
 pub use error::{Error, KekError, KekErrorKind, Result, StorageError, StorageErrorKind};
 pub use format::{Header, Profile, Suite};
 #[cfg(feature = "azure")]
@@ -46,4 +46,4 @@ pub use key::{DataKey, KeyMaterial, DATA_KEY_LEN, KEY_MATERIAL_MAX_LEN, KEY_MATE
 pub use provider::CryptoProvider;
 #[cfg(feature = "tokio")]
 pub use stream::{AsyncDecryptingReader, AsyncEncryptingWriter};
-pub use stream::{DecryptingReader, EncryptingWriter, RangePlan};
+pub use stream::{DecryptingReader, EncryptingWriter, RangePlan, Threads};

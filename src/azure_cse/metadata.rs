@@ -146,7 +146,10 @@ impl<'de> Deserialize<'de> for Json {
                 let mut v: Vec<(String, Json)> = Vec::new();
                 while let Some((k, x)) = a.next_entry::<String, Json>()? {
                     if v.iter().any(|(n, _)| *n == k) {
-                        return Err(de::Error::custom(format!("duplicate field `{k}`")));
+                        return Err(de::Error::custom(format!(
+                            "duplicate field `{}`",
+                            crate::untrusted::escape(&k)
+                        )));
                     }
                     v.push((k, x));
                 }
@@ -295,7 +298,8 @@ impl EncryptionData {
         )?;
         let protocol = Protocol::parse(p).ok_or_else(|| {
             bad(format!(
-                "unsupported `EncryptionAgent.Protocol` {p:?} (known: 1.0, 2.0, 2.1)"
+                "unsupported `EncryptionAgent.Protocol` \"{}\" (known: 1.0, 2.0, 2.1)",
+                crate::untrusted::escape(p)
             ))
         })?;
         let alg = string(
@@ -346,7 +350,8 @@ impl EncryptionData {
             ) => w,
             _ => {
                 return Err(bad(format!(
-                    "unsupported `WrappedContentKey.Algorithm` {a:?} (supported: A256KW, RSA-OAEP, RSA-OAEP-256)"
+                    "unsupported `WrappedContentKey.Algorithm` \"{}\" (supported: A256KW, RSA-OAEP, RSA-OAEP-256)",
+                    crate::untrusted::escape(a)
                 )))
             }
         };
@@ -416,7 +421,8 @@ impl EncryptionData {
             let mode = string(mode, "EncryptionMode")?;
             if mode != "FullBlob" {
                 return Err(bad(format!(
-                    "`EncryptionMode` is {mode:?}; only \"FullBlob\" is supported"
+                    "`EncryptionMode` is \"{}\"; only \"FullBlob\" is supported",
+                    crate::untrusted::escape(mode)
                 )));
             }
         }

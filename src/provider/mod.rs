@@ -227,6 +227,7 @@ pub(crate) trait HkdfProvider: Send + Sync + Debug {
     fn expand_sha512(&self, prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError>;
 
     /// HKDF-Extract.
+    #[cfg(test)] // only the vector and cross-provider tests call it
     fn extract_sha512(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; SHA512_LEN]>;
 }
 
@@ -265,6 +266,7 @@ pub(crate) trait RsaProvider: Send + Sync + Debug {
     /// The X.509 `SubjectPublicKeyInfo` of the public half of a PKCS#8 RSA
     /// private key (same acceptance rules as
     /// [`RsaProvider::private_key_from_pkcs8`]).
+    #[cfg(test)] // only the vector and cross-provider tests call it
     fn public_spki_from_pkcs8(&self, der: &[u8]) -> Result<Vec<u8>, CryptoError>;
 }
 
@@ -291,3 +293,6 @@ pub(crate) trait RandomProvider: Send + Sync + Debug {
     /// Fills `out` with random bytes.
     fn fill(&self, out: &mut [u8]) -> Result<(), CryptoError>;
 }
+
+#[cfg(test)]
+mod tests;
