@@ -66,7 +66,7 @@ async fn fixture(prefix: &str) -> Fixture {
 async fn read_all(client: &EncryptedBlobClient, name: &str) -> cmk_envelope::Result<Vec<u8>> {
     let mut r = client.download(name).await?;
     let mut out = Vec::new();
-    r.read_to_end(&mut out).await.map_err(Error::from_io)?;
+    r.read_to_end(&mut out).await?;
     Ok(out)
 }
 
@@ -184,7 +184,7 @@ async fn range_reads_are_one_get_of_exactly_the_needed_chunks() {
         assert_eq!(sent[0].method, "GET");
         let (lo, hi) = sent[0].range.expect("a ranged GET");
         let plan = RangePlan::new(start..end, blob.body_len()).unwrap();
-        assert_eq!(lo..hi, plan.ciphertext, "exactly the planned chunks");
+        assert_eq!(lo..hi, plan.ciphertext(), "exactly the planned chunks");
         // and no more than the chunks the plaintext range touches (plus
         // the final chunk when the range was clipped or empty: it proves
         // where the object ends)

@@ -318,7 +318,7 @@ async fn sdk_written_v1_blobs_need_the_insecure_opt_in() {
             assert_v1_body_error(&dec.decrypt(&t).unwrap_err(), "padding");
             let mut out = Vec::new();
             let e = dec.reader(&t[..]).read_to_end(&mut out).unwrap_err();
-            assert_v1_body_error(&Error::from_io(e), "padding, streaming");
+            assert_v1_body_error(&Error::from(e), "padding, streaming");
         } else {
             let m2 = with_b64_field(&json, "ContentEncryptionIV", |iv| iv[15] ^= 0x20);
             let dec2 = InsecureCseV1Decryptor::new(&m2, &r, ok).await.unwrap();
@@ -329,7 +329,7 @@ async fn sdk_written_v1_blobs_need_the_insecure_opt_in() {
             assert_v1_body_error(&dec.decrypt(cut).unwrap_err(), "truncated");
             let mut out = Vec::new();
             let e = dec.reader(cut).read_to_end(&mut out).unwrap_err();
-            assert_v1_body_error(&Error::from_io(e), "truncated, streaming");
+            assert_v1_body_error(&Error::from(e), "truncated, streaming");
         }
         let mut longer = blob.clone();
         longer.push(0);
@@ -620,7 +620,7 @@ async fn tampered_bodies_are_refused() {
         );
         let mut out = Vec::new();
         let e = d.reader(&blob[..cut]).read_to_end(&mut out).unwrap_err();
-        assert!(matches!(Error::from_io(e), Error::CseRegion { .. }));
+        assert!(matches!(Error::from(e), Error::CseRegion { .. }));
         assert_eq!(out.len() % R, 0, "cut {cut}: only whole verified regions");
         assert_eq!(out, &plain[..out.len()]);
     }
@@ -827,9 +827,7 @@ async fn a_failed_write_poisons_the_writer_and_never_reseals_a_region() {
     // nonce (that would write the plaintext out): it fails, and so does
     // finish.
     let e = w.write(&plain[R..]).unwrap_err();
-    assert!(Error::from_io(e)
-        .to_string()
-        .contains("previous write failed"));
+    assert!(Error::from(e).to_string().contains("previous write failed"));
     assert!(w.finish().is_err());
     assert!(
         !sink.taken.windows(16).any(|win| win == [0x41u8; 16]),
