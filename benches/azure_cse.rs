@@ -80,7 +80,8 @@ fn bench(c: &mut Criterion) {
             let plan = cse
                 .plan_range(6 * MIB as u64..6 * MIB as u64 + 65536, blob.len() as u64)
                 .unwrap();
-            let fetched = &blob[plan.ciphertext.start as usize..plan.ciphertext.end as usize];
+            let ct = plan.ciphertext();
+            let fetched = &blob[ct.start as usize..ct.end as usize];
             black_box(cse.decrypt_range(&plan, fetched).unwrap());
         })
     });

@@ -126,7 +126,8 @@ fn check_ranges(d: &CseDecryptor, blob: &[u8], plain: &[u8]) -> usize {
     let mut n = 0;
     for (s, e) in ranges(plain.len()) {
         let plan = d.plan_range(s as u64..e as u64, blob.len() as u64).unwrap();
-        let fetched = &blob[plan.ciphertext.start as usize..plan.ciphertext.end as usize];
+        let ct = plan.ciphertext();
+        let fetched = &blob[ct.start as usize..ct.end as usize];
         let got = d.decrypt_range(&plan, fetched).unwrap();
         assert_eq!(got, &plain[s..e], "range {s}..{e} of {}", plain.len());
         // The streaming form, fed one odd-sized piece at a time.
@@ -639,8 +640,9 @@ async fn tampered_bodies_are_refused() {
     assert!(msg.contains("authentication failed"), "{msg}");
     // A ranged fetch of the wrong bytes.
     let plan = d.plan_range(70..80, blob.len() as u64).unwrap();
-    assert_eq!(plan.first_region, 1);
-    let wrong = &blob[..plan.ciphertext.end as usize - plan.ciphertext.start as usize];
+    assert_eq!(plan.first_region(), 1);
+    let ct = plan.ciphertext();
+    let wrong = &blob[..ct.end as usize - ct.start as usize];
     let (r, _) = region_error(d.decrypt_range(&plan, wrong));
     assert_eq!(r, 1);
 }
@@ -781,7 +783,7 @@ async fn our_nonces_are_pythons_and_a_writer_streams() {
     let d = CseDecryptor::new(&m, &resolver(&k)).await.unwrap();
     assert_eq!(d.decrypt(&blob).unwrap(), plain);
     let plan = CseRangePlan::new(0..u64::MAX, blob.len() as u64, R as u64).unwrap();
-    assert_eq!(plan.plaintext, 0..plain.len() as u64);
+    assert_eq!(plan.plaintext(), 0..plain.len() as u64);
 }
 
 /// A sink that fails its `fail_at`-th write once, recording what it took.

@@ -174,22 +174,24 @@ impl CseDecryptor {
         CseRangePlan::new(range, ciphertext_len, self.region_data_len)
     }
 
-    /// A streaming reader of `plan.plaintext`, given a reader of exactly
-    /// the ciphertext bytes `plan.ciphertext`.
+    /// A streaming reader of `plan.plaintext()`, given a reader of exactly
+    /// the ciphertext bytes `plan.ciphertext()`.
     pub fn range_reader<R: Read>(&self, plan: &CseRangePlan, inner: R) -> CseDecryptingReader<R> {
         CseDecryptingReader::new(
             self,
             inner,
-            plan.first_region,
-            Some(plan.ciphertext.end - plan.ciphertext.start),
-            plan.skip,
+            plan.first_region(),
+            Some(plan.ciphertext().end - plan.ciphertext().start),
+            plan.skip(),
             Some(plan.len()),
         )
     }
 
-    /// Decrypts `plan.plaintext` from the fetched bytes `plan.ciphertext`.
+    /// Decrypts `plan.plaintext()` from the fetched bytes
+    /// `plan.ciphertext()`.
     pub fn decrypt_range(&self, plan: &CseRangePlan, fetched: &[u8]) -> crate::Result<Vec<u8>> {
-        if fetched.len() as u64 != plan.ciphertext.end - plan.ciphertext.start {
+        let ct = plan.ciphertext();
+        if fetched.len() as u64 != ct.end - ct.start {
             return Err(Error::ApiMisuse(
                 "the fetched ciphertext is not the plan's ciphertext range",
             ));

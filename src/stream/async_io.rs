@@ -149,7 +149,7 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptingWriter<W> {
     /// Dropped before it completes, it leaves an output that fails to
     /// decrypt.
     pub async fn finish(mut self) -> crate::Result<W> {
-        self.check().map_err(Error::from)?;
+        self.check()?;
         poll_fn(|cx| self.poll_drain(cx)).await?;
         self.enc.seal_final()?;
         poll_fn(|cx| self.poll_drain(cx)).await?;
