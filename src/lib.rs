@@ -8,7 +8,6 @@ mod atomic_file;
 pub mod azure_cse;
 #[cfg(feature = "blob")]
 pub mod blob;
-mod block_on;
 #[cfg(feature = "document")]
 pub mod document;
 pub mod envelope;
@@ -26,7 +25,6 @@ mod util;
 #[doc(hidden)]
 pub mod __private;
 
-pub use atomic_file::AtomicFile;
 #[cfg(feature = "blob")]
 pub use blob::{BlobScopeStore, EncryptedBlobClient};
 pub use envelope::{

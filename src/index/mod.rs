@@ -57,7 +57,7 @@ pub use file::EncryptedFileError;
 
 use self::cache::ChunkCache;
 use self::file::{io_err, EncryptedFile};
-use crate::block_on::block_on;
+use pollster::block_on;
 use crate::envelope::{Decryptor, Encryptor};
 use crate::error::Error;
 use crate::format::{Header, Profile};

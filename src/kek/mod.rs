@@ -5,15 +5,18 @@
 //!
 //! * [`LocalKek`]: a JWK file (`oct` A256KW/A256KWP, or RSA-OAEP), always
 //!   available;
-//! * Azure Key Vault / Managed HSM (feature `azure`) and PKCS#11 HSMs
-//!   (feature `pkcs11`), in later modules.
+//! * Azure Key Vault / Managed HSM keys (feature `azure`, [`azure`]);
+//! * keys in PKCS#11 HSMs (feature `pkcs11`, [`pkcs11`]);
+//! * the scope key of an [`EncryptionScope`](crate::scope::EncryptionScope)
+//!   ([`EncryptionScope::kek`](crate::scope::EncryptionScope::kek)).
 //!
 //! Reading an envelope goes through a [`KeyResolver`], an allow-list from the
 //! key ids found in headers to KEKs. A header is untrusted, so the crate
 //! never contacts a key just because a header names it.
 //!
-//! `tests/common/kek_conformance.rs` holds the conformance suite every
-//! backend runs in this crate's tests.
+//! Every backend passes one conformance suite, which another implementation
+//! of [`KeyEncryptionKey`] can run too: `cmk_envelope::conformance`
+//! (feature `conformance`).
 
 use std::fmt::{self, Debug};
 use std::sync::Arc;
