@@ -8,6 +8,8 @@ mod atomic_file;
 pub mod azure_cse;
 #[cfg(feature = "blob")]
 pub mod blob;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 #[cfg(feature = "document")]
 pub mod document;
 pub mod envelope;

@@ -7,8 +7,6 @@
 #[path = "common/azurite.rs"]
 mod azurite;
 mod common;
-#[path = "common/store_conformance.rs"]
-mod store_conformance;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +17,7 @@ use azure_storage_blob::BlobContainerClient;
 use cmk_envelope::blob::{
     BlobScopeStore, EncryptedBlobClient, WriteCondition, HEADER_METADATA_KEY,
 };
+use cmk_envelope::conformance::store as store_conformance;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, ScopeStore};
 use cmk_envelope::stream::layout;
 use cmk_envelope::{
@@ -434,19 +433,19 @@ async fn store(prefix: &str) -> Arc<dyn ScopeStore> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_scope_store_semantics() {
-    store_conformance::basic_semantics(store("ss").await, "res-1").await;
+    store_conformance::basic_semantics(store("ss").await.as_ref(), "res-1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blob_scope_store_cas_race_8_tasks_20_rounds() {
-    store_conformance::many_writers_one_winner_per_round(store("race").await, "res-race", 8, 20)
+    store_conformance::many_writers_one_winner_per_round(&store("race").await, "res-race", 8, 20)
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_machines_rotating_one_scope_one_wins() {
     let kek = file_kek("cmk");
-    store_conformance::concurrent_rotation_one_winner(store("rot").await, "res-rot", kek).await;
+    store_conformance::concurrent_rotation_one_winner(&store("rot").await, "res-rot", kek).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,7 +184,13 @@ pub trait KeyEncryptionKey: Send + Sync + Debug {
     /// encryption). Cost: one backend call.
     ///
     /// AES key wrap (`A256KW`, RFC 3394) needs a multiple of 8 bytes;
-    /// backends refuse other lengths.
+    /// backends refuse other lengths with
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey), before any backend
+    /// call. A backend whose device cannot wrap other lengths exactly may
+    /// refuse them the same way for `A256KWP` (the PKCS#11 key-object
+    /// path does); it never returns a wrapped key that unwraps to anything
+    /// but the material given. The crate's own material (data keys, scope
+    /// keys, Azure CSE content keys) is always a multiple of 8 bytes.
     async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey>;
 
     /// Unwraps `wrapped` into key material of whatever length was wrapped

@@ -122,7 +122,10 @@ impl Output {
 
 /// The refusal to replace an existing output.
 fn exists(dest: &Path) -> String {
-    format!("{} already exists (use --force to overwrite)", dest.display())
+    format!(
+        "{} already exists (use --force to overwrite)",
+        dest.display()
+    )
 }
 
 /// Flushes the buffer of `sink` and returns its output, to commit; a

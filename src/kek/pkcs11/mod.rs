@@ -531,6 +531,19 @@ impl Inner {
                 "no public key object with the same label/id, or the key lacks CKA_ENCRYPT and CKA_WRAP",
             ));
         };
+        if self.alg == WrapAlgorithm::A256Kwp
+            && path == Pkcs11Path::KeyObject
+            && !dek.len().is_multiple_of(8)
+        {
+            // C_WrapKey wraps a key object, and tokens may pad its value to
+            // a multiple of 8 bytes first (SoftHSM2 2.6 does): the unwrap
+            // would then return another, longer key.
+            return Err(Error::InvalidKey(format!(
+                "A256KWP through C_WrapKey on token `{}` takes a multiple of 8 bytes, not {}",
+                self.token,
+                dek.len()
+            )));
+        }
         let wrapped = self.run(Stage::Wrap, |s, h| {
             let key = h.wrap.ok_or(CkError::Pkcs11(
                 RvError::KeyHandleInvalid,
