@@ -392,9 +392,13 @@ impl std::error::Error for KekError {
 pub enum StorageErrorKind {
     /// The blob or its container does not exist.
     NotFound,
-    /// The credential or SAS was refused (401/403).
+    /// The caller could not be authenticated: no token could be obtained,
+    /// or the service rejected it (401).
+    Unauthenticated,
+    /// The caller is authenticated but not allowed, or the SAS does not
+    /// grant the operation (403).
     PermissionDenied,
-    /// The service throttled the request (429, 503).
+    /// The service throttled the request (429).
     Throttled,
     /// A transient failure: timeout, connection reset, 5xx.
     Transient,
@@ -409,6 +413,7 @@ impl fmt::Display for StorageErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             StorageErrorKind::NotFound => "not found",
+            StorageErrorKind::Unauthenticated => "not authenticated",
             StorageErrorKind::PermissionDenied => "permission denied",
             StorageErrorKind::Throttled => "throttled",
             StorageErrorKind::Transient => "transient failure",

@@ -15,11 +15,15 @@ pub mod document;
 pub mod envelope;
 mod error;
 pub mod format;
+#[cfg(feature = "azure")]
+mod http;
 #[cfg(feature = "index")]
 pub mod index;
 pub mod kek;
 mod key;
 mod provider;
+#[cfg(any(feature = "azure", feature = "pkcs11"))]
+mod retry;
 pub mod scope;
 pub mod stream;
 mod util;
@@ -44,6 +48,8 @@ pub use kek::{
 };
 pub use key::{DataKey, KeyMaterial, DATA_KEY_LEN, KEY_MATERIAL_MAX_LEN, KEY_MATERIAL_MIN_LEN};
 pub use provider::CryptoProvider;
+#[cfg(any(feature = "azure", feature = "pkcs11"))]
+pub use retry::RetryConfig;
 #[cfg(feature = "tokio")]
 pub use stream::{AsyncDecryptingReader, AsyncEncryptingWriter};
 pub use stream::{DecryptingReader, EncryptingWriter, RangePlan};
