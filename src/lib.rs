@@ -1,4 +1,7 @@
 #![doc = include_str!("../README.md")]
+// On docs.rs (and in scripts/docs-rs.sh): mark every item gated by a
+// feature with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]

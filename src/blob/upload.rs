@@ -66,19 +66,12 @@ fn blocks_for(body_len: u64, block_size: usize) -> u64 {
     }
 }
 
-/// The error of a reader that did not yield the length it was given for.
-fn length_mismatch(expected: Option<u64>, got: u64) -> Error {
+/// The error of a reader that did not yield the `expected` length (`read`
+/// bytes read when it was noticed).
+fn length_mismatch(expected: u64, read: u64) -> Error {
     Error::Io(std::io::Error::new(
         std::io::ErrorKind::InvalidData,
-        format!(
-            "the upload's reader yielded {}{got} bytes, not the {} announced",
-            if expected.is_some_and(|e| got > e) {
-                "more than "
-            } else {
-                ""
-            },
-            expected.unwrap_or_default()
-        ),
+        format!("the upload's reader did not yield the {expected} bytes announced ({read} read)"),
     ))
 }
 
@@ -270,8 +263,8 @@ impl EncryptedBlobClient {
                 Err(e) => return Err(Error::Io(e)),
             };
             writer.write_all(&buf[..n]).map_err(Error::from_io)?;
-            if expected.is_some_and(|len| writer.plaintext_len() > len) {
-                return Err(length_mismatch(expected, writer.plaintext_len()));
+            if let Some(len) = expected.filter(|len| writer.plaintext_len() > *len) {
+                return Err(length_mismatch(len, writer.plaintext_len()));
             }
             while let Some(block) = sink.take_block(self.block_size) {
                 // The block left in the sink always follows this one.
@@ -288,8 +281,8 @@ impl EncryptedBlobClient {
             }
         }
         let plaintext_len = writer.plaintext_len();
-        if expected.is_some_and(|len| plaintext_len != len) {
-            return Err(length_mismatch(expected, plaintext_len));
+        if let Some(len) = expected.filter(|len| plaintext_len != *len) {
+            return Err(length_mismatch(len, plaintext_len));
         }
         writer.finish()?;
         let rest = sink.take_all();

@@ -98,18 +98,20 @@ impl Retrier {
             let elapsed = start.elapsed();
             let wait = match self.backoff.next(n, elapsed, retry_after) {
                 Ok(wait) => wait,
-                Err(why) => return Err(KekError::new(
-                    BACKEND,
-                    kind,
-                    format!(
+                Err(why) => {
+                    return Err(KekError::new(
+                        BACKEND,
+                        kind,
+                        format!(
                         "{what}: gave up after {} attempt{} in {} ({why}); last failure: {message}",
                         n + 1,
                         if n == 0 { "" } else { "s" },
                         fmt_duration(elapsed),
                     ),
-                )
-                .retryable(true)
-                .into()),
+                    )
+                    .retryable(true)
+                    .into())
+                }
             };
             tracing::debug!(
                 attempt = n + 1,

@@ -68,7 +68,7 @@
 //! any session of the process is logged in to a token, all are.
 //! Opening a session and logging in are retried when the token fails
 //! transiently (for example under load), under the KEK's
-//! [`RetryConfig`](crate::RetryConfig)
+//! [`RetryConfig`]
 //! ([`Pkcs11KekBuilder::retry`]); a PIN error never is.
 //!
 //! # Secrets
