@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use base64::Engine as _;
 use cmk_envelope::conformance::kek as kek_conformance;
@@ -119,15 +119,43 @@ fn hsm() -> &'static Hsm {
     })
 }
 
-/// A logged-in read-write session for creating keys.
-fn admin() -> Session {
+/// Token writes of this process and the CLI processes a test starts take
+/// turns: a SoftHSM2 (file backend) starting in another process while this
+/// one writes the token's files may not load the token ("token not
+/// present").
+static TOKEN_FILES: Mutex<()> = Mutex::new(());
+
+fn token_files_turn() -> MutexGuard<'static, ()> {
+    TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A logged-in read-write session for creating keys, holding the token
+/// files' turn until it is dropped (the session closes first).
+struct Admin {
+    session: Session,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Admin {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+fn admin() -> Admin {
+    let turn = token_files_turn();
     let h = hsm();
     let s = h.ctx.open_rw_session(h.slot).unwrap();
     match s.login(UserType::User, Some(&AuthPin::from(PIN))) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
         Err(e) => panic!("login: {e}"),
     }
-    s
+    Admin {
+        session: s,
+        _turn: turn,
+    }
 }
 
 fn uri(object: &str, ty: &str) -> String {
@@ -705,6 +733,7 @@ fn cli_encrypts_and_decrypts_with_an_hsm_key() {
     std::fs::write(dir.join("plain"), &msg).unwrap();
     let kek = uri("cli-aes", "secret-key");
     let run = |args: &[&str]| {
+        let _turn = token_files_turn();
         std::process::Command::new(env!("CARGO_BIN_EXE_cmk-envelope"))
             .args(args)
             .current_dir(&dir)
