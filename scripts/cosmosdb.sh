@@ -15,6 +15,8 @@
 # for two days), starts the server on a free loopback port, waits until it
 # has answered a request over TLS validated against that CA, and exports
 #   COSMOS_ENDPOINT     https://127.0.0.1:PORT/
+#   COSMOS_KEY          the account key (random for each start; the server
+#                       checks every request's signature with it)
 #   COSMOS_CA_CERT      the test CA certificate (PEM)
 #   SSL_CERT_FILE       the system's CA bundle plus the test CA: the Rust
 #                       SDK's TLS stack (reqwest's rustls platform verifier,
@@ -108,8 +110,11 @@ cosmosdb_start() {
     cosmosdb_certs "$COSMOSDB_WORK" || { cosmosdb_stop; return 1; }
     COSMOSDB_SERVER_JS="$cosmosdb_repo/tests/fixtures/cosmosdb_server.js"
     COSMOSDB_NODE_PATH="$COSMOSDB_DIR/node_modules"
-    # exec: $! is node's own pid, so it can be stopped exactly.
-    (exec env NODE_PATH="$COSMOSDB_NODE_PATH" node "$COSMOSDB_SERVER_JS" \
+    local key
+    key="$(openssl rand -base64 64 | tr -d '\n')"
+    # exec: $! is node's own pid, so it can be stopped exactly. The key
+    # goes through the environment, not the command line.
+    (exec env NODE_PATH="$COSMOSDB_NODE_PATH" COSMOS_KEY="$key" node "$COSMOSDB_SERVER_JS" \
         --cert "$COSMOSDB_WORK/server.pem" --key "$COSMOSDB_WORK/server.key" \
         --ca "$COSMOSDB_WORK/ca.pem") >"$COSMOSDB_WORK/server.log" 2>&1 &
     COSMOSDB_PID=$!
@@ -135,6 +140,7 @@ cosmosdb_start() {
         return 1
     fi
     export COSMOS_ENDPOINT="$url"
+    export COSMOS_KEY="$key"
     export COSMOS_CA_CERT="$COSMOSDB_WORK/ca.pem"
     export SSL_CERT_FILE="$COSMOSDB_WORK/trust.pem"
     export COSMOSDB_SERVER_JS COSMOSDB_NODE_PATH

@@ -23,6 +23,15 @@ if ! need softhsm2-util; then
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
 fi
 
+# openssl makes the Cosmos DB server's test certificates
+# (scripts/cosmosdb.sh).
+if ! need openssl; then
+    say "installing openssl"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+fi
+
 # The official Azure Storage Python SDK, for the client-side encryption
 # interoperability tests (tests/azure_cse.rs fails, never skips, without
 # it). A local virtual environment under target/, created once.

@@ -22,7 +22,17 @@ use cmk_envelope::cosmos::CosmosScopeStore;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, ScopeStore};
 use cmk_envelope::{open, seal, Error, Profile, StorageErrorKind};
 use futures::TryStreamExt;
+use reqwest::Method;
 use serde_json::{json, Value};
+
+/// Item `id` of partition `pk`, as stored.
+async fn read_value(c: &ContainerClient, pk: &str, id: &str) -> Value {
+    c.read_item(pk.to_owned(), id, None)
+        .await
+        .unwrap()
+        .into_model()
+        .unwrap()
+}
 
 fn if_match(etag: &azure_core::http::Etag) -> Option<ItemWriteOptions> {
     Some(ItemWriteOptions::default().with_precondition(Precondition::if_match(etag.clone())))
@@ -80,12 +90,7 @@ async fn sdk_item_operations_with_etags() {
     c.upsert_item("p1", "b", json!({"id": "b", "pk": "p1", "n": 5}), None)
         .await
         .unwrap();
-    let v: Value = c
-        .read_item("p1", "b", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let v = read_value(&c, "p1", "b").await;
     assert_eq!(v["n"], 5);
 
     // delete: stale ETag refused, right one accepted, then gone
@@ -98,12 +103,7 @@ async fn sdk_item_operations_with_etags() {
     c.create_item("p2", "b", json!({"id": "b", "pk": "p2", "n": 9}), None)
         .await
         .unwrap();
-    let v: Value = c
-        .read_item("p1", "b", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let v = read_value(&c, "p1", "b").await;
     assert_eq!(v["n"], 5);
 }
 
@@ -212,12 +212,7 @@ async fn cosmos_scope_store_on_a_container_partitioned_on_another_path() {
     let store = Arc::new(CosmosScopeStore::new(c.clone()).await.unwrap());
     store_conformance::basic_semantics(store.clone(), "res-1").await;
     store.put("res-2", b"two", None).await.unwrap();
-    let raw: Value = c
-        .read_item("res-2", "res-2", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let raw = read_value(&c, "res-2", "res-2").await;
     assert_eq!(raw["pk"], "res-2");
     assert_eq!(raw["type"], "cmk-envelope.scope-record");
     // another application's item under a scope's id is not a record
@@ -333,10 +328,15 @@ async fn two_instances_share_a_scope_kept_in_cosmos() {
 
 /// The account key is a secret: the store's `Debug` and the errors of
 /// failed requests never show it; errors name the service, the operation
-/// and the status.
+/// and the status. (The server checks the key: a wrong one is refused.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_key_never_appears_in_debug_or_errors() {
-    let key = cosmos::random_key();
+    let e = match cosmos::try_client_with_key(&cosmos::random_key()).await {
+        Err(e) => e,
+        Ok(_) => panic!("the server accepted a wrong account key"),
+    };
+    assert!(e.to_string().contains("401"), "{e}");
+    let key = cosmos::account_key();
     let client = cosmos::client_with_key(&key).await;
     let db = cosmos::database(&client, "secret").await;
     let c = cosmos::container_with(&db, "scopes", "/id", Value::Null).await;
@@ -372,13 +372,6 @@ async fn account_key_never_appears_in_debug_or_errors() {
 
 // ----- what the server offers for client-side encryption ----------------------
 
-/// A plain HTTPS client for the server's client encryption key resources
-/// (the Rust SDK has no API for them). It trusts the test CA through
-/// `SSL_CERT_FILE`, as the SDK does.
-fn rest() -> reqwest::Client {
-    reqwest::Client::builder().build().unwrap()
-}
-
 /// Sends `req` (with `body` as JSON when given): the status and the JSON
 /// body of the answer.
 async fn call(req: reqwest::RequestBuilder, body: Option<&Value>) -> (u16, Value) {
@@ -413,41 +406,49 @@ async fn properties(c: &ContainerClient) -> Value {
 async fn client_encryption_keys_and_policies_on_the_server() {
     let client = cosmos::client().await;
     let db = cosmos::database(&client, "cek").await;
-    let base = format!(
-        "{}dbs/{}/clientencryptionkeys",
-        cosmos::endpoint(),
-        db.name().unwrap()
-    );
+    let base = format!("dbs/{}/clientencryptionkeys", db.name().unwrap());
+    let keys = format!("{base}/cek1");
     let cek = json!({
         "id": "cek1",
         "encryptionAlgorithm": "AEAD_AES_256_CBC_HMAC_SHA256",
         "wrappedDataEncryptionKey": "AAEC",
         "encryptionKeyWrapMetadata": {"type": "AZURE_KEY_VAULT", "name": "k", "value": "https://v.vault.azure.net/keys/k/1", "algorithm": "RSA-OAEP"}
     });
-    let (s, created) = call(rest().post(&base), Some(&cek)).await;
+    let (s, created) = call(cosmos::rest(Method::POST, &base), Some(&cek)).await;
     assert_eq!(s, 201, "{created}");
     let etag = created["_etag"].as_str().unwrap().to_owned();
-    assert_eq!(call(rest().post(&base), Some(&cek)).await.0, 409);
-    let (s, read) = call(rest().get(format!("{base}/cek1")), None).await;
+    assert_eq!(
+        call(cosmos::rest(Method::POST, &base), Some(&cek)).await.0,
+        409
+    );
+    let (s, read) = call(cosmos::rest(Method::GET, &keys), None).await;
     assert_eq!(
         (s, &read["_etag"], &read["wrappedDataEncryptionKey"]),
         (200, &json!(etag), &json!("AAEC"))
     );
-    assert_eq!(call(rest().get(format!("{base}/nope")), None).await.0, 404);
-    let (s, list) = call(rest().get(&base), None).await;
+    assert_eq!(
+        call(cosmos::rest(Method::GET, &format!("{base}/nope")), None)
+            .await
+            .0,
+        404
+    );
+    // unsigned: refused
+    let unsigned = reqwest::Client::new().get(format!("{}{base}", cosmos::endpoint()));
+    assert_eq!(call(unsigned, None).await.0, 401);
+    let (s, list) = call(cosmos::rest(Method::GET, &base), None).await;
     assert_eq!((s, list["_count"].as_u64()), (200, Some(1)));
     // rewrap: replace under If-Match; a stale ETag loses
     let mut rewrapped = cek.clone();
     rewrapped["wrappedDataEncryptionKey"] = json!("AwQF");
     let (s, replaced) = call(
-        rest().put(format!("{base}/cek1")).header("if-match", &etag),
+        cosmos::rest(Method::PUT, &keys).header("if-match", &etag),
         Some(&rewrapped),
     )
     .await;
     assert_eq!(s, 200, "{replaced}");
     assert_ne!(replaced["_etag"], json!(etag));
     let (s, _) = call(
-        rest().put(format!("{base}/cek1")).header("if-match", &etag),
+        cosmos::rest(Method::PUT, &keys).header("if-match", &etag),
         Some(&cek),
     )
     .await;
@@ -491,11 +492,6 @@ async fn client_encryption_keys_and_policies_on_the_server() {
         props["clientEncryptionPolicy"],
         policy("cek1")["clientEncryptionPolicy"]
     );
-    let item: Value = c
-        .read_item("p", "x", None)
-        .await
-        .unwrap()
-        .into_model()
-        .unwrap();
+    let item = read_value(&c, "p", "x").await;
     assert_eq!(item["ssn"], "stored");
 }

@@ -11,13 +11,13 @@
 //! * TLS stays validated: the server's certificate is issued by a test CA
 //!   that scripts/cosmosdb.sh adds to `SSL_CERT_FILE`, where the SDK's
 //!   TLS stack finds its trust anchors.
-//! * Key authentication, with a random key per client: account keys are
-//!   for the emulator and tests (the server accepts any key).
+//! * Key authentication with the server's account key (`COSMOS_KEY`, made
+//!   by scripts/cosmosdb.sh for each start; the server checks every
+//!   request's signature): account keys are for the emulator and tests.
 
 #![allow(dead_code)]
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use azure_core::credentials::Secret;
 use azure_data_cosmos::clients::{ContainerClient, DatabaseClient};
@@ -46,8 +46,18 @@ pub fn endpoint() -> String {
     endpoint
 }
 
+/// The server's account key, `COSMOS_KEY` (base64).
+pub fn account_key() -> String {
+    match std::env::var("COSMOS_KEY") {
+        Ok(k) if !k.trim().is_empty() => k.trim().to_owned(),
+        _ => panic!(
+            "COSMOS_KEY is not set: run these tests through scripts/test.sh or scripts/cosmosdb.sh"
+        ),
+    }
+}
+
 /// A random account key (base64 of 64 random bytes, the shape of a real
-/// one): the tests check it never appears in output.
+/// one), which the server refuses.
 pub fn random_key() -> String {
     let mut k = [0u8; 64];
     aws_lc_rs::rand::fill(&mut k).unwrap();
@@ -73,8 +83,9 @@ pub async fn runtime() -> CosmosRuntime {
         .clone()
 }
 
-/// A client of the test server authenticated with `key`.
-pub async fn client_with_key(key: &str) -> CosmosClient {
+/// A client of the test server authenticated with `key`, or the SDK's
+/// error (building a client reads the account's properties).
+pub async fn try_client_with_key(key: &str) -> azure_data_cosmos::Result<CosmosClient> {
     let endpoint: AccountEndpoint = endpoint().parse().expect("COSMOS_ENDPOINT");
     let account = AccountReference::with_authentication_key(endpoint, Secret::new(key.to_owned()));
     CosmosClient::builder()
@@ -85,12 +96,18 @@ pub async fn client_with_key(key: &str) -> CosmosClient {
             RoutingStrategy::ProximityTo(Region::SOUTH_CENTRAL_US),
         )
         .await
+}
+
+/// A client of the test server authenticated with `key`.
+pub async fn client_with_key(key: &str) -> CosmosClient {
+    try_client_with_key(key)
+        .await
         .unwrap_or_else(|e| panic!("Cosmos client for the test server: {e}"))
 }
 
-/// A client of the test server with a fresh random key.
+/// A client of the test server with its account key.
 pub async fn client() -> CosmosClient {
-    client_with_key(&random_key()).await
+    client_with_key(&account_key()).await
 }
 
 /// A fresh name (`prefix-` and 12 hex digits).
@@ -143,8 +160,61 @@ pub async fn container(prefix: &str, pk_path: &str) -> ContainerClient {
     container_with(&db, "c", pk_path, serde_json::Value::Null).await
 }
 
-/// The shared test server's SDK client as an `Arc`, for stores that take
-/// one.
-pub async fn shared_client() -> Arc<CosmosClient> {
-    Arc::new(client().await)
+/// The `authorization` header value for a request `verb` on `path` (the
+/// URL path, such as `/dbs/db1/clientencryptionkeys`) at `date` (the
+/// `x-ms-date` value), signed with account key `key` as Cosmos DB's
+/// master-key authorization defines it: HMAC-SHA256 over
+/// `lower(verb) \n lower(resource type) \n resource link \n lower(date) \n \n`,
+/// where a path of type/id pairs signs its last type and the whole path,
+/// and a path ending in a type signs that type and the path before it.
+/// Test-only, like the Azurite SAS signer: the crate's API takes no keys.
+pub fn master_key_authorization(key: &str, verb: &str, path: &str, date: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let (resource_type, link) = if parts.len().is_multiple_of(2) {
+        let t = if parts.is_empty() {
+            ""
+        } else {
+            parts[parts.len() - 2]
+        };
+        (t, parts.join("/"))
+    } else {
+        (parts[parts.len() - 1], parts[..parts.len() - 1].join("/"))
+    };
+    let text = format!(
+        "{}\n{}\n{link}\n{}\n\n",
+        verb.to_lowercase(),
+        resource_type.to_lowercase(),
+        date.to_lowercase()
+    );
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+    let sig = base64::engine::general_purpose::STANDARD
+        .encode(aws_lc_rs::hmac::sign(&key, text.as_bytes()).as_ref());
+    let value = format!("type=master&ver=1.0&sig={sig}");
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A signed REST request to the test server (for what the SDK has no API
+/// for, such as client encryption keys): `path` below the endpoint, without
+/// a leading slash. It trusts the test CA through `SSL_CERT_FILE`, as the
+/// SDK does.
+pub fn rest(method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    let date = azure_core::time::to_rfc7231(&azure_core::time::OffsetDateTime::now_utc());
+    let auth =
+        master_key_authorization(&account_key(), method.as_str(), &format!("/{path}"), &date);
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", endpoint()))
+        .header("x-ms-date", date)
+        .header("x-ms-version", "2020-07-15")
+        .header("authorization", auth)
 }
