@@ -9,6 +9,8 @@ pub mod azure_cse;
 #[cfg(feature = "blob")]
 pub mod blob;
 mod block_on;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
 #[cfg(feature = "document")]
 pub mod document;
 pub mod envelope;
