@@ -4,9 +4,9 @@ use aws_lc_rs::{aead, cipher, key_wrap, rsa};
 use zeroize::Zeroizing;
 
 use super::{
-    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN,
-    GCM_TAG_LEN, SHA512_LEN,
+    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, HmacProvider, KeyWrapProvider,
+    OaepHash, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN,
+    GCM_NONCE_LEN, GCM_TAG_LEN, SHA256_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -14,6 +14,7 @@ pub(super) static PROVIDER: CryptoProvider = CryptoProvider {
     name: "aws-lc-rs",
     aead: &Aead,
     hkdf: &Hkdf,
+    hmac: &Hmac,
     key_wrap: &KeyWrap,
     rsa: &Rsa,
     random: &super::os_random::OsRandom,
@@ -57,6 +58,25 @@ impl AeadProvider for Aead {
         } else {
             Err(CryptoError)
         }
+    }
+
+    fn aes256_cbc_encrypt_blocks(
+        &self,
+        key: &[u8; AES256_KEY_LEN],
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if !in_out.len().is_multiple_of(AES_BLOCK_LEN) {
+            return Err(CryptoError);
+        }
+        if in_out.is_empty() {
+            return Ok(());
+        }
+        let unbound = cipher::UnboundCipherKey::new(&cipher::AES_256, key).map_err(ce)?;
+        let enc = cipher::EncryptingKey::cbc(unbound).map_err(ce)?;
+        let ctx = cipher::EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv));
+        enc.less_safe_encrypt(in_out, ctx).map_err(ce)?;
+        Ok(())
     }
 }
 
@@ -196,6 +216,23 @@ fn expand_sha512_hmac(prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<(), 
         block.copy_from_slice(&t[..block.len()]);
     }
     Ok(())
+}
+
+#[derive(Debug)]
+struct Hmac;
+
+impl HmacProvider for Hmac {
+    fn hmac_sha256(&self, key: &[u8], message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]> {
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+        let mut ctx = hmac::Context::with_key(&key);
+        for part in message {
+            ctx.update(part);
+        }
+        let mut out = Zeroizing::new([0u8; SHA256_LEN]);
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
 }
 
 #[derive(Debug)]

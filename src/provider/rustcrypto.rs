@@ -1,6 +1,6 @@
 //! The pure-Rust provider, built from RustCrypto crates: `aes-gcm`,
-//! `aes-kw`, `rsa`, `hkdf`/`hmac`, `sha1`/`sha2`, with `getrandom` as the
-//! only source of randomness.
+//! `aes-kw`, `cbc`, `rsa`, `hkdf`/`hmac`, `sha1`/`sha2`, with `getrandom` as
+//! the only source of randomness.
 //!
 //! Nothing here panics on bad input: every length the underlying crates
 //! would reject (or silently mishandle) is checked first and reported as
@@ -17,13 +17,13 @@ use rsa::pkcs8::{
 };
 use rsa::traits::PublicKeyParts as _;
 use sha1::Sha1;
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN,
-    GCM_TAG_LEN, SHA512_LEN,
+    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, HmacProvider, KeyWrapProvider,
+    OaepHash, RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN,
+    GCM_NONCE_LEN, GCM_TAG_LEN, SHA256_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -31,6 +31,7 @@ pub(super) static PROVIDER: CryptoProvider = CryptoProvider {
     name: "rustcrypto",
     aead: &Aead,
     hkdf: &Hkdf,
+    hmac: &HmacSha256Provider,
     key_wrap: &KeyWrap,
     rsa: &Rsa,
     random: &super::os_random::OsRandom,
@@ -70,6 +71,23 @@ impl AeadProvider for Aead {
         // value when the decryptor is dropped.
         let mut dec = cbc::Decryptor::<aes_gcm::aes::Aes256>::new(key.into(), iv.into());
         dec.decrypt_blocks(blocks);
+        Ok(())
+    }
+
+    fn aes256_cbc_encrypt_blocks(
+        &self,
+        key: &[u8; AES256_KEY_LEN],
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        use cbc::cipher::{Array, BlockModeEncrypt as _, KeyIvInit as _};
+        let (blocks, rest) = Array::slice_as_chunks_mut(in_out);
+        if !rest.is_empty() {
+            return Err(CryptoError);
+        }
+        // Wipes its round keys and chaining value on drop, as above.
+        let mut enc = cbc::Encryptor::<aes_gcm::aes::Aes256>::new(key.into(), iv.into());
+        enc.encrypt_blocks(blocks);
         Ok(())
     }
 }
@@ -165,6 +183,27 @@ impl HkdfProvider for Hkdf {
         prk.copy_from_slice(&tag);
         tag.as_mut_slice().zeroize();
         prk
+    }
+}
+
+// ------------------------------------------------------------ HMAC-SHA-256
+
+#[derive(Debug)]
+struct HmacSha256Provider;
+
+impl HmacProvider for HmacSha256Provider {
+    fn hmac_sha256(&self, key: &[u8], message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]> {
+        // `HmacImpl` is the `hkdf` crate's infallible constructor (HMAC takes
+        // keys of every length); `hmac` (feature `zeroize`) wipes its state.
+        let mut mac = <Hmac<Sha256> as HmacImpl>::new_from_slice(key);
+        for part in message {
+            HmacImpl::update(&mut mac, part);
+        }
+        let mut tag = HmacImpl::finalize(mac);
+        let mut out = Zeroizing::new([0u8; SHA256_LEN]);
+        out.copy_from_slice(&tag);
+        tag.as_mut_slice().zeroize();
+        out
     }
 }
 

@@ -1,0 +1,297 @@
+//! `AEAD_AES_256_CBC_HMAC_SHA256`, version 1: the value cipher of Cosmos
+//! DB Always Encrypted (and of SQL Server Always Encrypted, where it comes
+//! from), with its key derivation.
+//!
+//! # Keys
+//!
+//! A client encryption key (CEK) holds a 32-byte **root key**. Three keys
+//! are derived from it, each `HMAC-SHA-256(key = root key, message = label)`
+//! where the label is the UTF-16LE encoding (no terminator) of:
+//!
+//! ```text
+//! encryption key: "Microsoft SQL Server cell encryption key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256"
+//! MAC key:        "Microsoft SQL Server cell MAC key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256"
+//! IV key:         "Microsoft SQL Server cell IV key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256"
+//! ```
+//!
+//! # A ciphertext
+//!
+//! ```text
+//! version (0x01) ‖ tag (32) ‖ IV (16) ‖ AES-256-CBC(encryption key, IV, PKCS#7(plaintext))
+//! tag = HMAC-SHA-256(MAC key, version ‖ IV ‖ CBC ciphertext ‖ 0x01)
+//! IV  = 16 random bytes                                     (Randomized)
+//!     = first 16 bytes of HMAC-SHA-256(IV key, plaintext)   (Deterministic)
+//! ```
+//!
+//! The trailing `0x01` of the MAC input is the length of the version
+//! field. The shortest ciphertext is 65 bytes (an empty plaintext pads to
+//! one block). Decryption checks the length (65 bytes or more, the CBC
+//! part a whole number of blocks), the version, then the tag in constant
+//! time, and only then decrypts and removes the padding; every failure is
+//! the same opaque refusal, so nothing distinguishes a bad tag from bad
+//! padding.
+//!
+//! Nothing else is authenticated: not the CEK id, the property path, the
+//! item, nor the type marker stored in front of the ciphertext (see the
+//! [module docs](super) for what that allows).
+//!
+//! Checked against `@azure/cosmos` 4.10.1
+//! (`encryption/AeadAes256CbcHmacSha256Algorithm`, `EncryptionKey/DataEncryptionKey`)
+//! and the .NET SDK's `Microsoft.Azure.Cosmos.Encryption`.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::pkcs7;
+use crate::provider::{CryptoProvider, AES256_KEY_LEN, AES_BLOCK_LEN, SHA256_LEN};
+use crate::util::ct_eq;
+
+use super::policy::EncryptionType;
+
+/// The algorithm's version byte.
+const VERSION: u8 = 1;
+/// The length of the version field, the last byte the tag covers.
+const VERSION_LEN_BYTE: u8 = 1;
+const TAG_LEN: usize = SHA256_LEN;
+const IV_LEN: usize = AES_BLOCK_LEN;
+/// Where the CBC ciphertext starts.
+const BODY_AT: usize = 1 + TAG_LEN + IV_LEN;
+/// The shortest ciphertext: one block of CBC.
+pub(crate) const MIN_CIPHERTEXT_LEN: usize = BODY_AT + AES_BLOCK_LEN;
+
+/// The UTF-16LE encoding of an ASCII label, computed at compile time.
+const fn utf16le<const N: usize>(ascii: &[u8]) -> [u8; N] {
+    assert!(N == 2 * ascii.len());
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < ascii.len() {
+        assert!(ascii[i].is_ascii());
+        out[2 * i] = ascii[i];
+        i += 1;
+    }
+    out
+}
+
+const ENC_ASCII: &[u8] = b"Microsoft SQL Server cell encryption key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256";
+const MAC_ASCII: &[u8] = b"Microsoft SQL Server cell MAC key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256";
+const IV_ASCII: &[u8] = b"Microsoft SQL Server cell IV key with encryption algorithm:AEAD_AES_256_CBC_HMAC_SHA256 and key length:256";
+const ENC_LABEL: [u8; 2 * ENC_ASCII.len()] = utf16le(ENC_ASCII);
+const MAC_LABEL: [u8; 2 * MAC_ASCII.len()] = utf16le(MAC_ASCII);
+const IV_LABEL: [u8; 2 * IV_ASCII.len()] = utf16le(IV_ASCII);
+
+/// A ciphertext was refused: wrong length, wrong version, wrong tag, or
+/// bad padding under a valid tag. Deliberately carries nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused;
+
+/// The three keys derived from one CEK root key. Zeroized on drop; no
+/// `Clone`, and `Debug` shows nothing.
+pub(crate) struct CekCipher {
+    provider: &'static CryptoProvider,
+    enc: Zeroizing<[u8; AES256_KEY_LEN]>,
+    mac: Zeroizing<[u8; SHA256_LEN]>,
+    iv: Zeroizing<[u8; SHA256_LEN]>,
+}
+
+impl fmt::Debug for CekCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CekCipher { .. }")
+    }
+}
+
+impl CekCipher {
+    /// Derives the keys of `root`. Costs three HMAC-SHA-256.
+    pub(crate) fn derive(provider: &'static CryptoProvider, root: &[u8; 32]) -> CekCipher {
+        let h = |label: &[u8]| provider.hmac.hmac_sha256(root, &[label]);
+        CekCipher {
+            provider,
+            enc: h(&ENC_LABEL),
+            mac: h(&MAC_LABEL),
+            iv: h(&IV_LABEL),
+        }
+    }
+
+    fn tag(&self, iv: &[u8], body: &[u8]) -> Zeroizing<[u8; TAG_LEN]> {
+        self.provider
+            .hmac
+            .hmac_sha256(&self.mac[..], &[&[VERSION], iv, body, &[VERSION_LEN_BYTE]])
+    }
+
+    /// Encrypts `plaintext`. The IV is drawn here (randomized) or derived
+    /// from the plaintext (deterministic): never chosen by a caller.
+    ///
+    /// Cost: one allocation of `plaintext.len() + 65..=80` bytes, one CBC
+    /// pass, two HMACs (deterministic) or one HMAC and 16 random bytes.
+    pub(crate) fn encrypt(&self, ty: EncryptionType, plaintext: &[u8]) -> crate::Result<Vec<u8>> {
+        let mut iv = [0u8; IV_LEN];
+        match ty {
+            EncryptionType::Randomized => self.provider.fill_random(&mut iv)?,
+            EncryptionType::Deterministic => {
+                let h = self.provider.hmac.hmac_sha256(&self.iv[..], &[plaintext]);
+                iv.copy_from_slice(&h[..IV_LEN]);
+            }
+        }
+        let mut out = vec![0u8; BODY_AT + pkcs7::padded_len(plaintext.len())];
+        out[0] = VERSION;
+        out[1 + TAG_LEN..BODY_AT].copy_from_slice(&iv);
+        let body = &mut out[BODY_AT..];
+        body[..plaintext.len()].copy_from_slice(plaintext);
+        pkcs7::pad(body, plaintext.len());
+        if self
+            .provider
+            .aead
+            .aes256_cbc_encrypt_blocks(&self.enc, &iv, body)
+            .is_err()
+        {
+            // The buffer may still hold plaintext.
+            zeroize::Zeroize::zeroize(&mut out);
+            return Err(provider_failure("AES-256-CBC encryption"));
+        }
+        let tag = self.tag(&iv, &out[BODY_AT..]);
+        out[1..1 + TAG_LEN].copy_from_slice(&tag[..]);
+        Ok(out)
+    }
+
+    /// Verifies and decrypts `ciphertext`. The tag is checked, in constant
+    /// time, before anything is decrypted; on any failure no plaintext
+    /// exists outside zeroized memory.
+    ///
+    /// Cost: one HMAC, one allocation of the ciphertext's size, one CBC
+    /// pass.
+    pub(crate) fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, Refused> {
+        if ciphertext.len() < MIN_CIPHERTEXT_LEN
+            || !(ciphertext.len() - BODY_AT).is_multiple_of(AES_BLOCK_LEN)
+            || ciphertext[0] != VERSION
+        {
+            return Err(Refused);
+        }
+        let tag = &ciphertext[1..1 + TAG_LEN];
+        let iv: &[u8; IV_LEN] = ciphertext[1 + TAG_LEN..BODY_AT]
+            .try_into()
+            .expect("16 bytes");
+        let body = &ciphertext[BODY_AT..];
+        if !ct_eq(&self.tag(iv, body)[..], tag) {
+            return Err(Refused);
+        }
+        let mut clear = Zeroizing::new(body.to_vec());
+        self.provider
+            .aead
+            .aes256_cbc_decrypt_blocks(&self.enc, iv, &mut clear)
+            .map_err(|_| Refused)?;
+        let n = clear.len();
+        let last: &[u8; AES_BLOCK_LEN] = clear[n - AES_BLOCK_LEN..].try_into().expect("one block");
+        let keep = pkcs7::unpadded_len(last).ok_or(Refused)?;
+        clear.truncate(n - AES_BLOCK_LEN + keep);
+        Ok(clear)
+    }
+}
+
+/// A primitive of the crypto provider failed where it cannot fail for the
+/// lengths this module passes (not a caller bug, and nothing an input can
+/// cause).
+pub(crate) fn provider_failure(op: &'static str) -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "{op} failed in the crypto provider"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> [u8; 32] {
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(7).wrapping_add(1);
+        }
+        k
+    }
+
+    #[test]
+    fn labels_are_utf16le() {
+        assert_eq!(ENC_LABEL.len(), 2 * ENC_ASCII.len());
+        assert_eq!(&MAC_LABEL[..8], b"M\0i\0c\0r\0");
+        let back: String =
+            char::decode_utf16(IV_LABEL.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])))
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(back.as_bytes(), IV_ASCII);
+    }
+
+    #[test]
+    fn round_trips_and_lengths_on_every_provider() {
+        for p in CryptoProvider::all() {
+            let c = CekCipher::derive(p, &root());
+            for len in [0usize, 1, 15, 16, 17, 100] {
+                let pt: Vec<u8> = (0..len as u8).collect();
+                for ty in [EncryptionType::Randomized, EncryptionType::Deterministic] {
+                    let ct = c.encrypt(ty, &pt).unwrap();
+                    assert_eq!(ct.len(), BODY_AT + (len / 16 + 1) * 16);
+                    assert_eq!(ct[0], VERSION);
+                    assert_eq!(&c.decrypt(&ct).unwrap()[..], &pt[..], "{} {len}", p.name());
+                }
+                let d1 = c.encrypt(EncryptionType::Deterministic, &pt).unwrap();
+                let d2 = c.encrypt(EncryptionType::Deterministic, &pt).unwrap();
+                assert_eq!(d1, d2);
+                let r1 = c.encrypt(EncryptionType::Randomized, &pt).unwrap();
+                let r2 = c.encrypt(EncryptionType::Randomized, &pt).unwrap();
+                assert_ne!(r1, r2);
+            }
+        }
+    }
+
+    #[test]
+    fn providers_agree() {
+        let all = CryptoProvider::all();
+        let pt = b"the same bytes everywhere";
+        let first = CekCipher::derive(all[0], &root())
+            .encrypt(EncryptionType::Deterministic, pt)
+            .unwrap();
+        for p in &all {
+            let c = CekCipher::derive(p, &root());
+            assert_eq!(c.encrypt(EncryptionType::Deterministic, pt).unwrap(), first);
+            assert_eq!(&c.decrypt(&first).unwrap()[..], pt);
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_and_every_truncation_is_refused() {
+        let c = CekCipher::derive(CryptoProvider::default_provider(), &root());
+        let ct = c
+            .encrypt(EncryptionType::Randomized, b"0123456789abcdefXYZ")
+            .unwrap();
+        for i in 0..ct.len() * 8 {
+            let mut bad = ct.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            assert_eq!(c.decrypt(&bad), Err(Refused), "bit {i}");
+        }
+        for n in 0..ct.len() {
+            assert_eq!(c.decrypt(&ct[..n]), Err(Refused), "length {n}");
+        }
+        let mut longer = ct.clone();
+        longer.extend_from_slice(&[0u8; 16]);
+        assert_eq!(c.decrypt(&longer), Err(Refused));
+        let other = CekCipher::derive(CryptoProvider::default_provider(), &[9u8; 32]);
+        assert_eq!(other.decrypt(&ct), Err(Refused));
+    }
+
+    /// A valid tag over bad padding (only a key holder can make one) is
+    /// refused too, with the same error.
+    #[test]
+    fn bad_padding_under_a_valid_tag_is_refused() {
+        let p = CryptoProvider::default_provider();
+        let c = CekCipher::derive(p, &root());
+        let iv = [3u8; 16];
+        let mut body = [0x41u8; 16]; // last byte 0x41: not a padding length
+        p.aead
+            .aes256_cbc_encrypt_blocks(&c.enc, &iv, &mut body)
+            .unwrap();
+        let mut ct = vec![VERSION];
+        ct.extend_from_slice(&c.tag(&iv, &body)[..]);
+        ct.extend_from_slice(&iv);
+        ct.extend_from_slice(&body);
+        assert_eq!(c.decrypt(&ct), Err(Refused));
+    }
+}
