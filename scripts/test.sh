@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). Installs what it
-# needs (SoftHSM2, Azurite), then runs formatting, lints and every test,
-# for both crypto providers. Exits non-zero on the first failure.
+# needs (SoftHSM2, Azurite, the Azure Storage Python SDK, the Cosmos DB
+# JavaScript SDK), then runs formatting, lints and every test, for both
+# crypto providers. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,13 @@ export CMK_CSE_PYTHON="$PYVENV/bin/python"
 # shellcheck source=scripts/azurite.sh
 source scripts/azurite.sh
 
+# The official Azure Cosmos DB JavaScript SDK (@azure/cosmos, pinned), whose
+# own client-side encryption code tests/cosmos_ae.rs and the cosmos-ae CLI
+# tests run through Node (they fail, never skip, without it): installed
+# into .cosmos-sdk/ with npm when missing; exports CMK_COSMOS_SDK_DIR.
+# shellcheck source=scripts/cosmos-sdk.sh
+source scripts/cosmos-sdk.sh
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -64,7 +72,7 @@ fi
 # PKCS#11, Azure Blob, CSE, tantivy, CLI) run on it too. (aws-lc-rs is
 # still compiled as a dev-dependency of the test TLS server; with the same
 # features as above, the dependency graph is reused instead of rebuilt.)
-RC_FEATURES=rustcrypto,azure-cse,blob,pkcs11,document,index,cli,tokio
+RC_FEATURES=rustcrypto,azure-cse,cosmos-ae,blob,pkcs11,document,index,cli,tokio
 say "tests: pure-Rust provider only (--no-default-features --features $RC_FEATURES)"
 cargo test --no-default-features --features "$RC_FEATURES"
 

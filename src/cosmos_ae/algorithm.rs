@@ -119,12 +119,18 @@ impl CekCipher {
             .hmac_sha256(&self.mac[..], &[&[VERSION], iv, body, &[VERSION_LEN_BYTE]])
     }
 
-    /// Encrypts `plaintext`. The IV is drawn here (randomized) or derived
-    /// from the plaintext (deterministic): never chosen by a caller.
+    /// Encrypts `plaintext` and appends the ciphertext to `out`. The IV is
+    /// drawn here (randomized) or derived from the plaintext
+    /// (deterministic): never chosen by a caller.
     ///
-    /// Cost: one allocation of `plaintext.len() + 65..=80` bytes, one CBC
+    /// Cost: `out` grows by `plaintext.len() + 65..=80` bytes; one CBC
     /// pass, two HMACs (deterministic) or one HMAC and 16 random bytes.
-    pub(crate) fn encrypt(&self, ty: EncryptionType, plaintext: &[u8]) -> crate::Result<Vec<u8>> {
+    pub(crate) fn encrypt(
+        &self,
+        ty: EncryptionType,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> crate::Result<()> {
         let mut iv = [0u8; IV_LEN];
         match ty {
             EncryptionType::Randomized => self.provider.fill_random(&mut iv)?,
@@ -133,10 +139,12 @@ impl CekCipher {
                 iv.copy_from_slice(&h[..IV_LEN]);
             }
         }
-        let mut out = vec![0u8; BODY_AT + pkcs7::padded_len(plaintext.len())];
-        out[0] = VERSION;
-        out[1 + TAG_LEN..BODY_AT].copy_from_slice(&iv);
-        let body = &mut out[BODY_AT..];
+        let start = out.len();
+        out.resize(start + BODY_AT + pkcs7::padded_len(plaintext.len()), 0);
+        let ct = &mut out[start..];
+        ct[0] = VERSION;
+        ct[1 + TAG_LEN..BODY_AT].copy_from_slice(&iv);
+        let body = &mut ct[BODY_AT..];
         body[..plaintext.len()].copy_from_slice(plaintext);
         pkcs7::pad(body, plaintext.len());
         if self
@@ -146,12 +154,13 @@ impl CekCipher {
             .is_err()
         {
             // The buffer may still hold plaintext.
-            zeroize::Zeroize::zeroize(&mut out);
+            zeroize::Zeroize::zeroize(&mut out[start..]);
+            out.truncate(start);
             return Err(provider_failure("AES-256-CBC encryption"));
         }
-        let tag = self.tag(&iv, &out[BODY_AT..]);
-        out[1..1 + TAG_LEN].copy_from_slice(&tag[..]);
-        Ok(out)
+        let tag = self.tag(&iv, &ct[BODY_AT..]);
+        ct[1..1 + TAG_LEN].copy_from_slice(&tag[..]);
+        Ok(())
     }
 
     /// Verifies and decrypts `ciphertext`. The tag is checked, in constant
@@ -201,6 +210,12 @@ pub(crate) fn provider_failure(op: &'static str) -> Error {
 mod tests {
     use super::*;
 
+    fn enc(c: &CekCipher, ty: EncryptionType, pt: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        c.encrypt(ty, pt, &mut out).unwrap();
+        out
+    }
+
     fn root() -> [u8; 32] {
         let mut k = [0u8; 32];
         for (i, b) in k.iter_mut().enumerate() {
@@ -221,22 +236,32 @@ mod tests {
     }
 
     #[test]
+    fn appends_to_what_is_there() {
+        let c = CekCipher::derive(CryptoProvider::default_provider(), &root());
+        let mut out = vec![0xAB];
+        c.encrypt(EncryptionType::Deterministic, b"x", &mut out)
+            .unwrap();
+        assert_eq!(out[0], 0xAB);
+        assert_eq!(&out[1..], &enc(&c, EncryptionType::Deterministic, b"x")[..]);
+    }
+
+    #[test]
     fn round_trips_and_lengths_on_every_provider() {
         for p in CryptoProvider::all() {
             let c = CekCipher::derive(p, &root());
             for len in [0usize, 1, 15, 16, 17, 100] {
                 let pt: Vec<u8> = (0..len as u8).collect();
                 for ty in [EncryptionType::Randomized, EncryptionType::Deterministic] {
-                    let ct = c.encrypt(ty, &pt).unwrap();
+                    let ct = enc(&c, ty, &pt);
                     assert_eq!(ct.len(), BODY_AT + (len / 16 + 1) * 16);
                     assert_eq!(ct[0], VERSION);
                     assert_eq!(&c.decrypt(&ct).unwrap()[..], &pt[..], "{} {len}", p.name());
                 }
-                let d1 = c.encrypt(EncryptionType::Deterministic, &pt).unwrap();
-                let d2 = c.encrypt(EncryptionType::Deterministic, &pt).unwrap();
+                let d1 = enc(&c, EncryptionType::Deterministic, &pt);
+                let d2 = enc(&c, EncryptionType::Deterministic, &pt);
                 assert_eq!(d1, d2);
-                let r1 = c.encrypt(EncryptionType::Randomized, &pt).unwrap();
-                let r2 = c.encrypt(EncryptionType::Randomized, &pt).unwrap();
+                let r1 = enc(&c, EncryptionType::Randomized, &pt);
+                let r2 = enc(&c, EncryptionType::Randomized, &pt);
                 assert_ne!(r1, r2);
             }
         }
@@ -246,12 +271,14 @@ mod tests {
     fn providers_agree() {
         let all = CryptoProvider::all();
         let pt = b"the same bytes everywhere";
-        let first = CekCipher::derive(all[0], &root())
-            .encrypt(EncryptionType::Deterministic, pt)
-            .unwrap();
+        let first = enc(
+            &CekCipher::derive(all[0], &root()),
+            EncryptionType::Deterministic,
+            pt,
+        );
         for p in &all {
             let c = CekCipher::derive(p, &root());
-            assert_eq!(c.encrypt(EncryptionType::Deterministic, pt).unwrap(), first);
+            assert_eq!(enc(&c, EncryptionType::Deterministic, pt), first);
             assert_eq!(&c.decrypt(&first).unwrap()[..], pt);
         }
     }
@@ -259,9 +286,7 @@ mod tests {
     #[test]
     fn every_bit_flip_and_every_truncation_is_refused() {
         let c = CekCipher::derive(CryptoProvider::default_provider(), &root());
-        let ct = c
-            .encrypt(EncryptionType::Randomized, b"0123456789abcdefXYZ")
-            .unwrap();
+        let ct = enc(&c, EncryptionType::Randomized, b"0123456789abcdefXYZ");
         for i in 0..ct.len() * 8 {
             let mut bad = ct.clone();
             bad[i / 8] ^= 1 << (i % 8);

@@ -25,19 +25,50 @@ fn field_err(path: &str, problem: &'static str) -> Error {
     }
 }
 
-/// Appends the RFC 6901 token of `key` to a JSON Pointer.
-fn pointer_child(parent: &str, key: &str) -> String {
-    let mut p = String::with_capacity(parent.len() + key.len() + 1);
-    p.push_str(parent);
-    p.push('/');
-    for c in key.chars() {
-        match c {
-            '~' => p.push_str("~0"),
-            '/' => p.push_str("~1"),
-            c => p.push(c),
+/// One step below an encrypted property.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Where the walk is: the property's path and the steps below it. Turned
+/// into a JSON Pointer (RFC 6901) only for an error.
+struct Trail<'a> {
+    root: &'a str,
+    steps: Vec<Step<'a>>,
+}
+
+impl<'a> Trail<'a> {
+    fn new(root: &'a str) -> Trail<'a> {
+        Trail {
+            root,
+            steps: Vec::new(),
         }
     }
-    p
+
+    fn pointer(&self) -> String {
+        let mut p = self.root.to_owned();
+        for s in &self.steps {
+            p.push('/');
+            match s {
+                Step::Index(i) => p.push_str(&i.to_string()),
+                Step::Key(k) => {
+                    for c in k.chars() {
+                        match c {
+                            '~' => p.push_str("~0"),
+                            '/' => p.push_str("~1"),
+                            c => p.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        p
+    }
+
+    fn err(&self, problem: &'static str) -> Error {
+        field_err(&self.pointer(), problem)
+    }
 }
 
 /// Encrypts and decrypts the items of one container: its
@@ -120,7 +151,7 @@ impl ItemCipher {
         let mut out = Vec::new();
         for p in self.present(obj) {
             let cipher = &ciphers[p.client_encryption_key_id()];
-            let v = encrypt_tree(cipher, p, &obj[p.property()], p.path(), 0)?;
+            let v = encrypt_tree(cipher, p, &obj[p.property()], &mut Trail::new(p.path()))?;
             out.push((p.property().to_owned(), v));
         }
         let obj = item.as_object_mut().expect("checked above");
@@ -151,7 +182,7 @@ impl ItemCipher {
         let mut out = Vec::new();
         for p in self.present(obj) {
             let cipher = &ciphers[p.client_encryption_key_id()];
-            let v = decrypt_tree(cipher, p, &obj[p.property()], p.path(), 0)?;
+            let v = decrypt_tree(cipher, p, &obj[p.property()], &mut Trail::new(p.path()))?;
             out.push((p.property().to_owned(), v));
         }
         let obj = item.as_object_mut().expect("checked above");
@@ -187,7 +218,7 @@ impl ItemCipher {
     pub async fn encrypt_value(&self, path: &str, value: &Value) -> crate::Result<Value> {
         let p = self.included(path)?;
         let cipher = self.keys.cipher(p.client_encryption_key_id()).await?;
-        encrypt_tree(&cipher, p, value, path, 0)
+        encrypt_tree(&cipher, p, value, &mut Trail::new(path))
     }
 
     /// The inverse of [`ItemCipher::encrypt_value`]: for values a query
@@ -196,90 +227,80 @@ impl ItemCipher {
     pub async fn decrypt_value(&self, path: &str, value: &Value) -> crate::Result<Value> {
         let p = self.included(path)?;
         let cipher = self.keys.cipher(p.client_encryption_key_id()).await?;
-        decrypt_tree(&cipher, p, value, path, 0)
+        decrypt_tree(&cipher, p, value, &mut Trail::new(path))
     }
 }
 
-fn encrypt_tree(
+/// Rebuilds `v` with every leaf (a boolean, number or string) replaced
+/// by `leaf(it)`, keeping objects, arrays and `null`s.
+fn walk<'a>(
+    v: &'a Value,
+    trail: &mut Trail<'a>,
+    leaf: &mut dyn FnMut(&'a Value, &Trail<'a>) -> crate::Result<Value>,
+) -> crate::Result<Value> {
+    let mut down = |s: Step<'a>, x: &'a Value, trail: &mut Trail<'a>| {
+        if trail.steps.len() >= MAX_DEPTH {
+            return Err(trail.err("nested too deeply (more than 128 levels)"));
+        }
+        trail.steps.push(s);
+        let r = walk(x, trail, leaf);
+        trail.steps.pop();
+        r
+    };
+    match v {
+        Value::Null => Ok(Value::Null),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, x)| down(Step::Key(k), x, trail).map(|e| (k.clone(), e)))
+            .collect::<crate::Result<Map<String, Value>>>()
+            .map(Value::Object),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| down(Step::Index(i), x, trail))
+            .collect::<crate::Result<Vec<Value>>>()
+            .map(Value::Array),
+        _ => leaf(v, trail),
+    }
+}
+
+fn encrypt_tree<'a>(
     cipher: &CekCipher,
     p: &IncludedPath,
-    v: &Value,
-    at: &str,
-    depth: usize,
+    v: &'a Value,
+    trail: &mut Trail<'a>,
 ) -> crate::Result<Value> {
     let is_id = p.path() == "/id";
     if is_id && !v.is_string() {
-        return Err(field_err(at, "an encrypted `/id` must be a string"));
+        return Err(trail.err("an encrypted `/id` must be a string"));
     }
-    if depth > MAX_DEPTH {
-        return Err(field_err(at, "nested too deeply (more than 128 levels)"));
-    }
-    Ok(match v {
-        Value::Null => Value::Null,
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| {
-                    encrypt_tree(cipher, p, x, &pointer_child(at, k), depth + 1)
-                        .map(|e| (k.clone(), e))
-                })
-                .collect::<crate::Result<Map<String, Value>>>()?,
-        ),
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .enumerate()
-                .map(|(i, x)| encrypt_tree(cipher, p, x, &format!("{at}/{i}"), depth + 1))
-                .collect::<crate::Result<Vec<Value>>>()?,
-        ),
-        leaf => {
-            let (marker, plaintext) = value::serialize(leaf).map_err(|e| field_err(at, e))?;
-            let ct = cipher.encrypt(p.encryption_type(), &plaintext)?;
-            Value::String(value::encode(marker, &ct, is_id))
-        }
+    walk(v, trail, &mut |x, t| {
+        let (marker, plaintext) = value::serialize(x).map_err(|e| t.err(e))?;
+        let plaintext = plaintext.as_bytes();
+        let mut bytes = Vec::with_capacity(1 + plaintext.len() + 80);
+        bytes.push(marker as u8);
+        cipher.encrypt(p.encryption_type(), plaintext, &mut bytes)?;
+        Ok(Value::String(value::encode(&bytes, is_id)))
     })
 }
 
-fn decrypt_tree(
+fn decrypt_tree<'a>(
     cipher: &CekCipher,
     p: &IncludedPath,
-    v: &Value,
-    at: &str,
-    depth: usize,
+    v: &'a Value,
+    trail: &mut Trail<'a>,
 ) -> crate::Result<Value> {
-    if depth > MAX_DEPTH {
-        return Err(field_err(at, "nested too deeply (more than 128 levels)"));
-    }
-    Ok(match v {
-        Value::Null => Value::Null,
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| {
-                    decrypt_tree(cipher, p, x, &pointer_child(at, k), depth + 1)
-                        .map(|d| (k.clone(), d))
-                })
-                .collect::<crate::Result<Map<String, Value>>>()?,
-        ),
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .enumerate()
-                .map(|(i, x)| decrypt_tree(cipher, p, x, &format!("{at}/{i}"), depth + 1))
-                .collect::<crate::Result<Vec<Value>>>()?,
-        ),
-        Value::String(text) => {
-            let (marker, ct) =
-                value::decode(text, p.path() == "/id").map_err(|e| field_err(at, e))?;
-            let plaintext = cipher
-                .decrypt(&ct)
-                .map_err(|_| Error::FieldAuthentication {
-                    path: at.to_owned(),
-                })?;
-            value::deserialize(marker, &plaintext).map_err(|e| field_err(at, e))?
-        }
-        Value::Bool(_) | Value::Number(_) => {
-            return Err(field_err(
-                at,
-                "the policy encrypts this path, but it holds no ciphertext",
-            ))
-        }
+    let is_id = p.path() == "/id";
+    walk(v, trail, &mut |x, t| {
+        let Value::String(text) = x else {
+            return Err(t.err("the policy encrypts this path, but it holds no ciphertext"));
+        };
+        let bytes = value::decode(text, is_id).map_err(|e| t.err(e))?;
+        let (&marker, ct) = bytes.split_first().expect("decode returns the marker");
+        let plaintext = cipher
+            .decrypt(ct)
+            .map_err(|_| Error::FieldAuthentication { path: t.pointer() })?;
+        value::deserialize(marker, &plaintext).map_err(|e| t.err(e))
     })
 }
 
@@ -380,6 +401,9 @@ mod tests {
 
     #[test]
     fn pointers_escape() {
-        assert_eq!(pointer_child("/a", "b/c~d"), "/a/b~1c~0d");
+        let mut t = Trail::new("/a");
+        t.steps.push(Step::Key("b/c~d"));
+        t.steps.push(Step::Index(3));
+        assert_eq!(t.pointer(), "/a/b~1c~0d/3");
     }
 }

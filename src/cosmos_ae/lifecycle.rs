@@ -40,9 +40,9 @@ pub enum VaultRule {
 /// contacted). Cost: one KEK unwrap.
 ///
 /// Errors: [`Error::UnknownKek`] when the resolver does not know the KEK;
-/// [`Error::UnwrapFailed`] when the KEK's algorithm is not the metadata's,
-/// or the unwrap fails or yields anything but 32 bytes; the KEK's own
-/// errors.
+/// [`Error::InvalidKey`] when the KEK's algorithm is not the metadata's;
+/// [`Error::UnwrapFailed`] when the unwrap fails or yields anything but 32
+/// bytes; the KEK's own errors.
 pub(crate) async fn unwrap_root_key(
     cek: &ClientEncryptionKey,
     resolver: &dyn KeyResolver,
@@ -57,7 +57,14 @@ pub(crate) async fn unwrap_root_key(
         kek_id: m.value().to_owned(),
     };
     if kek.algorithm() != m.algorithm() {
-        return Err(refused());
+        return Err(Error::InvalidKey(format!(
+            "client encryption key `{}` is wrapped with {}, but the key-encryption key `{}` is set up for {} (for a Key Vault URL, append #{})",
+            cek.id(),
+            m.algorithm(),
+            m.value(),
+            kek.algorithm(),
+            m.algorithm()
+        )));
     }
     let material = kek.unwrap_key_material(cek.wrapped_key()).await?;
     if material.len() != 32 {

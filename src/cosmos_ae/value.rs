@@ -76,10 +76,26 @@ impl TypeMarker {
 /// the value.
 pub(crate) type Problem = &'static str;
 
+/// The serialized plaintext of a leaf: 8 bytes (zeroized on drop), or
+/// the UTF-8 of a string, borrowed from the value.
+pub(crate) enum Plaintext<'a> {
+    Eight(Zeroizing<[u8; 8]>),
+    Text(&'a [u8]),
+}
+
+impl Plaintext<'_> {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Plaintext::Eight(b) => &b[..],
+            Plaintext::Text(t) => t,
+        }
+    }
+}
+
 /// The marker and plaintext of a non-null leaf (`null` is never
 /// encrypted; objects and arrays are walked by the caller).
-pub(crate) fn serialize(value: &Value) -> Result<(TypeMarker, Zeroizing<Vec<u8>>), Problem> {
-    let eight = |b: [u8; 8]| Zeroizing::new(b.to_vec());
+pub(crate) fn serialize(value: &Value) -> Result<(TypeMarker, Plaintext<'_>), Problem> {
+    let eight = |b: [u8; 8]| Plaintext::Eight(Zeroizing::new(b));
     match value {
         Value::Bool(b) => Ok((TypeMarker::Boolean, eight(i64::from(*b).to_le_bytes()))),
         Value::Number(n) => {
@@ -95,7 +111,7 @@ pub(crate) fn serialize(value: &Value) -> Result<(TypeMarker, Zeroizing<Vec<u8>>
                 Ok((TypeMarker::Double, eight(f.to_le_bytes())))
             }
         }
-        Value::String(s) => Ok((TypeMarker::String, Zeroizing::new(s.as_bytes().to_vec()))),
+        Value::String(s) => Ok((TypeMarker::String, Plaintext::Text(s.as_bytes()))),
         Value::Null | Value::Array(_) | Value::Object(_) => {
             Err("only booleans, numbers and strings are encrypted as values")
         }
@@ -134,11 +150,8 @@ pub(crate) fn deserialize(marker: u8, plaintext: &[u8]) -> Result<Value, Problem
 }
 
 /// The stored text of `marker ‖ ciphertext`; `escape_id` for `/id`.
-pub(crate) fn encode(marker: TypeMarker, ciphertext: &[u8], escape_id: bool) -> String {
-    let mut bytes = Vec::with_capacity(1 + ciphertext.len());
-    bytes.push(marker as u8);
-    bytes.extend_from_slice(ciphertext);
-    let text = STANDARD.encode(&bytes);
+pub(crate) fn encode(marker_and_ciphertext: &[u8], escape_id: bool) -> String {
+    let text = STANDARD.encode(marker_and_ciphertext);
     if escape_id {
         text.replace('/', "_").replace('+', "-")
     } else {
@@ -146,9 +159,10 @@ pub(crate) fn encode(marker: TypeMarker, ciphertext: &[u8], escape_id: bool) -> 
     }
 }
 
-/// The inverse of [`encode`]: `(marker, ciphertext)`. Strict: the
-/// standard alphabet with padding, or for `/id` the escaped one.
-pub(crate) fn decode(text: &str, escaped_id: bool) -> Result<(u8, Vec<u8>), Problem> {
+/// The inverse of [`encode`]: `marker ‖ ciphertext`, at least the marker.
+/// Strict: the standard alphabet with padding, or for `/id` the escaped
+/// one.
+pub(crate) fn decode(text: &str, escaped_id: bool) -> Result<Vec<u8>, Problem> {
     let bytes = if escaped_id {
         if text.contains(['/', '+']) {
             return Err("an encrypted id must use `_` and `-` instead of `/` and `+`");
@@ -158,10 +172,10 @@ pub(crate) fn decode(text: &str, escaped_id: bool) -> Result<(u8, Vec<u8>), Prob
         STANDARD.decode(text)
     }
     .map_err(|_| "the value is not a ciphertext (not base64)")?;
-    match bytes.split_first() {
-        Some((&marker, rest)) => Ok((marker, rest.to_vec())),
-        None => Err("the value is not a ciphertext (empty)"),
+    if bytes.is_empty() {
+        return Err("the value is not a ciphertext (empty)");
     }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -205,8 +219,8 @@ mod tests {
         ];
         for (v, m, bytes) in cases {
             let (got_m, got) = serialize(&v).unwrap();
-            assert_eq!((got_m, &got[..]), (m, &bytes[..]), "{v}");
-            let back = deserialize(m as u8, &got).unwrap();
+            assert_eq!((got_m, got.as_bytes()), (m, &bytes[..]), "{v}");
+            let back = deserialize(m as u8, got.as_bytes()).unwrap();
             assert_eq!(back, v);
             // Bit for bit, including the sign of zero.
             if let (Some(a), Some(b)) = (back.as_f64(), v.as_f64()) {
@@ -233,14 +247,14 @@ mod tests {
 
     #[test]
     fn base64_and_id_escaping() {
-        // 0xfb 0xff encodes to "+/8=" in standard base64.
-        let ct = [0xfbu8, 0xff];
-        let plain = encode(TypeMarker::String, &ct, false);
-        let id = encode(TypeMarker::String, &ct, true);
+        // 0x05 0xfb 0xff encodes to "Bfv/" in standard base64.
+        let bytes = [5u8, 0xfb, 0xff];
+        let plain = encode(&bytes, false);
+        let id = encode(&bytes, true);
         assert_eq!(plain, "Bfv/");
         assert_eq!(id, "Bfv_");
-        assert_eq!(decode(&plain, false).unwrap(), (5, ct.to_vec()));
-        assert_eq!(decode(&id, true).unwrap(), (5, ct.to_vec()));
+        assert_eq!(decode(&plain, false).unwrap(), bytes);
+        assert_eq!(decode(&id, true).unwrap(), bytes);
         assert!(decode(&plain, true).is_err(), "unescaped id");
         assert!(decode(&id, false).is_err(), "escaped non-id");
         assert!(decode("BfvA", false).is_ok());
