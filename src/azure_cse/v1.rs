@@ -182,7 +182,8 @@ impl InsecureCseV1Decryptor {
         let mut buf = Zeroizing::new(ciphertext.to_vec());
         self.provider
             .aead
-            .aes256_cbc_decrypt_blocks(&self.cek, &self.iv, &mut buf)
+            .aes256_cbc(&self.cek)
+            .decrypt_blocks(&self.iv, &mut buf)
             .map_err(|_| body_error())?;
         let last: &[u8; AES_BLOCK_LEN] = buf[len - AES_BLOCK_LEN..].try_into().expect("one block");
         let keep = crate::pkcs7::unpadded_len(last).ok_or_else(body_error)?;
@@ -278,7 +279,8 @@ impl<R: Read> InsecureCseV1Reader<R> {
         self.out[..n].copy_from_slice(&self.ct[..n]);
         self.provider
             .aead
-            .aes256_cbc_decrypt_blocks(&self.cek, &self.iv, &mut self.out[..n])
+            .aes256_cbc(&self.cek)
+            .decrypt_blocks(&self.iv, &mut self.out[..n])
             .map_err(|_| body_error())?;
         self.pos = 0;
         self.end = n;

@@ -45,7 +45,7 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::pkcs7;
-use crate::provider::{CryptoProvider, AES256_KEY_LEN, AES_BLOCK_LEN, SHA256_LEN};
+use crate::provider::{Aes256CbcKey, CryptoProvider, HmacSha256Key, AES_BLOCK_LEN, SHA256_LEN};
 use crate::util::ct_eq;
 
 use super::policy::EncryptionType;
@@ -86,13 +86,16 @@ const IV_LABEL: [u8; 2 * IV_ASCII.len()] = utf16le(IV_ASCII);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refused;
 
-/// The three keys derived from one CEK root key. Zeroized on drop; no
-/// `Clone`, and `Debug` shows nothing.
+/// The three keys derived from one CEK root key, ready for use: the
+/// encryption key expanded for AES-256-CBC, the MAC and IV keys keyed into
+/// HMAC-SHA-256. The derived key bytes themselves are wiped once these are
+/// built; the expanded forms are wiped on drop. No `Clone`, and `Debug`
+/// shows nothing.
 pub(crate) struct CekCipher {
     provider: &'static CryptoProvider,
-    enc: Zeroizing<[u8; AES256_KEY_LEN]>,
-    mac: Zeroizing<[u8; SHA256_LEN]>,
-    iv: Zeroizing<[u8; SHA256_LEN]>,
+    cbc: Box<dyn Aes256CbcKey>,
+    mac: Box<dyn HmacSha256Key>,
+    iv: Box<dyn HmacSha256Key>,
 }
 
 impl fmt::Debug for CekCipher {
@@ -102,21 +105,20 @@ impl fmt::Debug for CekCipher {
 }
 
 impl CekCipher {
-    /// Derives the keys of `root`. Costs three HMAC-SHA-256.
+    /// Derives the keys of `root`. Costs three HMAC-SHA-256, an AES key
+    /// schedule and two HMAC key setups, once per root key.
     pub(crate) fn derive(provider: &'static CryptoProvider, root: &[u8; 32]) -> CekCipher {
         let h = |label: &[u8]| provider.hmac.hmac_sha256(root, &[label]);
         CekCipher {
             provider,
-            enc: h(&ENC_LABEL),
-            mac: h(&MAC_LABEL),
-            iv: h(&IV_LABEL),
+            cbc: provider.aead.aes256_cbc(&h(&ENC_LABEL)),
+            mac: provider.hmac.hmac_sha256_key(&h(&MAC_LABEL)[..]),
+            iv: provider.hmac.hmac_sha256_key(&h(&IV_LABEL)[..]),
         }
     }
 
     fn tag(&self, iv: &[u8], body: &[u8]) -> Zeroizing<[u8; TAG_LEN]> {
-        self.provider
-            .hmac
-            .hmac_sha256(&self.mac[..], &[&[VERSION], iv, body, &[VERSION_LEN_BYTE]])
+        self.mac.sign(&[&[VERSION], iv, body, &[VERSION_LEN_BYTE]])
     }
 
     /// Encrypts `plaintext` and appends the ciphertext to `out`. The IV is
@@ -135,7 +137,7 @@ impl CekCipher {
         match ty {
             EncryptionType::Randomized => self.provider.fill_random(&mut iv)?,
             EncryptionType::Deterministic => {
-                let h = self.provider.hmac.hmac_sha256(&self.iv[..], &[plaintext]);
+                let h = self.iv.sign(&[plaintext]);
                 iv.copy_from_slice(&h[..IV_LEN]);
             }
         }
@@ -147,12 +149,7 @@ impl CekCipher {
         let body = &mut ct[BODY_AT..];
         body[..plaintext.len()].copy_from_slice(plaintext);
         pkcs7::pad(body, plaintext.len());
-        if self
-            .provider
-            .aead
-            .aes256_cbc_encrypt_blocks(&self.enc, &iv, body)
-            .is_err()
-        {
+        if self.cbc.encrypt_blocks(&iv, body).is_err() {
             // The buffer may still hold plaintext.
             zeroize::Zeroize::zeroize(&mut out[start..]);
             out.truncate(start);
@@ -185,9 +182,8 @@ impl CekCipher {
             return Err(Refused);
         }
         let mut clear = Zeroizing::new(body.to_vec());
-        self.provider
-            .aead
-            .aes256_cbc_decrypt_blocks(&self.enc, iv, &mut clear)
+        self.cbc
+            .decrypt_blocks(iv, &mut clear)
             .map_err(|_| Refused)?;
         let n = clear.len();
         let last: &[u8; AES_BLOCK_LEN] = clear[n - AES_BLOCK_LEN..].try_into().expect("one block");
@@ -306,13 +302,10 @@ mod tests {
     /// refused too, with the same error.
     #[test]
     fn bad_padding_under_a_valid_tag_is_refused() {
-        let p = CryptoProvider::default_provider();
-        let c = CekCipher::derive(p, &root());
+        let c = CekCipher::derive(CryptoProvider::default_provider(), &root());
         let iv = [3u8; 16];
         let mut body = [0x41u8; 16]; // last byte 0x41: not a padding length
-        p.aead
-            .aes256_cbc_encrypt_blocks(&c.enc, &iv, &mut body)
-            .unwrap();
+        c.cbc.encrypt_blocks(&iv, &mut body).unwrap();
         let mut ct = vec![VERSION];
         ct.extend_from_slice(&c.tag(&iv, &body)[..]);
         ct.extend_from_slice(&iv);

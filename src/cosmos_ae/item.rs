@@ -1,7 +1,6 @@
 //! Whole items, single values, query parameters and partition keys,
 //! encrypted and decrypted by a container's policy.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use crate::error::Error;
 
 use super::algorithm::CekCipher;
 use super::keyring::CekKeyring;
-use super::policy::{ClientEncryptionPolicy, IncludedPath};
+use super::policy::{top_level, ClientEncryptionPolicy, IncludedPath};
 use super::value;
 
 /// Deepest nesting walked under an encrypted property (as deep as
@@ -89,9 +88,13 @@ impl fmt::Debug for ItemCipher {
     }
 }
 
-/// The ciphers of the keys one call needs, fetched before any value is
-/// touched.
-type Ciphers = HashMap<String, Arc<CekCipher>>;
+/// The ciphers of the keys one call needs (a policy names few keys),
+/// fetched before any value is touched.
+type Ciphers<'a> = Vec<(&'a str, Arc<CekCipher>)>;
+
+/// A whole-property transformation: [`encrypt_tree`] or [`decrypt_tree`].
+type Tree =
+    for<'v> fn(&CekCipher, &IncludedPath, &'v Value, &mut Trail<'v>) -> crate::Result<Value>;
 
 impl ItemCipher {
     /// A cipher for the container with `policy`, its keys from `keys`. No
@@ -108,22 +111,48 @@ impl ItemCipher {
     async fn ciphers<'a>(
         &self,
         paths: impl Iterator<Item = &'a IncludedPath>,
-    ) -> crate::Result<Ciphers> {
+    ) -> crate::Result<Ciphers<'a>> {
         let mut out = Ciphers::new();
         for p in paths {
             let id = p.client_encryption_key_id();
-            if !out.contains_key(id) {
-                out.insert(id.to_owned(), self.keys.cipher(id).await?);
+            if !out.iter().any(|(k, _)| *k == id) {
+                out.push((id, self.keys.cipher(id).await?));
             }
         }
         Ok(out)
     }
 
+    /// Runs `tree` over every property of `item` the policy names, then
+    /// replaces them all; on any error `item` is unchanged.
+    async fn each_property(&self, item: &mut Value, tree: Tree) -> crate::Result<()> {
+        let obj = item
+            .as_object()
+            .ok_or_else(|| field_err("", "an item must be a JSON object"))?;
+        let ciphers = self.ciphers(self.present(obj)).await?;
+        let mut out = Vec::with_capacity(ciphers.len());
+        for p in self.present(obj) {
+            let (_, cipher) = ciphers
+                .iter()
+                .find(|(k, _)| *k == p.client_encryption_key_id())
+                .expect("fetched above");
+            let v = tree(cipher, p, &obj[p.property()], &mut Trail::new(p.path()))?;
+            out.push((p.property(), v));
+        }
+        let obj = item.as_object_mut().expect("checked above");
+        for (k, v) in out {
+            *obj.get_mut(k).expect("present above") = v;
+        }
+        Ok(())
+    }
+
     /// The included paths whose property `item` has.
-    fn present<'a>(
-        &'a self,
-        item: &'a Map<String, Value>,
-    ) -> impl Iterator<Item = &'a IncludedPath> {
+    fn present<'s, 'i>(
+        &'s self,
+        item: &'i Map<String, Value>,
+    ) -> impl Iterator<Item = &'s IncludedPath> + 'i
+    where
+        's: 'i,
+    {
         self.policy
             .paths()
             .iter()
@@ -144,21 +173,7 @@ impl ItemCipher {
     /// Cost: no KEK call once the keys are cached; per leaf one AES-CBC
     /// pass and one HMAC (two when deterministic).
     pub async fn encrypt_item(&self, item: &mut Value) -> crate::Result<()> {
-        let obj = item
-            .as_object()
-            .ok_or_else(|| field_err("", "an item must be a JSON object"))?;
-        let ciphers = self.ciphers(self.present(obj)).await?;
-        let mut out = Vec::new();
-        for p in self.present(obj) {
-            let cipher = &ciphers[p.client_encryption_key_id()];
-            let v = encrypt_tree(cipher, p, &obj[p.property()], &mut Trail::new(p.path()))?;
-            out.push((p.property().to_owned(), v));
-        }
-        let obj = item.as_object_mut().expect("checked above");
-        for (k, v) in out {
-            obj.insert(k, v);
-        }
-        Ok(())
+        self.each_property(item, encrypt_tree).await
     }
 
     /// Decrypts, in place, every property of `item` the policy names.
@@ -175,30 +190,12 @@ impl ItemCipher {
     /// Cost: no KEK call once the keys are cached; per leaf one HMAC and
     /// one AES-CBC pass.
     pub async fn decrypt_item(&self, item: &mut Value) -> crate::Result<()> {
-        let obj = item
-            .as_object()
-            .ok_or_else(|| field_err("", "an item must be a JSON object"))?;
-        let ciphers = self.ciphers(self.present(obj)).await?;
-        let mut out = Vec::new();
-        for p in self.present(obj) {
-            let cipher = &ciphers[p.client_encryption_key_id()];
-            let v = decrypt_tree(cipher, p, &obj[p.property()], &mut Trail::new(p.path()))?;
-            out.push((p.property().to_owned(), v));
-        }
-        let obj = item.as_object_mut().expect("checked above");
-        for (k, v) in out {
-            obj.insert(k, v);
-        }
-        Ok(())
+        self.each_property(item, decrypt_tree).await
     }
 
     fn included(&self, path: &str) -> crate::Result<&IncludedPath> {
-        let top = match path.get(1..).and_then(|rest| rest.find('/')) {
-            Some(i) => &path[..i + 1],
-            None => path,
-        };
         self.policy
-            .path(top)
+            .path(top_level(path))
             .ok_or_else(|| field_err(path, "the policy does not encrypt this path"))
     }
 

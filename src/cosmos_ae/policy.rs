@@ -145,9 +145,10 @@ fn check_path(path: &str) -> crate::Result<()> {
     }
 }
 
-/// The first segment of a partition key path (`/a/b` → `/a`), as the SDKs
-/// compare them with encrypted paths.
-fn top_level(path: &str) -> &str {
+/// The first segment of a path (`/a/b` → `/a`): the top-level property
+/// that the SDKs compare with encrypted paths (partition key paths, query
+/// paths).
+pub(crate) fn top_level(path: &str) -> &str {
     match path.get(1..).and_then(|rest| rest.find('/')) {
         Some(i) => &path[..i + 1],
         None => path,

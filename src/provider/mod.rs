@@ -151,33 +151,39 @@ pub(crate) trait AeadProvider: Send + Sync + Debug {
     /// Expands a key for repeated use. Costs one key schedule.
     fn aes256_gcm(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256GcmKey>;
 
-    /// AES-256-CBC **decryption** of whole blocks in place: no padding is
-    /// removed or checked, and nothing is authenticated. Used by the opt-in
-    /// read of Azure CSE protocol 1.0 (`azure_cse::InsecureV1`) and by
-    /// Cosmos DB Always Encrypted values once their HMAC verified. Fails
-    /// (leaving `in_out` unspecified) if `in_out.len()` is not a multiple
-    /// of 16. Costs one key schedule per call: call it on large slices.
+    /// Expands a key for AES-256-CBC over whole blocks, no padding and
+    /// no authentication: the opt-in read of Azure CSE protocol 1.0
+    /// (`azure_cse::InsecureV1`), and Cosmos DB Always Encrypted values
+    /// (AEAD_AES_256_CBC_HMAC_SHA256, which pads and MACs around it, and
+    /// decrypts only after its tag verified). Costs one key schedule.
     #[cfg_attr(
         not(any(feature = "azure-cse", feature = "cosmos-ae")),
         allow(dead_code)
     )]
-    fn aes256_cbc_decrypt_blocks(
+    fn aes256_cbc(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256CbcKey>;
+}
+
+/// An expanded AES-256 key for CBC. The IV is the caller's: within this
+/// crate it is always drawn from the CSPRNG, derived by the format, or
+/// read from the ciphertext, never chosen by a user.
+#[cfg_attr(
+    not(any(feature = "azure-cse", feature = "cosmos-ae")),
+    allow(dead_code)
+)]
+pub(crate) trait Aes256CbcKey: Send + Sync {
+    /// Encrypts whole blocks in place. Fails if `in_out.len()` is not a
+    /// multiple of 16.
+    fn encrypt_blocks(
         &self,
-        key: &[u8; AES256_KEY_LEN],
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError>;
 
-    /// AES-256-CBC **encryption** of whole blocks in place: no padding is
-    /// added, and nothing is authenticated. Used only by Cosmos DB Always
-    /// Encrypted (AEAD_AES_256_CBC_HMAC_SHA256, which pads and MACs around
-    /// it); the IV is chosen by that construction, never by a caller. Fails
-    /// if `in_out.len()` is not a multiple of 16. Costs one key schedule per
-    /// call.
-    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
-    fn aes256_cbc_encrypt_blocks(
+    /// Decrypts whole blocks in place; no padding is removed or checked.
+    /// Fails (leaving `in_out` unspecified) if `in_out.len()` is not a
+    /// multiple of 16.
+    fn decrypt_blocks(
         &self,
-        key: &[u8; AES256_KEY_LEN],
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError>;
@@ -260,11 +266,26 @@ pub(crate) trait HkdfProvider: Send + Sync + Debug {
 /// HMAC-SHA-256 (RFC 2104, FIPS 180-4).
 #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
 pub(crate) trait HmacProvider: Send + Sync + Debug {
-    /// HMAC-SHA-256 of the concatenation of `message` under `key` (any
-    /// length). The output is zeroized on drop: it is a derived key in some
-    /// uses. Tags are compared by the caller, in constant time. Costs one
-    /// key setup (two SHA-256 blocks) plus the message.
-    fn hmac_sha256(&self, key: &[u8], message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]>;
+    /// Keys HMAC-SHA-256 with `key` (any length) for repeated use. Costs
+    /// the key setup (two SHA-256 blocks); each
+    /// [`sign`](HmacSha256Key::sign) then costs only its message. Wiped on
+    /// drop.
+    fn hmac_sha256_key(&self, key: &[u8]) -> Box<dyn HmacSha256Key>;
+
+    /// One HMAC-SHA-256 under `key`: [`hmac_sha256_key`](Self::hmac_sha256_key)
+    /// then [`sign`](HmacSha256Key::sign).
+    fn hmac_sha256(&self, key: &[u8], message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]> {
+        self.hmac_sha256_key(key).sign(message)
+    }
+}
+
+/// A keyed HMAC-SHA-256.
+#[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+pub(crate) trait HmacSha256Key: Send + Sync {
+    /// The HMAC of the concatenation of `message`. The output is zeroized
+    /// on drop: it is a derived key in some uses. Tags are compared by the
+    /// caller, in constant time.
+    fn sign(&self, message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]>;
 }
 
 /// AES key wrap with a 256-bit KEK.
@@ -362,39 +383,28 @@ mod tests {
              39f23369a9d9bacfa530e26304231461 b2eb05e2c39be9fcda6c19078c6a9d1b",
         );
         for p in CryptoProvider::all() {
+            let k = p.aead.aes256_cbc(&key);
             let mut buf = plain.clone();
-            p.aead
-                .aes256_cbc_encrypt_blocks(&key, &iv, &mut buf)
-                .unwrap();
+            k.encrypt_blocks(&iv, &mut buf).unwrap();
             assert_eq!(buf, cipher, "{} encrypt", p.name());
-            p.aead
-                .aes256_cbc_decrypt_blocks(&key, &iv, &mut buf)
-                .unwrap();
+            k.decrypt_blocks(&iv, &mut buf).unwrap();
             assert_eq!(buf, plain, "{} decrypt", p.name());
-            // Block by block, each block's IV being the previous ciphertext.
+            // Block by block, each block's IV being the previous ciphertext;
+            // the key is reused.
             let mut chain = iv;
             for (i, block) in plain.chunks(16).enumerate() {
                 let mut b = block.to_vec();
-                p.aead
-                    .aes256_cbc_encrypt_blocks(&key, &chain, &mut b)
-                    .unwrap();
+                k.encrypt_blocks(&chain, &mut b).unwrap();
                 assert_eq!(b, cipher[i * 16..(i + 1) * 16], "{} block {i}", p.name());
-                chain.copy_from_slice(&b);
+                k.decrypt_blocks(&chain, &mut b).unwrap();
+                assert_eq!(b, block, "{} block {i}", p.name());
+                chain.copy_from_slice(&cipher[i * 16..(i + 1) * 16]);
             }
             let mut empty = [0u8; 0];
-            assert!(p
-                .aead
-                .aes256_cbc_encrypt_blocks(&key, &iv, &mut empty)
-                .is_ok());
+            assert!(k.encrypt_blocks(&iv, &mut empty).is_ok());
             let mut odd = [0u8; 17];
-            assert!(p
-                .aead
-                .aes256_cbc_encrypt_blocks(&key, &iv, &mut odd)
-                .is_err());
-            assert!(p
-                .aead
-                .aes256_cbc_decrypt_blocks(&key, &iv, &mut odd)
-                .is_err());
+            assert!(k.encrypt_blocks(&iv, &mut odd).is_err());
+            assert!(k.decrypt_blocks(&iv, &mut odd).is_err());
         }
     }
 
