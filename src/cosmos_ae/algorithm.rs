@@ -81,6 +81,42 @@ const ENC_LABEL: [u8; 2 * ENC_ASCII.len()] = utf16le(ENC_ASCII);
 const MAC_LABEL: [u8; 2 * MAC_ASCII.len()] = utf16le(MAC_ASCII);
 const IV_LABEL: [u8; 2 * IV_ASCII.len()] = utf16le(IV_ASCII);
 
+/// How many randomized IVs one draw from the OS CSPRNG provides.
+const IVS_PER_DRAW: usize = 16;
+
+/// The random IVs of one call (one item, one value): drawn from the OS
+/// CSPRNG sixteen at a time, so an item with many randomized leaves makes
+/// one system call instead of one per leaf. Each IV is handed out once;
+/// what is left is wiped when the call ends. Only [`CekCipher::encrypt`]
+/// takes IVs from it.
+pub(crate) struct RandomIvs {
+    buf: Zeroizing<[u8; IV_LEN * IVS_PER_DRAW]>,
+    next: usize,
+}
+
+impl RandomIvs {
+    /// An empty pool: nothing is drawn until a randomized value needs it.
+    pub(crate) fn new() -> RandomIvs {
+        RandomIvs {
+            buf: Zeroizing::new([0u8; IV_LEN * IVS_PER_DRAW]),
+            next: IVS_PER_DRAW,
+        }
+    }
+
+    fn take(&mut self, provider: &CryptoProvider) -> crate::Result<[u8; IV_LEN]> {
+        if self.next == IVS_PER_DRAW {
+            provider.fill_random(&mut self.buf[..])?;
+            self.next = 0;
+        }
+        let at = self.next * IV_LEN;
+        let mut iv = [0u8; IV_LEN];
+        iv.copy_from_slice(&self.buf[at..at + IV_LEN]);
+        self.buf[at..at + IV_LEN].fill(0);
+        self.next += 1;
+        Ok(iv)
+    }
+}
+
 /// A ciphertext was refused: wrong length, wrong version, wrong tag, or
 /// bad padding under a valid tag. Deliberately carries nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +158,7 @@ impl CekCipher {
     }
 
     /// Encrypts `plaintext` and appends the ciphertext to `out`. The IV is
-    /// drawn here (randomized) or derived from the plaintext
+    /// the next one of `ivs` (randomized) or derived from the plaintext
     /// (deterministic): never chosen by a caller.
     ///
     /// Cost: `out` grows by `plaintext.len() + 65..=80` bytes; one CBC
@@ -131,16 +167,18 @@ impl CekCipher {
         &self,
         ty: EncryptionType,
         plaintext: &[u8],
+        ivs: &mut RandomIvs,
         out: &mut Vec<u8>,
     ) -> crate::Result<()> {
-        let mut iv = [0u8; IV_LEN];
-        match ty {
-            EncryptionType::Randomized => self.provider.fill_random(&mut iv)?,
+        let iv = match ty {
+            EncryptionType::Randomized => ivs.take(self.provider)?,
             EncryptionType::Deterministic => {
                 let h = self.iv.sign(&[plaintext]);
+                let mut iv = [0u8; IV_LEN];
                 iv.copy_from_slice(&h[..IV_LEN]);
+                iv
             }
-        }
+        };
         let start = out.len();
         out.resize(start + BODY_AT + pkcs7::padded_len(plaintext.len()), 0);
         let ct = &mut out[start..];
@@ -208,7 +246,7 @@ mod tests {
 
     fn enc(c: &CekCipher, ty: EncryptionType, pt: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        c.encrypt(ty, pt, &mut out).unwrap();
+        c.encrypt(ty, pt, &mut RandomIvs::new(), &mut out).unwrap();
         out
     }
 
@@ -232,11 +270,30 @@ mod tests {
     }
 
     #[test]
+    fn random_ivs_are_each_used_once() {
+        let p = CryptoProvider::default_provider();
+        let mut ivs = RandomIvs::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 * IVS_PER_DRAW + 1 {
+            assert!(seen.insert(ivs.take(p).unwrap()));
+        }
+        assert!(
+            ivs.buf[..(ivs.next * IV_LEN)].iter().all(|b| *b == 0),
+            "taken IVs are wiped"
+        );
+    }
+
+    #[test]
     fn appends_to_what_is_there() {
         let c = CekCipher::derive(CryptoProvider::default_provider(), &root());
         let mut out = vec![0xAB];
-        c.encrypt(EncryptionType::Deterministic, b"x", &mut out)
-            .unwrap();
+        c.encrypt(
+            EncryptionType::Deterministic,
+            b"x",
+            &mut RandomIvs::new(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out[0], 0xAB);
         assert_eq!(&out[1..], &enc(&c, EncryptionType::Deterministic, b"x")[..]);
     }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 
-use super::algorithm::CekCipher;
+use super::algorithm::{CekCipher, RandomIvs};
 use super::keyring::CekKeyring;
 use super::policy::{top_level, ClientEncryptionPolicy, IncludedPath};
 use super::value;
@@ -93,8 +93,13 @@ impl fmt::Debug for ItemCipher {
 type Ciphers<'a> = Vec<(&'a str, Arc<CekCipher>)>;
 
 /// A whole-property transformation: [`encrypt_tree`] or [`decrypt_tree`].
-type Tree =
-    for<'v> fn(&CekCipher, &IncludedPath, &'v Value, &mut Trail<'v>) -> crate::Result<Value>;
+type Tree = for<'v> fn(
+    &CekCipher,
+    &IncludedPath,
+    &'v Value,
+    &mut Trail<'v>,
+    &mut RandomIvs,
+) -> crate::Result<Value>;
 
 impl ItemCipher {
     /// A cipher for the container with `policy`, its keys from `keys`. No
@@ -130,12 +135,19 @@ impl ItemCipher {
             .ok_or_else(|| field_err("", "an item must be a JSON object"))?;
         let ciphers = self.ciphers(self.present(obj)).await?;
         let mut out = Vec::with_capacity(ciphers.len());
+        let mut ivs = RandomIvs::new();
         for p in self.present(obj) {
             let (_, cipher) = ciphers
                 .iter()
                 .find(|(k, _)| *k == p.client_encryption_key_id())
                 .expect("fetched above");
-            let v = tree(cipher, p, &obj[p.property()], &mut Trail::new(p.path()))?;
+            let v = tree(
+                cipher,
+                p,
+                &obj[p.property()],
+                &mut Trail::new(p.path()),
+                &mut ivs,
+            )?;
             out.push((p.property(), v));
         }
         let obj = item.as_object_mut().expect("checked above");
@@ -215,7 +227,13 @@ impl ItemCipher {
     pub async fn encrypt_value(&self, path: &str, value: &Value) -> crate::Result<Value> {
         let p = self.included(path)?;
         let cipher = self.keys.cipher(p.client_encryption_key_id()).await?;
-        encrypt_tree(&cipher, p, value, &mut Trail::new(path))
+        encrypt_tree(
+            &cipher,
+            p,
+            value,
+            &mut Trail::new(path),
+            &mut RandomIvs::new(),
+        )
     }
 
     /// The inverse of [`ItemCipher::encrypt_value`]: for values a query
@@ -224,7 +242,13 @@ impl ItemCipher {
     pub async fn decrypt_value(&self, path: &str, value: &Value) -> crate::Result<Value> {
         let p = self.included(path)?;
         let cipher = self.keys.cipher(p.client_encryption_key_id()).await?;
-        decrypt_tree(&cipher, p, value, &mut Trail::new(path))
+        decrypt_tree(
+            &cipher,
+            p,
+            value,
+            &mut Trail::new(path),
+            &mut RandomIvs::new(),
+        )
     }
 }
 
@@ -266,6 +290,7 @@ fn encrypt_tree<'a>(
     p: &IncludedPath,
     v: &'a Value,
     trail: &mut Trail<'a>,
+    ivs: &mut RandomIvs,
 ) -> crate::Result<Value> {
     let is_id = p.path() == "/id";
     if is_id && !v.is_string() {
@@ -276,7 +301,7 @@ fn encrypt_tree<'a>(
         let plaintext = plaintext.as_bytes();
         let mut bytes = Vec::with_capacity(1 + plaintext.len() + 80);
         bytes.push(marker as u8);
-        cipher.encrypt(p.encryption_type(), plaintext, &mut bytes)?;
+        cipher.encrypt(p.encryption_type(), plaintext, ivs, &mut bytes)?;
         Ok(Value::String(value::encode(&bytes, is_id)))
     })
 }
@@ -286,6 +311,7 @@ fn decrypt_tree<'a>(
     p: &IncludedPath,
     v: &'a Value,
     trail: &mut Trail<'a>,
+    _: &mut RandomIvs,
 ) -> crate::Result<Value> {
     let is_id = p.path() == "/id";
     walk(v, trail, &mut |x, t| {
