@@ -71,7 +71,7 @@ mod tests {
     fn pad_then_unpad() {
         for len in 0..=48usize {
             let n = padded_len(len);
-            assert!(n > len && n - len <= 16 && n % 16 == 0, "{len}");
+            assert!(n > len && n - len <= 16 && n.is_multiple_of(16), "{len}");
             let mut buf = vec![0x55u8; n];
             pad(&mut buf, len);
             let last: &[u8; 16] = buf[n - 16..].try_into().unwrap();

@@ -5,7 +5,8 @@
 //! **Which KEKs.** Any of the crate's KEKs can wrap a root key. The SDKs
 //! create and read only `RSA-OAEP` (RSA-OAEP with SHA-1, empty label):
 //! the JavaScript SDK unwraps every CEK with `RSA-OAEP` whatever its
-//! metadata says, and .NET and Java call their key resolver with it. So a
+//! metadata says, and the .NET SDK's key-encryption key knows no other
+//! algorithm (`KeyEncryptionKeyAlgorithm.RSA_OAEP` only). So a
 //! CEK the SDKs must read needs an RSA KEK with algorithm `RSA-OAEP`: a Key
 //! Vault or Managed HSM RSA key (`…#RSA-OAEP` on the command line), a local
 //! RSA JWK with `"alg": "RSA-OAEP"`, or a PKCS#11 RSA key. A CEK wrapped

@@ -18,7 +18,7 @@
 //!   keys of a [`CekKeyring`] (the CEKs, a [`KeyResolver`](crate::KeyResolver)
 //!   allow-list for their KEKs, and a cache of unwrapped keys).
 //!
-//! # The format (checked against `@azure/cosmos` 4.10.1 and the .NET SDK)
+//! # The format (checked against `@azure/cosmos` 4.10.1 and the .NET SDK's code)
 //!
 //! An encrypted property's value is replaced by a JSON string; an object
 //! or array keeps its shape with every leaf replaced, and `null` stays
@@ -46,7 +46,7 @@
 //!   all little-endian; base64 with padding, and under `/id` with `/`→`_`
 //!   and `+`→`-`. A `serde_json` integer is a Long and a double a Double,
 //!   bit for bit (`1.0`, `-0.0`, `5e-324` and `1e300` stay doubles), as in
-//!   .NET and Java; integers beyond `i64` are refused. The full
+//!   .NET; integers beyond `i64` are refused. The full
 //!   specification, with the JavaScript SDK's differences, is the module
 //!   documentation of `src/cosmos_ae/value.rs`.
 //! * A property the item lacks is skipped, on both sides.
@@ -89,8 +89,8 @@
 //!     an older version of itself.
 //!
 //! Use one CEK per property where moves between properties matter; this
-//! crate's own [`document`](crate::document) format (feature `document`)
-//! binds values to their path and item.
+//! crate's own document format (`cmk_envelope::document`, feature
+//! `document`) binds values to their path and item.
 //!
 //! # What is revealed
 //!
@@ -102,10 +102,11 @@
 //!
 //! # Differences between the SDKs, and where this crate stands
 //!
-//! * **Numbers.** .NET and Java (and this crate)
-//!   keep integers and doubles apart; the JavaScript SDK writes every
-//!   integral number as a Long, cannot encrypt integral doubles beyond
-//!   `i64` (`1e300`), and reads Longs beyond ±2^53 to the nearest double.
+//! * **Numbers.** .NET (Newtonsoft's `Integer` and `Float` tokens) and
+//!   this crate keep integers and doubles apart; the JavaScript SDK writes
+//!   every integral number as a Long, cannot encrypt integral doubles
+//!   beyond `i64` (`1e300`), and reads Longs beyond ±2^53 to the nearest
+//!   double. The Java SDK was not examined.
 //! * **Booleans** are 8 bytes in every SDK (SQL Server's `bit` layout).
 //! * **The JavaScript SDK caches unwrapped keys by KEK URL** (its
 //!   `EncryptionKeyStoreProvider`): a fresh client that reads two CEKs
@@ -113,8 +114,9 @@
 //!   decrypt the second CEK's values and encrypts new ones under the wrong
 //!   key (seen with 4.10.1). This crate caches by CEK. Give each CEK its
 //!   own KEK where JavaScript clients take part.
-//! * **Tags** are compared in constant time here and in .NET; the
-//!   JavaScript SDK uses `Buffer.equals`.
+//! * **Tags** are compared in constant time here; the JavaScript SDK uses
+//!   `Buffer.equals` and .NET `SequenceEqual`, which stop at the first
+//!   differing byte.
 //!
 //! # Use
 //!

@@ -23,7 +23,7 @@
 //! **Numbers.** A number that `serde_json` holds as an integer (`i64`, or
 //! a `u64` up to `i64::MAX`) is a Long; one it holds as a double (written
 //! with a fraction or an exponent, such as `1.0`, `5e-324`, `1e300`,
-//! `-0.0`) is a Double, bit for bit. This is what the .NET and Java SDKs do
+//! `-0.0`) is a Double, bit for bit. This is what the .NET SDK does
 //! (Newtonsoft's `Integer` and `Float` tokens). Differences of the
 //! JavaScript SDK, which has only doubles:
 //!

@@ -48,6 +48,7 @@ impl AeadProvider for Aead {
 }
 
 struct CbcKey {
+    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
     enc: cipher::EncryptingKey,
     dec: cipher::DecryptingKey,
 }

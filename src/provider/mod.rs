@@ -173,6 +173,7 @@ pub(crate) trait AeadProvider: Send + Sync + Debug {
 pub(crate) trait Aes256CbcKey: Send + Sync {
     /// Encrypts whole blocks in place. Fails if `in_out.len()` is not a
     /// multiple of 16.
+    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
     fn encrypt_blocks(
         &self,
         iv: &[u8; AES_BLOCK_LEN],
