@@ -1,7 +1,8 @@
 //! Cosmos DB Always Encrypted items, next to this crate's own document
 //! format and the official JavaScript SDK, on the same item, in one run.
 //!
-//! The item is the 1 KiB document of `benches/document.rs`; five top-level
+//! The item is the 1 KiB document of `benches/document.rs`
+//! (benches/common/item.rs); five top-level
 //! paths are encrypted (`/patient`, `/notes` and `/items` randomized,
 //! `/email` and `/country` deterministic). Cosmos DB encrypts every leaf
 //! under them (12 leaves); the document format encrypts each path's value
@@ -20,9 +21,7 @@
 //! timed section, here and in Node.
 
 use std::hint::black_box;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 
 use cmk_envelope::__private::block_on;
@@ -36,43 +35,15 @@ use cmk_envelope::{KeyEncryptionKey, LocalKek, StaticResolver, WrapAlgorithm};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Value};
 
-const KEK_URL: &str = "https://myvault.vault.azure.net/keys/bench/0123456789abcdef";
+#[path = "../tests/common/cosmos_sdk.rs"]
+mod cosmos_sdk;
+#[path = "common/item.rs"]
+mod item;
 
-fn item() -> Value {
-    let mut doc = json!({
-        "id": "order-000123",
-        "tenant": "contoso",
-        "patient": {"name": "Jane Q. Public", "ssn": "078-05-1120", "dob": "1970-01-01"},
-        "email": "jane.public@example.com",
-        "country": "NL",
-        "items": [
-            {"sku": "A-1", "qty": 2, "price": 12.5},
-            {"sku": "B-7", "qty": 1, "price": 99.99}
-        ],
-        "notes": "Allergic to penicillin. Follow-up in two weeks.",
-    });
-    let mut i = 0;
-    while serde_json::to_vec(&doc).unwrap().len() < 1024 {
-        doc[format!("clear_{i}")] = json!("lorem ipsum dolor sit amet");
-        i += 1;
-    }
-    doc
-}
+const KEK_URL: &str = "https://myvault.vault.azure.net/keys/bench/0123456789abcdef";
 
 const RANDOMIZED: [&str; 3] = ["/patient", "/notes", "/items"];
 const DETERMINISTIC: [&str; 2] = ["/email", "/country"];
-
-fn sdk_dir() -> PathBuf {
-    let dir = std::env::var_os("CMK_COSMOS_SDK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cosmos-sdk"));
-    assert!(
-        dir.join("node_modules/@azure/cosmos/package.json").exists(),
-        "the Cosmos DB JavaScript SDK is missing from {}: run this bench through scripts/cosmos-sdk.sh",
-        dir.display()
-    );
-    dir
-}
 
 /// The SDK's microseconds per encrypt and per decrypt of `item`.
 fn sdk_times(
@@ -95,28 +66,12 @@ fn sdk_times(
         "out": out.to_str().unwrap(),
     }]);
     let jobs = put("jobs.json", &jobs.to_string());
-    let mut child = Command::new("node")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosmos_ae_sdk.js"))
-        .arg(jobs)
-        .env("CMK_COSMOS_SDK_DIR", sdk_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node");
-    let keys = format!(r#"{{"{KEK_URL}": {jwk}}}"#);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(keys.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "the SDK bench failed");
+    cosmos_sdk::run(Path::new(&jobs), &format!(r#"{{"{KEK_URL}": {jwk}}}"#));
     serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
 }
 
 fn bench(c: &mut Criterion) {
-    sdk_dir(); // fail before measuring anything when the SDK is missing
+    cosmos_sdk::sdk_dir(); // fail before measuring anything when the SDK is missing
     let dir = std::env::temp_dir().join(format!("cmk-bench-cosmos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let jwk_path = dir.join("kek.jwk");
@@ -163,7 +118,7 @@ fn bench(c: &mut Criterion) {
     }
     let document = DocumentCipher::new(scope, dpolicy);
 
-    let item = item();
+    let item = item::item_1kib();
     let mut cosmos_enc = item.clone();
     block_on(cosmos.encrypt_item(&mut cosmos_enc)).unwrap(); // warms the CEK
     let mut doc_enc = item.clone();

@@ -10,11 +10,11 @@
 #![cfg(feature = "cosmos-ae")]
 
 mod common;
+#[path = "common/cosmos_sdk.rs"]
+mod cosmos_sdk;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,20 +34,6 @@ use cmk_envelope::{
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- harness
-
-/// The SDK's install prefix.
-fn sdk_dir() -> PathBuf {
-    let dir = std::env::var_os("CMK_COSMOS_SDK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cosmos-sdk"));
-    assert!(
-        dir.join("node_modules/@azure/cosmos/package.json").exists(),
-        "the Azure Cosmos DB JavaScript SDK is missing from {}: run `source scripts/cosmos-sdk.sh` \
-         (scripts/test.sh does), or set CMK_COSMOS_SDK_DIR",
-        dir.display()
-    );
-    dir
-}
 
 /// A test KEK: an RSA-OAEP (SHA-1) key named by a Key Vault-style URL,
 /// with its private JWK for the fixture's resolver.
@@ -110,29 +96,10 @@ impl Sdk {
     /// Runs the fixture on `jobs`.
     fn run(&self, jobs: &Value) {
         let jobs_path = self.put("jobs", jobs);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosmos_ae_sdk.js");
-        let mut child = Command::new("node")
-            .arg(&script)
-            .arg(&jobs_path)
-            .env("CMK_COSMOS_SDK_DIR", sdk_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start node (Node.js 20+ is needed for the SDK fixture)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.keys.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "SDK fixture failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        println!(
+            "{}",
+            cosmos_sdk::run(Path::new(&jobs_path), &self.keys.to_string())
         );
-        println!("{}", String::from_utf8_lossy(&out.stdout).trim());
     }
 
     fn read(&self, f: &str) -> Value {

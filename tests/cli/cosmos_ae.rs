@@ -4,6 +4,9 @@
 
 use super::*;
 
+#[path = "../common/cosmos_sdk.rs"]
+mod cosmos_sdk;
+
 const POLICY: &str = r#"{"includedPaths":[
   {"path":"/id","clientEncryptionKeyId":"cek1","encryptionType":"Deterministic","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256"},
   {"path":"/ssn","clientEncryptionKeyId":"cek1","encryptionType":"Randomized","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256"},
@@ -286,48 +289,20 @@ fn cosmos_ae_failures_are_one_line_and_leave_nothing() {
 #[test]
 fn cosmos_ae_interoperates_with_the_sdk() {
     let env = setup();
-    let sdk = std::env::var_os("CMK_COSMOS_SDK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cosmos-sdk"));
-    assert!(
-        sdk.join("node_modules/@azure/cosmos/package.json").exists(),
-        "the Cosmos DB JavaScript SDK is missing from {}: run `source scripts/cosmos-sdk.sh`",
-        sdk.display()
-    );
     let p = |n: &str| env.path(n).to_str().unwrap().to_owned();
-    let jobs = serde_json::json!([
-        {"op": "encrypt", "ceks": [p("cek.json")], "policy": p("policy.json"),
-         "partitionKeyPaths": ["/pk"], "in": p("items.json"), "out": p("sdk-out.json")},
-    ]);
-    env.write("jobs.json", jobs.to_string().as_bytes());
     let keys = format!(
         r#"{{"{KEK_URL}": {}}}"#,
         String::from_utf8(env.read("kek.jwk")).unwrap()
     );
-    let run_sdk = || {
-        let mut child = Command::new("node")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosmos_ae_sdk.js"))
-            .arg(env.path("jobs.json"))
-            .env("CMK_COSMOS_SDK_DIR", &sdk)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(keys.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let run_sdk = |op: &str, input: &str, out: &str| {
+        let jobs = serde_json::json!([
+            {"op": op, "ceks": [p("cek.json")], "policy": p("policy.json"),
+             "partitionKeyPaths": ["/pk"], "in": p(input), "out": p(out)},
+        ]);
+        env.write("jobs.json", jobs.to_string().as_bytes());
+        cosmos_sdk::run(&env.path("jobs.json"), &keys);
     };
-    run_sdk();
+    run_sdk("encrypt", "items.json", "sdk-out.json");
     let sdk_enc: Vec<Value> = json_of(&env.read("sdk-out.json"))
         .as_array()
         .unwrap()
@@ -343,12 +318,7 @@ fn cosmos_ae_interoperates_with_the_sdk() {
     assert_eq!(ours[0]["tags"], sdk_enc[0]["tags"]);
     // And the SDK decrypts the tool's output.
     env.write("ours.json", &serde_json::to_vec(&ours).unwrap());
-    let jobs = serde_json::json!([
-        {"op": "decrypt", "ceks": [p("cek.json")], "policy": p("policy.json"),
-         "partitionKeyPaths": ["/pk"], "in": p("ours.json"), "out": p("sdk-dec.json")},
-    ]);
-    env.write("jobs.json", jobs.to_string().as_bytes());
-    run_sdk();
+    run_sdk("decrypt", "ours.json", "sdk-dec.json");
     let dec: Vec<Value> = json_of(&env.read("sdk-dec.json"))
         .as_array()
         .unwrap()
