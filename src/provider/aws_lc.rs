@@ -53,16 +53,23 @@ struct CbcKey {
     dec: cipher::DecryptingKey,
 }
 
+/// Whether `in_out` holds blocks to process: `false` when empty, an
+/// error when it is not a whole number of blocks.
+fn whole_blocks(in_out: &[u8]) -> Result<bool, CryptoError> {
+    if in_out.len().is_multiple_of(AES_BLOCK_LEN) {
+        Ok(!in_out.is_empty())
+    } else {
+        Err(CryptoError)
+    }
+}
+
 impl Aes256CbcKey for CbcKey {
     fn encrypt_blocks(
         &self,
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError> {
-        if !in_out.len().is_multiple_of(AES_BLOCK_LEN) {
-            return Err(CryptoError);
-        }
-        if in_out.is_empty() {
+        if !whole_blocks(in_out)? {
             return Ok(());
         }
         let ctx = cipher::EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv));
@@ -75,10 +82,7 @@ impl Aes256CbcKey for CbcKey {
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError> {
-        if !in_out.len().is_multiple_of(AES_BLOCK_LEN) {
-            return Err(CryptoError);
-        }
-        if in_out.is_empty() {
+        if !whole_blocks(in_out)? {
             return Ok(());
         }
         let ctx = cipher::DecryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv));

@@ -55,6 +55,21 @@ const KEYS: [&str; 6] = [
     "policy.json",
 ];
 
+/// `cosmos-ae CMD --kek KEK --cek CEK --policy POLICY ITEM`.
+fn item_cmd(env: &Env, cmd: &str, kek: &str, cek: &str, policy: &str, item: &str) -> Output {
+    env.run(&[
+        "cosmos-ae",
+        cmd,
+        "--kek",
+        kek,
+        "--cek",
+        cek,
+        "--policy",
+        policy,
+        item,
+    ])
+}
+
 fn args<'a>(cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec!["cosmos-ae", cmd];
     v.extend_from_slice(&KEYS);
@@ -109,17 +124,17 @@ fn cosmos_ae_round_trip_files_stdin_and_rewrap() {
         json_of(&env.read("cek2.json"))["keyWrapMetadata"]["value"],
         url2
     );
-    let back = env.ok(&[
-        "cosmos-ae",
-        "decrypt",
-        "--kek",
-        "kek2.jwk",
-        "--cek",
-        "cek2.json",
-        "--policy",
-        "policy.json",
-        "enc.json",
-    ]);
+    let back = ok(
+        item_cmd(
+            &env,
+            "decrypt",
+            "kek2.jwk",
+            "cek2.json",
+            "policy.json",
+            "enc.json",
+        ),
+        &["decrypt"],
+    );
     assert_eq!(json_of(&back), json_of(&env.read("items.json")));
     env.assert_no_temp_files();
 }
@@ -169,17 +184,14 @@ fn cosmos_ae_failures_are_one_line_and_leave_nothing() {
     fails(&out, "wrong key");
     // A key that is not the CEK's: never contacted.
     env.aes_key("aes.jwk", "aes-kid");
-    let out = env.run(&[
-        "cosmos-ae",
+    let out = item_cmd(
+        &env,
         "decrypt",
-        "--kek",
         "aes.jwk",
-        "--cek",
         "cek.json",
-        "--policy",
         "policy.json",
         "enc.json",
-    ]);
+    );
     fails(&out, "unknown kid");
     // Bad policy and CEK files name the field.
     env.write(
@@ -188,17 +200,14 @@ fn cosmos_ae_failures_are_one_line_and_leave_nothing() {
             .replace("\"policyFormatVersion\":2", "\"policyFormatVersion\":1")
             .as_bytes(),
     );
-    let out = env.run(&[
-        "cosmos-ae",
+    let out = item_cmd(
+        &env,
         "encrypt",
-        "--kek",
         "kek.jwk",
-        "--cek",
         "cek.json",
-        "--policy",
         "p1.json",
         "items.json",
-    ]);
+    );
     fails(&out, "policyFormatVersion");
     let cek = String::from_utf8(env.read("cek.json")).unwrap();
     env.write(
@@ -206,17 +215,14 @@ fn cosmos_ae_failures_are_one_line_and_leave_nothing() {
         cek.replace("AEAD_AES_256_CBC_HMAC_SHA256", "AES")
             .as_bytes(),
     );
-    let out = env.run(&[
-        "cosmos-ae",
+    let out = item_cmd(
+        &env,
         "encrypt",
-        "--kek",
         "kek.jwk",
-        "--cek",
         "c2.json",
-        "--policy",
         "policy.json",
         "items.json",
-    ]);
+    );
     fails(&out, "encryptionAlgorithm");
     // Not JSON; an existing output.
     let out = env.run_with(&args("encrypt", &[]), Some(b"{not json"));
