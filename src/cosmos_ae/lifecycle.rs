@@ -2,17 +2,8 @@
 //! by a KEK), unwrapping through an allow-list, and rewrapping under
 //! another KEK.
 //!
-//! **Which KEKs.** Any of the crate's KEKs can wrap a root key. The SDKs
-//! create and read only `RSA-OAEP` (RSA-OAEP with SHA-1, empty label):
-//! the JavaScript SDK unwraps every CEK with `RSA-OAEP` whatever its
-//! metadata says, and the .NET SDK's key-encryption key knows no other
-//! algorithm (`KeyEncryptionKeyAlgorithm.RSA_OAEP` only). So a
-//! CEK the SDKs must read needs an RSA KEK with algorithm `RSA-OAEP`: a Key
-//! Vault or Managed HSM RSA key (`…#RSA-OAEP` on the command line), a local
-//! RSA JWK with `"alg": "RSA-OAEP"`, or a PKCS#11 RSA key. A CEK wrapped
-//! with `A256KW` (a Managed HSM `oct-HSM` key, a local AES key, an HSM AES
-//! key), `A256KWP` or `RSA-OAEP-256` is readable **only by this crate**;
-//! the metadata records the algorithm, so this crate never confuses them.
+//! Which KEKs the SDKs can read (RSA-OAEP only) is in the `cosmos_ae`
+//! module documentation, "Which key-encryption keys".
 
 use zeroize::Zeroizing;
 
@@ -80,7 +71,8 @@ impl ClientEncryptionKey {
     /// Creates a client encryption key `id`: draws a 32-byte root key from
     /// the OS CSPRNG and wraps it with `kek`. The metadata's `value` is the
     /// id the KEK reports for the wrap (for Key Vault, the versioned key
-    /// URL). See the [module docs](self) for which KEKs the SDKs can read.
+    /// URL). See the [module docs](super#which-key-encryption-keys) for
+    /// which KEKs the SDKs can read.
     /// Store [`to_json`](ClientEncryptionKey::to_json) as the database's
     /// client encryption key.
     ///

@@ -56,6 +56,19 @@
 //!   [`ItemCipher::encrypt_value`] computes it, as it computes the
 //!   parameter of an equality query on a deterministic path.
 //!
+//! # Which key-encryption keys
+//!
+//! Any of the crate's KEKs can wrap a root key
+//! ([`ClientEncryptionKey::create`]); the metadata records the algorithm.
+//! The SDKs create and read only `RSA-OAEP` (SHA-1, empty label): the
+//! JavaScript SDK unwraps every CEK with it whatever the metadata says, and
+//! the .NET SDK knows no other. So a CEK the SDKs must read needs an RSA
+//! KEK used with `RSA-OAEP`: a Key Vault or Managed HSM RSA key (`…#RSA-OAEP`
+//! on the command line), a local RSA JWK with `"alg": "RSA-OAEP"`, or a
+//! PKCS#11 RSA key. A CEK wrapped with `A256KW` (a Managed HSM `oct-HSM`
+//! key, a local or HSM AES key), `A256KWP` or `RSA-OAEP-256` is readable
+//! only by this crate.
+//!
 //! # What the format binds, and what it does not
 //!
 //! A leaf's tag covers only its own ciphertext, under keys derived from its
