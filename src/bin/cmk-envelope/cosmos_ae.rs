@@ -43,7 +43,7 @@ pub(crate) enum CosmosAeCommand {
 
 const ENCRYPT_LONG_ABOUT: &str = "Encrypt Cosmos DB items the way the official .NET, Java and JavaScript SDKs do (client-side encryption, \"Always Encrypted\").\n\n\
 ITEM (default stdin) holds one item (a JSON object) or an array of items. Every top-level property the policy names is encrypted in place (objects and arrays keep their shape, each leaf encrypted; null stays null); a property an item lacks is skipped.\n\n\
---policy FILE is the container's `clientEncryptionPolicy` object, or the container's properties (then its `partitionKey.paths` are checked too). --cek FILE (repeatable) are the database's client encryption keys the policy names, as stored (`id`, `encryptionAlgorithm`, `keyWrapMetadata`, `wrappedDataEncryptionKey`). --kek (repeatable) are the key-encryption keys allowed to unwrap them: a JWK file (its `kid` must equal the key's `keyWrapMetadata.value`), a Key Vault key URL or a PKCS#11 URI.\n\n\
+--policy FILE is the container's `clientEncryptionPolicy` object, or the container's properties (then its `partitionKey.paths` are checked too). --cek FILE (repeatable) are the database's client encryption keys the policy names, as stored (`id`, `encryptionAlgorithm`, `keyWrapMetadata`, `wrappedDataEncryptionKey`). --kek (repeatable) are the key-encryption keys allowed to unwrap them: a JWK file (its `kid` must equal the key's `keyWrapMetadata.value`), a Key Vault key URL (used with RSA-OAEP unless it ends in #ALG; every version of the key is allowed unless the URL names one) or a PKCS#11 URI.\n\n\
 The output (-o OUT, default stdout) is written atomically, members of objects in sorted order.";
 
 const DECRYPT_LONG_ABOUT: &str = "Decrypt Cosmos DB items encrypted by the official SDKs (or by `cosmos-ae encrypt`), with the same options as `cosmos-ae encrypt`.\n\n\
@@ -51,7 +51,7 @@ All or nothing: every value of every item is authenticated before anything is wr
 The format authenticates each value under its client encryption key only: a value moved to another property under the same key, or copied from another item, decrypts. See the crate's `cosmos_ae` documentation.";
 
 const NEW_CEK_LONG_ABOUT: &str = "Create a Cosmos DB client encryption key: a fresh 256-bit root key, wrapped by --kek, written as the key resource JSON (to store with the SDK's createClientEncryptionKey equivalent, or the REST API).\n\n\
-The SDKs read keys wrapped with RSA-OAEP only: use a Key Vault or Managed HSM RSA key with #RSA-OAEP, or an RSA JWK whose alg is RSA-OAEP. A key wrapped otherwise (A256KW, for example by a Managed HSM oct-HSM key) is readable only by this tool and crate; a warning says so.";
+The SDKs read keys wrapped with RSA-OAEP only: use a Key Vault or Managed HSM RSA key (a key URL means RSA-OAEP here unless it ends in #ALG), or an RSA JWK whose alg is RSA-OAEP. A key wrapped otherwise (A256KW, for example by a Managed HSM oct-HSM key) is readable only by this tool and crate; a warning says so.";
 
 const REWRAP_LONG_ABOUT: &str = "Rewrap a Cosmos DB client encryption key (CEK, default stdin) under --new-kek: the root key is unwrapped with --kek (an allow-list; its id must be the key's keyWrapMetadata.value) and wrapped again. Items need no change. Every other member of the resource is kept.\n\n\
 The new key must be in the same key container (Key Vault or Managed HSM, PKCS#11 token, or directory of JWK files) as the current one; --allow-other-vault lifts that rule.";
@@ -115,6 +115,22 @@ pub(crate) struct RewrapCekArgs {
     /// The key resource (default stdin; `-` is stdin).
     #[arg(value_name = "CEK.json")]
     input: Option<PathBuf>,
+}
+
+/// A `--kek` argument as this command means it: a Key Vault or Managed HSM
+/// key URL without `#ALG` is used with RSA-OAEP, the one algorithm the
+/// SDKs wrap client encryption keys with (elsewhere the tool defaults to
+/// RSA-OAEP-256).
+fn kek_arg(arg: &str) -> String {
+    if arg.starts_with("https://") && !arg.contains('#') {
+        format!("{arg}#RSA-OAEP")
+    } else {
+        arg.to_owned()
+    }
+}
+
+fn kek_args(args: &[String]) -> Vec<String> {
+    args.iter().map(|a| kek_arg(a)).collect()
 }
 
 pub(crate) fn run(cmd: &CosmosAeCommand) -> Result<(), CliError> {
@@ -197,7 +213,7 @@ impl Direction {
 }
 
 fn items(args: &ItemArgs, dir: Direction) -> Result<(), CliError> {
-    let resolver = keys::load_resolver(&args.keks)?;
+    let resolver = keys::load_resolver(&kek_args(&args.keks))?;
     let keyring = CekKeyring::new(Arc::new(resolver), CachePolicy::default());
     for path in &args.ceks {
         keyring.insert(read_cek(&Source::File(path.clone()))?);
@@ -233,7 +249,7 @@ fn items(args: &ItemArgs, dir: Direction) -> Result<(), CliError> {
 }
 
 fn new_cek(args: &NewCekArgs) -> Result<(), CliError> {
-    let kek = keys::load_kek(&args.kek)?;
+    let kek = keys::load_kek(&kek_arg(&args.kek))?;
     let out = Output::create(args.output.as_deref(), MODE_PUBLIC, args.force)?;
     let cek = block_on(ClientEncryptionKey::create(&args.id, kek.as_ref()))?
         .map_err(|e| CliError::with_context("cannot create the client encryption key", e))?;
@@ -247,8 +263,8 @@ fn new_cek(args: &NewCekArgs) -> Result<(), CliError> {
 }
 
 fn rewrap_cek(args: &RewrapCekArgs) -> Result<(), CliError> {
-    let resolver = keys::load_resolver(&args.keks)?;
-    let new_kek = keys::load_kek(&args.new_kek)?;
+    let resolver = keys::load_resolver(&kek_args(&args.keks))?;
+    let new_kek = keys::load_kek(&kek_arg(&args.new_kek))?;
     let cek = read_cek(&Source::from_arg(args.input.as_deref()))?;
     let out = Output::create(args.output.as_deref(), MODE_PUBLIC, args.force)?;
     let rule = if args.allow_other_vault {
@@ -259,4 +275,21 @@ fn rewrap_cek(args: &RewrapCekArgs) -> Result<(), CliError> {
     let new = block_on(cek.rewrap(&resolver, new_kek.as_ref(), rule))?
         .map_err(|e| CliError::with_context("cannot rewrap the client encryption key", e))?;
     write_json(out, new.to_json().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_vault_urls_default_to_rsa_oaep() {
+        let url = "https://v.vault.azure.net/keys/k/1";
+        assert_eq!(kek_arg(url), format!("{url}#RSA-OAEP"));
+        assert_eq!(kek_arg(&format!("{url}#A256KW")), format!("{url}#A256KW"));
+        assert_eq!(kek_arg("k.jwk"), "k.jwk");
+        assert_eq!(
+            kek_arg("pkcs11:token=t;object=o"),
+            "pkcs11:token=t;object=o"
+        );
+    }
 }
