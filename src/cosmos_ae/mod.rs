@@ -1,8 +1,11 @@
 //! Cosmos DB client-side encryption, "Always Encrypted" (feature
-//! `cosmos-ae`): read and write items encrypted by the official .NET, Java
-//! and JavaScript SDKs, byte for byte, under customer-managed keys. No
-//! HTTP: this module turns items, keys and policies (JSON) into other JSON;
-//! storing them is the caller's.
+//! `cosmos-ae`): read and write items in the format of the official
+//! Cosmos DB SDKs (.NET, Java, JavaScript), byte for byte, under
+//! customer-managed keys. Every test run checks it against the JavaScript
+//! SDK's own code (`@azure/cosmos` 4.10.1); it was also read against the
+//! .NET SDK's source; the Java SDK was not examined. No HTTP: this module
+//! turns items, keys and policies (JSON) into other JSON; storing them is
+//! the caller's.
 //!
 //! # The model
 //!
