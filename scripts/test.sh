@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). Installs what it
-# needs (SoftHSM2, Azurite, a Cosmos DB server), then runs formatting,
-# lints and every test, for both crypto providers. Exits non-zero on the
-# first failure.
+# needs (SoftHSM2, Azurite, the Azure Storage Python SDK, a Cosmos DB
+# server, the Cosmos DB JavaScript SDK), then runs formatting, lints and
+# every test, for both crypto providers. Exits non-zero on the first
+# failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,13 @@ source scripts/azurite.sh
 # shellcheck source=scripts/cosmosdb.sh
 source scripts/cosmosdb.sh
 
+# The official Azure Cosmos DB JavaScript SDK (@azure/cosmos, pinned), whose
+# own client-side encryption code tests/cosmos_ae.rs and the cosmos-ae CLI
+# tests run through Node (they fail, never skip, without it): installed
+# into .cosmos-sdk/ with npm when missing; exports CMK_COSMOS_SDK_DIR.
+# shellcheck source=scripts/cosmos-sdk.sh
+source scripts/cosmos-sdk.sh
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -83,7 +91,7 @@ fi
 # (aws-lc-rs is still compiled as a dev-dependency of the test TLS server;
 # with the same features as above, the dependency graph is reused instead
 # of rebuilt.)
-RC_FEATURES=rustcrypto,azure-cse,blob,cosmos,pkcs11,document,index,cli,tokio
+RC_FEATURES=rustcrypto,azure-cse,blob,cosmos,cosmos-ae,pkcs11,document,index,cli,tokio
 say "tests: pure-Rust provider only (--no-default-features --features $RC_FEATURES)"
 cargo test --no-default-features --features "$RC_FEATURES"
 

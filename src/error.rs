@@ -4,7 +4,7 @@
 //!
 //! | group | variants | who acts |
 //! |---|---|---|
-//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`], [`Error::FieldAuthentication`], [`Error::DocumentField`], [`Error::CseMetadata`], [`Error::CseRegion`] | nobody can "fix" these: the data is not what it claims to be |
+//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`], [`Error::FieldAuthentication`], [`Error::DocumentField`], [`Error::CseMetadata`], [`Error::CseRegion`], [`Error::CosmosAeMetadata`] | nobody can "fix" these: the data is not what it claims to be |
 //! | keys | [`Error::UnknownKek`], [`Error::UnwrapFailed`], [`Error::KeyFile`], [`Error::InvalidKey`] | the operator (wrong key, wrong allow-list, bad key file) |
 //! | key hierarchy | [`Error::ScopeConflict`] (retry), [`Error::ScopeNotFound`], [`Error::KeyPolicy`] | the caller or operator |
 //! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
@@ -92,6 +92,17 @@ pub enum Error {
     /// tampered"). The message names fields, never key bytes.
     #[error("Azure client-side encryption metadata: {0}")]
     CseMetadata(String),
+
+    /// A Cosmos DB Always Encrypted resource is malformed or unsupported:
+    /// a client encryption key (bad JSON, a missing or mistyped field, an
+    /// algorithm other than `AEAD_AES_256_CBC_HMAC_SHA256`, a wrapped key
+    /// that is not base64) or a client encryption policy (a version other
+    /// than 1 or 2, a nested or duplicate path, `/id` or a partition key
+    /// path that version 1 cannot encrypt or that is not deterministic), or
+    /// a key the policy names is missing. The message names fields, never
+    /// values or key bytes.
+    #[error("Cosmos DB Always Encrypted metadata: {0}")]
+    CosmosAeMetadata(String),
 
     /// A region of an Azure Storage client-side encrypted blob was refused:
     /// its tag did not verify (modified data or wrong key), its nonce does
