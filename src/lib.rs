@@ -13,6 +13,10 @@ pub mod azure_cse;
 pub mod blob;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
+#[cfg(feature = "cosmos-ae")]
+pub mod cosmos_ae;
 #[cfg(feature = "document")]
 pub mod document;
 pub mod envelope;
@@ -22,8 +26,12 @@ pub mod format;
 mod http;
 #[cfg(feature = "index")]
 pub mod index;
+#[cfg(any(feature = "azure-cse", feature = "cosmos-ae"))]
+mod json_tree;
 pub mod kek;
 mod key;
+#[cfg(any(feature = "azure-cse", feature = "cosmos-ae"))]
+mod pkcs7;
 mod provider;
 #[cfg(any(feature = "azure", feature = "pkcs11"))]
 mod retry;

@@ -1,6 +1,6 @@
 //! The one table from an HTTP status to what it means here, used by every
-//! HTTP backend (Azure Key Vault, Azure Blob Storage), for the error kind a
-//! caller sees and for whether the call is retried:
+//! HTTP backend (Azure Key Vault, Azure Blob Storage, Azure Cosmos DB), for
+//! the error kind a caller sees and for whether the call is retried:
 //!
 //! | status | kind | retried |
 //! |---|---|---|
