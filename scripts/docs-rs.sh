@@ -63,7 +63,7 @@ check struct.RetryConfig.html azure
 check struct.RetryConfig.html pkcs11
 check stream/struct.AsyncDecryptingReader.html tokio
 # the crate root and `kek` list each optional module with its feature
-for feature in azure-cse blob conformance document index tokio; do
+for feature in azure-cse blob conformance cosmos cosmos-ae document index tokio; do
     check index.html "$feature"
 done
 check kek/index.html azure
