@@ -7,15 +7,18 @@
 # warning or missing mark.
 #
 # docs.rs runs nightly rustdoc. With a nightly toolchain installed this
-# script does too. Without one (a machine of this project's kind has one
-# toolchain and can fetch no other), it runs the installed rustdoc with
-# RUSTC_BOOTSTRAP=1 — set for rustdoc only, through a wrapper — which
-# unlocks the same unstable `doc_cfg`; it prints which of the two it used.
+# script does too (its first run checks every dependency with nightly:
+# minutes). Without one (a machine of this project's kind has one toolchain
+# and can fetch no other), or with DOCS_RS_TOOLCHAIN=installed, it runs the
+# installed rustdoc with RUSTC_BOOTSTRAP=1 — set for rustdoc only, through
+# a wrapper — which unlocks the same unstable `doc_cfg`; it prints which of
+# the two it used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 toolchain=()
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if [ "${DOCS_RS_TOOLCHAIN:-nightly}" = nightly ] \
+    && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     toolchain=(+nightly)
     echo "docs-rs.sh: nightly rustdoc, as on docs.rs: $(rustdoc +nightly --version)"
 else
@@ -24,7 +27,7 @@ else
     printf '#!/bin/sh\nRUSTC_BOOTSTRAP=1 exec rustdoc "$@"\n' >"$wrapper"
     chmod +x "$wrapper"
     export RUSTDOC="$wrapper"
-    echo "docs-rs.sh: no nightly toolchain here; $(rustdoc --version) with RUSTC_BOOTSTRAP=1 for doc_cfg"
+    echo "docs-rs.sh: not nightly (none here, or DOCS_RS_TOOLCHAIN=installed): $(rustdoc --version) with RUSTC_BOOTSTRAP=1 for doc_cfg"
 fi
 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo "${toolchain[@]}" doc --no-deps --all-features
 
