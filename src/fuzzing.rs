@@ -13,9 +13,9 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use crate::block_on::block_on;
 use crate::kek::{KeyEncryptionKey, LocalKek, StaticResolver, WrapAlgorithm};
 use crate::{Decryptor, Header, Profile};
+use pollster::block_on;
 
 const CONTEXT: &[u8] = b"fuzz";
 /// The input key of raw chunk-layer ciphertexts ([`chunk_open`]).

@@ -90,9 +90,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::block_on::block_on;
     use crate::stream::layout::{body_len, chunk_offset};
     use crate::{Decryptor, Encryptor, KeyEncryptionKey, LocalKek, Profile, StaticResolver};
+    use pollster::block_on;
 
     const LEN: usize = 100_000; // six full chunks and a short seventh
 

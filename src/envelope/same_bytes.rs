@@ -12,9 +12,9 @@ use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 
-use crate::block_on::block_on;
 use crate::stream::{Threads, CHUNK_SIZE};
 use crate::{Encryptor, KeyEncryptionKey, LocalKek, Profile, WrapAlgorithm};
+use pollster::block_on;
 
 fn kek() -> Arc<dyn KeyEncryptionKey> {
     static K: OnceLock<Arc<dyn KeyEncryptionKey>> = OnceLock::new();

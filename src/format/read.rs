@@ -145,12 +145,12 @@ mod tests {
         let mut bytes = h.to_bytes();
         bytes.extend_from_slice(b"body");
         let mut r = &bytes[..];
-        let got = crate::block_on::block_on(Header::read_from_async(&mut r)).unwrap();
+        let got = pollster::block_on(Header::read_from_async(&mut r)).unwrap();
         assert_eq!(got, h);
         assert_eq!(r, b"body");
         let mut short = &bytes[..12];
         assert!(matches!(
-            crate::block_on::block_on(Header::read_from_async(&mut short)),
+            pollster::block_on(Header::read_from_async(&mut short)),
             Err(Error::MalformedHeader(_))
         ));
     }

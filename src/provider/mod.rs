@@ -8,8 +8,8 @@
 //!   aws-lc-rs, roughly 3.7× faster AES-256-GCM than the pure-Rust one here
 //!   and 8× faster RSA decryption.
 //! * [`CryptoProvider::rustcrypto`] (feature `rustcrypto`): pure Rust, from
-//!   the RustCrypto crates `aes-gcm`, `aes-kw`, `rsa`, `hkdf`/`hmac` and
-//!   `sha2`.
+//!   the RustCrypto crates `aes-gcm`, `aes-kw`, `cbc`, `rsa`, `hkdf`/`hmac`
+//!   and `sha2`.
 //!
 //! The traits are crate-private: callers pick a provider, never implement
 //! one, so nobody can plug in a primitive that skips a check. Both providers
@@ -21,8 +21,10 @@
 //! | primitive | used for |
 //! |---|---|
 //! | AES-256-GCM, 12-byte nonce, detached 16-byte tag, in place or from one buffer into another | every chunk of a body |
-//! | AES-256-CBC decryption of whole blocks, in place, no padding | only the opt-in, insecure read of Azure CSE protocol 1.0 blobs (feature `azure-cse`) |
+//! | AES-256-CBC decryption of whole blocks, in place, no padding | the opt-in, insecure read of Azure CSE protocol 1.0 blobs (feature `azure-cse`); Cosmos DB Always Encrypted values, after their tag verified (feature `cosmos-ae`) |
+//! | AES-256-CBC encryption of whole blocks, in place, no padding | Cosmos DB Always Encrypted values (feature `cosmos-ae`) |
 //! | HKDF-Expand / HKDF-Extract with SHA-512 | chunk key, base nonce and commitment derivation |
+//! | HMAC-SHA-256 | Cosmos DB Always Encrypted key derivation, IVs and tags (feature `cosmos-ae`) |
 //! | AES key wrap (RFC 3394) and with padding (RFC 5649) | local and scope KEKs |
 //! | RSA-OAEP with SHA-256 or SHA-1 (MGF1 of the same hash, empty label) | local RSA KEKs |
 //! | the OS CSPRNG | data keys, salts, generated KEKs |
@@ -50,10 +52,16 @@ pub(crate) const GCM_NONCE_LEN: usize = 12;
 /// AES-GCM tag length used throughout.
 pub(crate) const GCM_TAG_LEN: usize = 16;
 /// AES block length (the CBC IV length).
-#[cfg_attr(not(feature = "azure-cse"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "azure-cse", feature = "cosmos-ae")),
+    allow(dead_code)
+)]
 pub(crate) const AES_BLOCK_LEN: usize = 16;
 /// SHA-512 output length (the HKDF hash).
 pub(crate) const SHA512_LEN: usize = 64;
+/// SHA-256 output length (the HMAC-SHA-256 tag).
+#[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+pub(crate) const SHA256_LEN: usize = 32;
 
 /// A set of cryptographic primitives. Obtain one with
 /// [`CryptoProvider::default_provider`], [`CryptoProvider::aws_lc_rs`] or
@@ -64,6 +72,8 @@ pub struct CryptoProvider {
     name: &'static str,
     pub(crate) aead: &'static dyn AeadProvider,
     pub(crate) hkdf: &'static dyn HkdfProvider,
+    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+    pub(crate) hmac: &'static dyn HmacProvider,
     pub(crate) key_wrap: &'static dyn KeyWrapProvider,
     pub(crate) rsa: &'static dyn RsaProvider,
     pub(crate) random: &'static dyn RandomProvider,
@@ -141,16 +151,40 @@ pub(crate) trait AeadProvider: Send + Sync + Debug {
     /// Expands a key for repeated use. Costs one key schedule.
     fn aes256_gcm(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256GcmKey>;
 
-    /// AES-256-CBC **decryption** of whole blocks in place: no padding is
-    /// removed or checked, and nothing is authenticated. Used only by the
-    /// opt-in read of Azure CSE protocol 1.0 (`azure_cse::InsecureV1`);
-    /// there is no CBC encryption in the seam. Fails (leaving `in_out`
-    /// unspecified) if `in_out.len()` is not a multiple of 16. Costs one
-    /// key schedule per call: call it on large slices.
-    #[cfg_attr(not(feature = "azure-cse"), allow(dead_code))]
-    fn aes256_cbc_decrypt_blocks(
+    /// Expands a key for AES-256-CBC over whole blocks, no padding and
+    /// no authentication: the opt-in read of Azure CSE protocol 1.0
+    /// (`azure_cse::InsecureV1`), and Cosmos DB Always Encrypted values
+    /// (AEAD_AES_256_CBC_HMAC_SHA256, which pads and MACs around it, and
+    /// decrypts only after its tag verified). Costs one key schedule.
+    #[cfg_attr(
+        not(any(feature = "azure-cse", feature = "cosmos-ae")),
+        allow(dead_code)
+    )]
+    fn aes256_cbc(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256CbcKey>;
+}
+
+/// An expanded AES-256 key for CBC. The IV is the caller's: within this
+/// crate it is always drawn from the CSPRNG, derived by the format, or
+/// read from the ciphertext, never chosen by a user.
+#[cfg_attr(
+    not(any(feature = "azure-cse", feature = "cosmos-ae")),
+    allow(dead_code)
+)]
+pub(crate) trait Aes256CbcKey: Send + Sync {
+    /// Encrypts whole blocks in place. Fails if `in_out.len()` is not a
+    /// multiple of 16.
+    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+    fn encrypt_blocks(
         &self,
-        key: &[u8; AES256_KEY_LEN],
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError>;
+
+    /// Decrypts whole blocks in place; no padding is removed or checked.
+    /// Fails (leaving `in_out` unspecified) if `in_out.len()` is not a
+    /// multiple of 16.
+    fn decrypt_blocks(
+        &self,
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError>;
@@ -229,6 +263,31 @@ pub(crate) trait HkdfProvider: Send + Sync + Debug {
     /// HKDF-Extract.
     #[cfg(test)] // only the vector and cross-provider tests call it
     fn extract_sha512(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; SHA512_LEN]>;
+}
+
+/// HMAC-SHA-256 (RFC 2104, FIPS 180-4).
+#[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+pub(crate) trait HmacProvider: Send + Sync + Debug {
+    /// Keys HMAC-SHA-256 with `key` (any length) for repeated use. Costs
+    /// the key setup (two SHA-256 blocks); each
+    /// [`sign`](HmacSha256Key::sign) then costs only its message. Wiped on
+    /// drop.
+    fn hmac_sha256_key(&self, key: &[u8]) -> Box<dyn HmacSha256Key>;
+
+    /// One HMAC-SHA-256 under `key`: [`hmac_sha256_key`](Self::hmac_sha256_key)
+    /// then [`sign`](HmacSha256Key::sign).
+    fn hmac_sha256(&self, key: &[u8], message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]> {
+        self.hmac_sha256_key(key).sign(message)
+    }
+}
+
+/// A keyed HMAC-SHA-256.
+#[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+pub(crate) trait HmacSha256Key: Send + Sync {
+    /// The HMAC of the concatenation of `message`. The output is zeroized
+    /// on drop: it is a derived key in some uses. Tags are compared by the
+    /// caller, in constant time.
+    fn sign(&self, message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]>;
 }
 
 /// AES key wrap with a 256-bit KEK.

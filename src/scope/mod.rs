@@ -46,7 +46,7 @@ pub use fs_store::FsScopeStore;
 pub use record::{ScopeKeyVersion, ScopeMode, ScopeRecord};
 pub use store::{Etag, MemoryScopeStore, ScopeStore};
 
-use self::cache::{KeyCache, ScopeSecret};
+pub(crate) use self::cache::{KeyCache, ScopeSecret};
 pub(crate) use self::record::validate_scope_id;
 use crate::error::{Error, KekError, KekErrorKind};
 use crate::kek::{KeyEncryptionKey, KeyResolver, WrapAlgorithm, WrappedKey};

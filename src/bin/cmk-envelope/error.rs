@@ -34,12 +34,7 @@ impl CliError {
     }
 
     fn from_plain_io(context: &str, e: io::Error) -> CliError {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            // AtomicFile's message already names the file and --force.
-            CliError(format!("{context}: {e}"))
-        } else {
-            CliError(format!("{context}: I/O error: {e}"))
-        }
+        CliError(format!("{context}: I/O error: {e}"))
     }
 }
 
@@ -52,7 +47,9 @@ fn classify(e: &Error) -> &'static str {
             "corrupted or truncated input"
         }
         Error::CseRegion { .. } => "corrupted, tampered or truncated input",
-        Error::CseMetadata(_) => "bad encryption metadata",
+        Error::CseMetadata(_) | Error::CosmosAeMetadata(_) => "bad encryption metadata",
+        Error::FieldAuthentication { .. } => "corrupted or tampered input",
+        Error::DocumentField { .. } => "bad item",
         Error::TooLarge(_) => "input too large",
         Error::UnknownKek { .. } => "unknown kid",
         Error::KeyFile { .. } => "bad key file",

@@ -6,6 +6,8 @@
 
 #[cfg(feature = "azure-cse")]
 mod azure_cse;
+#[cfg(feature = "cosmos-ae")]
+mod cosmos_ae;
 mod decrypt;
 mod encrypt;
 mod error;
@@ -73,6 +75,11 @@ enum Command {
     #[cfg(feature = "azure-cse")]
     #[command(subcommand)]
     AzureCse(azure_cse::AzureCseCommand),
+    /// Cosmos DB client-side encryption ("Always Encrypted", the SDKs'
+    /// format): encrypt and decrypt items, create and rewrap keys.
+    #[cfg(feature = "cosmos-ae")]
+    #[command(subcommand)]
+    CosmosAe(cosmos_ae::CosmosAeCommand),
 }
 
 const REWRAP_LONG_ABOUT: &str = "Re-wrap an envelope's data key under new keys, rewriting only the header, in place and atomically.\n\nThe data key is unwrapped with one of the --kek keys (an allow-list, as for decrypt) and wrapped with every --new-kek; the new header holds only the --new-kek copies. The body is not changed, so this is how a key-encryption key is rotated without re-encrypting data.\n\nFILE is an embedded envelope, rewritten with the new header. With --header H (detached form), H is rewritten and FILE, the body, is left as it is. The rewritten file replaces the original by an atomic rename and keeps its permissions; on any failure the original is unchanged.";
@@ -330,6 +337,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rewrap(a) => rewrap::run(&a),
         #[cfg(feature = "azure-cse")]
         Command::AzureCse(c) => azure_cse::run(&c),
+        #[cfg(feature = "cosmos-ae")]
+        Command::CosmosAe(c) => cosmos_ae::run(&c),
     }
 }
 
