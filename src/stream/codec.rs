@@ -163,15 +163,28 @@ pub(crate) fn seal_piece_from(
 /// Reads until `buf` is full or EOF; returns the count.
 pub(crate) fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
+    fill(r, buf, &mut n)?;
+    Ok(n)
+}
+
+/// Reads into `buf[*filled..]` until `buf` is full or EOF, counting in
+/// `filled` as it goes: after an error, `buf[..*filled]` holds every byte
+/// read so far, so a caller can keep them and resume rather than lose its
+/// place in the stream.
+pub(crate) fn fill<R: Read + ?Sized>(
+    r: &mut R,
+    buf: &mut [u8],
+    filled: &mut usize,
+) -> io::Result<()> {
+    while *filled < buf.len() {
+        match r.read(&mut buf[*filled..]) {
             Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(k) => *filled += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(n)
+    Ok(())
 }
 
 /// The buffering of a sequential encrypting writer (sync or async): takes

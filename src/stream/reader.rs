@@ -5,11 +5,15 @@ use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
-use super::codec::{deliver_range_chunk, open_piece, open_piece_into, read_full, Sticky};
+use super::codec::{deliver_range_chunk, fill, open_piece, open_piece_into, read_full, Sticky};
 use super::{layout, parallel, RangePlan, Threads};
 use crate::error::Error;
 
 const CHUNK: u64 = CHUNK_SIZE as u64;
+
+/// `inner_chunk` when the source's position is not known (a read of many
+/// chunks stopped part-way): the next access seeks.
+const UNKNOWN_CHUNK: u64 = u64::MAX;
 
 /// [`DecryptingReader::read_at`] opens the chunks of a read this long or
 /// longer on several threads, when the reader has them (256 KiB: 16
@@ -29,8 +33,12 @@ pub const PARALLEL_READ_MIN: usize = 16 * CHUNK_SIZE;
 ///   Truncation, trailing data and reordered, duplicated or spliced chunks
 ///   are errors ([`Error::Truncated`], [`Error::ChunkAuthentication`],
 ///   carried in `io::Error`; `?` into a [`crate::Result`] gives them
-///   back), never short reads. Once a read has failed, every later read
-///   fails too.
+///   back), never short reads. Once a read has failed authentication,
+///   every later read fails too.
+/// * An I/O error from the source loses nothing: the ciphertext read
+///   before it is kept, and the next read continues where the source
+///   stopped (a source that can resume after a timeout, such as a socket,
+///   can simply be read again).
 ///
 /// With a seekable source it also implements [`Seek`] and
 /// [`DecryptingReader::read_at`], which open only the chunks covering the
@@ -50,8 +58,13 @@ pub struct DecryptingReader<R> {
     buf_len: usize,
     /// Plaintext position for `Read`/`Seek`.
     pos: u64,
-    /// The chunk at whose start `inner` is positioned.
+    /// The chunk at whose start `inner` is positioned (plus `partial`
+    /// bytes), or [`UNKNOWN_CHUNK`].
     inner_chunk: u64,
+    /// Ciphertext bytes of `inner_chunk` already read into `buf` by a read
+    /// that then failed with an I/O error; the next load of that chunk
+    /// continues after them.
+    partial: usize,
     /// Offset of chunk 0 in `inner`, learned the first time we seek.
     chunks_start: Option<u64>,
     /// Body length claimed by the source (unauthenticated), once known.
@@ -84,6 +97,7 @@ impl<R> DecryptingReader<R> {
             buf_len: 0,
             pos: 0,
             inner_chunk: 0,
+            partial: 0,
             chunks_start: None,
             claimed_len: None,
             final_len: None,
@@ -109,14 +123,25 @@ impl<R> DecryptingReader<R> {
 }
 
 impl<R: Read> DecryptingReader<R> {
-    /// Reads and opens chunk `index` from the current position of `inner`
-    /// (which must be the start of that chunk). A short read is the final
-    /// chunk.
-    fn load_chunk(&mut self, index: u64) -> crate::Result<()> {
+    /// Reads the ciphertext of chunk `index` into `buf` from the current
+    /// position of `inner` (the start of that chunk, plus the `partial`
+    /// bytes an earlier, failed read of it already holds); returns its
+    /// length. A short read is the final chunk. On an I/O error the bytes
+    /// read are kept in `partial`, so that a retry resumes instead of
+    /// opening a misaligned chunk.
+    fn read_chunk(&mut self, index: u64) -> crate::Result<usize> {
+        debug_assert_eq!(self.inner_chunk, index, "inner stream misaligned");
         self.buf_chunk = None;
         self.buf_len = 0;
-        let n = read_full(&mut self.inner, &mut self.buf[..])?;
+        fill(&mut self.inner, &mut self.buf[..], &mut self.partial)?;
         self.inner_chunk = index + 1;
+        Ok(std::mem::take(&mut self.partial))
+    }
+
+    /// Reads and opens chunk `index` from the current position of `inner`
+    /// (see [`Self::read_chunk`]).
+    fn load_chunk(&mut self, index: u64) -> crate::Result<()> {
+        let n = self.read_chunk(index)?;
         match open_piece(&self.cipher, index, &mut self.buf[..n]) {
             Ok(d) => {
                 self.buf_chunk = Some(index);
@@ -134,10 +159,7 @@ impl<R: Read> DecryptingReader<R> {
     /// [`CHUNK_SIZE`] bytes); returns its plaintext length. On failure
     /// `out` holds no plaintext of the chunk.
     fn read_chunk_direct(&mut self, index: u64, out: &mut [u8]) -> crate::Result<usize> {
-        self.buf_chunk = None;
-        self.buf_len = 0;
-        let n = read_full(&mut self.inner, &mut self.buf[..])?;
-        self.inner_chunk = index + 1;
+        let n = self.read_chunk(index)?;
         match open_piece_into(&self.cipher, index, &self.buf[..n], out) {
             Ok(d) => {
                 if d.is_final {
@@ -184,7 +206,6 @@ impl<R: Read> DecryptingReader<R> {
             let chunk = self.pos / CHUNK;
             // `seek`, `read_at` and `plaintext_len` leave `inner` aligned
             // for `pos`, and authenticate the end when `pos` is past it.
-            debug_assert_eq!(self.inner_chunk, chunk, "inner stream misaligned");
             if self.pos.is_multiple_of(CHUNK) && out.len() >= CHUNK_SIZE {
                 // The caller's buffer holds a whole chunk: open it straight
                 // into it (no plaintext copy out of our buffer).
@@ -206,15 +227,30 @@ impl<R: Read + Seek> DecryptingReader<R> {
         if let Some(s) = self.chunks_start {
             return Ok(s);
         }
-        // `inner` sits at the start of `inner_chunk`.
+        // `inner` sits `partial` bytes into `inner_chunk` (known: it only
+        // becomes unknown after this was computed).
         let here = self.inner.stream_position()?;
-        let start = here
-            .checked_sub(self.inner_chunk * CHUNK_CT_SIZE as u64)
+        let read = self
+            .inner_chunk
+            .checked_mul(CHUNK_CT_SIZE as u64)
+            .and_then(|n| n.checked_add(self.partial as u64));
+        let start = read
+            .and_then(|n| here.checked_sub(n))
             .ok_or(Error::ApiMisuse(
                 "the source was moved behind the reader's back",
             ))?;
         self.chunks_start = Some(start);
         Ok(start)
+    }
+
+    /// The source offset of chunk `chunk`, which a seek can reach only if
+    /// it fits in a `u64`.
+    fn chunk_pos(&mut self, chunk: u64) -> crate::Result<u64> {
+        let start = self.chunks_start()?;
+        chunk
+            .checked_mul(CHUNK_CT_SIZE as u64)
+            .and_then(|n| n.checked_add(start))
+            .ok_or(Error::TooLarge("a position beyond any source"))
     }
 
     /// The body length the source claims (chunks plus the 56-byte prefix).
@@ -224,27 +260,40 @@ impl<R: Read + Seek> DecryptingReader<R> {
         }
         let start = self.chunks_start()?;
         let end = self.inner.seek(SeekFrom::End(0))?;
-        let len = end.checked_sub(start).ok_or(Error::Truncated)? + BODY_PREFIX_LEN as u64;
+        let len = end
+            .checked_sub(start)
+            .and_then(|n| n.checked_add(BODY_PREFIX_LEN as u64))
+            .ok_or(Error::Truncated)?;
         self.claimed_len = Some(len);
-        // `inner` moved: put it back at `inner_chunk`.
-        self.inner.seek(SeekFrom::Start(
-            start + self.inner_chunk * CHUNK_CT_SIZE as u64,
-        ))?;
+        // `inner` moved: put it back where it was (or leave it for the next
+        // access to seek, when that was not known).
+        if self.inner_chunk != UNKNOWN_CHUNK {
+            let back = self.chunk_pos(self.inner_chunk)? + self.partial as u64;
+            self.inner.seek(SeekFrom::Start(back))?;
+        }
         Ok(len)
     }
 
+    /// Puts `inner` at the start of `chunk` (or leaves it where a failed
+    /// read of `chunk` stopped, to resume there).
     fn seek_inner_to(&mut self, chunk: u64) -> crate::Result<()> {
         if self.inner_chunk != chunk {
-            let start = self.chunks_start()?;
-            self.inner
-                .seek(SeekFrom::Start(start + chunk * CHUNK_CT_SIZE as u64))?;
+            let at = self.chunk_pos(chunk)?;
+            self.inner.seek(SeekFrom::Start(at))?;
             self.inner_chunk = chunk;
+            self.partial = 0;
         }
         Ok(())
     }
 
     /// Puts `inner` at the chunk the next sequential `read` will load.
+    /// At or past the authenticated end a read returns `Ok(0)` without
+    /// touching `inner`: nothing to do (and nothing to overflow for a
+    /// position such as `u64::MAX`).
     fn align_for_pos(&mut self) -> crate::Result<()> {
+        if self.final_len.is_some_and(|len| self.pos >= len) {
+            return Ok(());
+        }
         let chunk = self.pos / CHUNK;
         let next = if self.buf_chunk == Some(chunk) {
             chunk + 1
@@ -334,12 +383,18 @@ impl<R: Read + Seek> DecryptingReader<R> {
         let mut scratch = crate::util::SecretBuf::zeroed(
             window.min(ct_end - chunk * CHUNK_CT_SIZE as u64) as usize,
         );
+        if self.partial != 0 {
+            // A failed sequential read left `inner` inside a chunk: these
+            // whole-window reads start from a chunk boundary.
+            self.inner_chunk = UNKNOWN_CHUNK;
+            self.partial = 0;
+        }
         self.seek_inner_to(chunk)?;
         while chunk * (CHUNK_CT_SIZE as u64) < ct_end {
             let want = (ct_end - chunk * CHUNK_CT_SIZE as u64).min(scratch.len() as u64) as usize;
             let got = read_full(&mut self.inner, &mut scratch[..want]);
             // `inner` is now wherever the read stopped: re-seek next time.
-            self.inner_chunk = u64::MAX;
+            self.inner_chunk = UNKNOWN_CHUNK;
             if got? < want {
                 // The source is shorter than it claimed a moment ago.
                 return Err(self.fail(Error::Truncated));
@@ -422,5 +477,161 @@ impl<R: Read + Seek> Seek for DecryptingReader<R> {
             Ok(new)
         })();
         r.map_err(Error::into_io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{Decryptor, Header, KeyEncryptionKey, LocalKek, Profile, StaticResolver};
+    use pollster::block_on;
+
+    /// Three full chunks and a short fourth.
+    const LEN: usize = 3 * CHUNK_SIZE + 100;
+
+    /// The plaintext, and a reader over its body read from `wrap(body)`.
+    fn reader<S: Read>(wrap: impl FnOnce(Vec<u8>) -> S) -> (Vec<u8>, DecryptingReader<S>) {
+        let kek: Arc<dyn KeyEncryptionKey> = Arc::new(
+            LocalKek::from_aes_key("reader", crate::WrapAlgorithm::A256Kw, &[5; 32]).unwrap(),
+        );
+        let msg: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();
+        let env = block_on(crate::seal(
+            std::slice::from_ref(&kek),
+            Profile::Blob,
+            b"r",
+            &msg,
+        ))
+        .unwrap();
+        let (header, used) = Header::parse_prefix(&env).unwrap();
+        let resolver = StaticResolver::new().with(kek);
+        let dec = block_on(Decryptor::new(&header, &resolver, Profile::Blob, b"r")).unwrap();
+        let r = dec.decrypt(wrap(env[used..].to_vec())).unwrap();
+        (msg, r)
+    }
+
+    fn read_to_end(r: &mut impl Read, size: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; size];
+        loop {
+            match r.read(&mut buf)? {
+                0 => return Ok(out),
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Seeks to positions whose chunk offset does not fit in a `u64`: they
+    /// are past the end, where reads return nothing, and the reader goes
+    /// on working. (The chunk offset of such a position overflowed.)
+    #[test]
+    fn seeking_to_the_largest_positions_does_not_overflow() {
+        let (msg, mut r) = reader(Cursor::new);
+        for to in [
+            SeekFrom::Start(u64::MAX),
+            SeekFrom::Start(u64::MAX / 2),
+            SeekFrom::End(i64::MAX),
+            SeekFrom::Current(i64::MAX),
+        ] {
+            r.seek(SeekFrom::Start(10)).unwrap();
+            let at = r.seek(to).unwrap();
+            assert!(at > LEN as u64, "{to:?}");
+            let mut buf = [0u8; 100];
+            assert_eq!(r.read(&mut buf).unwrap(), 0, "{to:?}");
+            assert_eq!(r.read_at(at, &mut buf).unwrap(), 0, "{to:?}");
+            assert_eq!(r.read_at(u64::MAX, &mut buf).unwrap(), 0, "{to:?}");
+        }
+        r.seek(SeekFrom::Start(0)).unwrap();
+        assert_eq!(read_to_end(&mut r, 1000).unwrap(), msg);
+    }
+
+    /// A source that hands out `fail_at` bytes, fails once with a timeout,
+    /// then goes on where it stopped (a socket after a timeout).
+    struct Hiccup {
+        inner: Cursor<Vec<u8>>,
+        fail_at: u64,
+        failed: bool,
+    }
+
+    impl Read for Hiccup {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let pos = self.inner.position();
+            if !self.failed && pos == self.fail_at {
+                self.failed = true;
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let limit = if self.failed {
+                buf.len()
+            } else {
+                buf.len().min((self.fail_at - pos) as usize)
+            };
+            self.inner.read(&mut buf[..limit])
+        }
+    }
+
+    impl Seek for Hiccup {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    /// An I/O error in the middle of a chunk is reported as such, and a
+    /// retried read goes on with the right plaintext, whether reads go
+    /// through the chunk buffer (small) or straight into the caller's
+    /// buffer (whole chunks). (The bytes read before the error were lost,
+    /// so the retry opened a misaligned chunk and reported a false
+    /// authentication failure.)
+    #[test]
+    fn a_read_retried_after_an_io_error_mid_chunk_goes_on() {
+        // The source starts at chunk 0 (the prefix was read by `decrypt`).
+        for fail_at in [56 + 100, 56 + CHUNK_CT_SIZE as u64 + 7_000] {
+            for size in [1000, 2 * CHUNK_SIZE] {
+                let (msg, mut r) = reader(|body| Hiccup {
+                    inner: Cursor::new(body),
+                    fail_at,
+                    failed: false,
+                });
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; size];
+                let mut errors = 0;
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) => {
+                            let e = Error::from(e);
+                            assert!(
+                                matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::TimedOut),
+                                "fail at {fail_at}, reads of {size}: {e:?}"
+                            );
+                            assert!(e.is_retryable());
+                            errors += 1;
+                        }
+                    }
+                }
+                assert_eq!(errors, 1);
+                assert!(got == msg, "fail at {fail_at}, reads of {size}");
+            }
+        }
+    }
+
+    /// The same with random access in between: the failed chunk is read
+    /// again from its start, and sequential reading resumes.
+    #[test]
+    fn random_access_after_an_io_error_mid_chunk_reads_from_chunk_starts() {
+        let fail_at = 56 + 300;
+        let (msg, mut r) = reader(|body| Hiccup {
+            inner: Cursor::new(body),
+            fail_at,
+            failed: false,
+        });
+        let mut buf = vec![0u8; 500];
+        assert!(r.read(&mut buf).is_err());
+        let mut at = vec![0u8; 2 * CHUNK_SIZE];
+        assert_eq!(r.read_at(10, &mut at).unwrap(), at.len());
+        assert!(at[..] == msg[10..10 + at.len()]);
+        assert_eq!(read_to_end(&mut r, 700).unwrap(), msg);
     }
 }
