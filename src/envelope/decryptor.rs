@@ -3,10 +3,11 @@
 
 use std::fmt;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::format::{Header, Profile};
-use crate::kek::KeyResolver;
+use crate::kek::{KeyEncryptionKey, KeyResolver};
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
 use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN};
@@ -67,7 +68,8 @@ impl Decryptor {
     /// that failed ([`Error::UnwrapFailed`] for a wrong key or a modified
     /// wrapped key, [`Error::Kek`] for a backend failure).
     ///
-    /// Cost: one `unwrap_key` call when the first allowed entry works.
+    /// Cost: one `unwrap_key` call when the first allowed entry works; at
+    /// most one per distinct KEK, however many entries name it.
     pub async fn new(
         header: &Header,
         resolver: &dyn KeyResolver,
@@ -317,17 +319,28 @@ fn read_prefix<R: Read>(body: &mut R) -> crate::Result<[u8; BODY_PREFIX_LEN]> {
 
 /// Unwraps the data key of `header` with the first allowed KEK that
 /// succeeds, trying entries in header order.
+///
+/// Each distinct KEK is called at most once: an entry whose KEK was tried
+/// already (the same object, or one with the same key id) is skipped. A
+/// header is untrusted, and one naming a remote key sixteen times must not
+/// cost sixteen remote unwraps, each with its own retries.
 pub(crate) async fn unwrap_data_key(
     header: &Header,
     resolver: &dyn KeyResolver,
 ) -> crate::Result<DataKey> {
     let mut first_err = None;
-    let mut resolved_any = false;
+    let mut tried: Vec<Arc<dyn KeyEncryptionKey>> = Vec::new();
     for entry in header.keys() {
         let Some(kek) = resolver.resolve(&entry.kek_id) else {
             continue;
         };
-        resolved_any = true;
+        if tried
+            .iter()
+            .any(|t| Arc::ptr_eq(t, &kek) || t.key_id() == kek.key_id())
+        {
+            continue;
+        }
+        tried.push(Arc::clone(&kek));
         if kek.algorithm() != entry.alg {
             first_err.get_or_insert(Error::unwrap_failed(&entry.kek_id));
             continue;
@@ -339,10 +352,114 @@ pub(crate) async fn unwrap_data_key(
             }
         }
     }
-    if !resolved_any {
+    if tried.is_empty() {
         return Err(Error::unknown_kek(
             header.keys().iter().map(|k| k.kek_id.as_str()),
         ));
     }
     Err(first_err.unwrap_or(Error::Internal("no unwrap result for a resolved key")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use pollster::block_on;
+
+    use super::*;
+    use crate::format::Suite;
+    use crate::key::KeyMaterial;
+    use crate::{LocalKek, StaticResolver, WrapAlgorithm, WrappedKey};
+
+    /// A remote key stand-in: a local key that counts its unwraps.
+    #[derive(Debug)]
+    struct Counting {
+        inner: LocalKek,
+        unwraps: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl KeyEncryptionKey for Counting {
+        fn key_id(&self) -> &str {
+            self.inner.key_id()
+        }
+        fn algorithm(&self) -> WrapAlgorithm {
+            self.inner.algorithm()
+        }
+        async fn wrap_key_material(&self, m: &KeyMaterial) -> crate::Result<WrappedKey> {
+            self.inner.wrap_key_material(m).await
+        }
+        async fn unwrap_key_material(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {
+            self.unwraps.fetch_add(1, Ordering::Relaxed);
+            self.inner.unwrap_key_material(wrapped).await
+        }
+    }
+
+    fn counting(id: &str, key: u8) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner: LocalKek::from_aes_key(id, WrapAlgorithm::A256Kw, &[key; 32]).unwrap(),
+            unwraps: AtomicUsize::new(0),
+        })
+    }
+
+    /// A wrapped data key from `kek`, with its last byte flipped when
+    /// `broken` (it then fails to unwrap).
+    fn entry(kek: &Counting, id: &str, broken: bool) -> WrappedKey {
+        let dek = DataKey::generate(CryptoProvider::default_provider()).unwrap();
+        let mut w = block_on(kek.wrap_key(&dek)).unwrap();
+        if broken {
+            *w.wrapped.last_mut().unwrap() ^= 1;
+        }
+        w.kek_id = id.to_owned();
+        w
+    }
+
+    fn header(entries: Vec<WrappedKey>) -> Header {
+        Header::new(Suite::Cobblestone256, Profile::Blob, entries).unwrap()
+    }
+
+    /// A header of 16 entries naming the same remote key makes one unwrap,
+    /// not 16 (each of which a remote backend would retry).
+    #[test]
+    fn each_distinct_kek_is_called_at_most_once_per_header() {
+        let kek = counting("remote", 1);
+        let resolver = StaticResolver::new().with(kek.clone());
+        let h = header((0..16).map(|_| entry(&kek, "remote", true)).collect());
+        let r = block_on(Decryptor::new(&h, &resolver, Profile::Blob, b"c"));
+        assert!(matches!(r, Err(Error::UnwrapFailed { .. })), "{r:?}");
+        assert_eq!(kek.unwraps.load(Ordering::Relaxed), 1);
+
+        // The same key under 16 aliases in the allow-list: one call too.
+        let kek = counting("remote", 1);
+        let mut resolver = StaticResolver::new();
+        for i in 0..16 {
+            resolver.insert_as(format!("alias-{i}"), kek.clone());
+        }
+        let h = header(
+            (0..16)
+                .map(|i| entry(&kek, &format!("alias-{i}"), true))
+                .collect(),
+        );
+        let r = block_on(Decryptor::new(&h, &resolver, Profile::Blob, b"c"));
+        assert!(matches!(r, Err(Error::UnwrapFailed { .. })), "{r:?}");
+        assert_eq!(kek.unwraps.load(Ordering::Relaxed), 1);
+    }
+
+    /// Distinct keys are still each tried, in header order, until one
+    /// works.
+    #[test]
+    fn distinct_keys_are_each_tried_until_one_unwraps() {
+        let a = counting("a", 1);
+        let b = counting("b", 2);
+        let resolver = StaticResolver::new().with(a.clone()).with(b.clone());
+        let h = header(vec![
+            entry(&a, "a", true),
+            entry(&a, "a", false),
+            entry(&b, "b", false),
+        ]);
+        block_on(Decryptor::new(&h, &resolver, Profile::Blob, b"c")).unwrap();
+        assert_eq!(a.unwraps.load(Ordering::Relaxed), 1);
+        assert_eq!(b.unwraps.load(Ordering::Relaxed), 1);
+    }
 }
