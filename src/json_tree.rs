@@ -82,14 +82,14 @@ impl<'de> Deserialize<'de> for Json {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Json, A::Error> {
                 let mut v: Vec<(String, Json)> = Vec::new();
-                while let Some((k, x)) = a.next_entry::<String, Json>()? {
-                    if v.iter().any(|(n, _)| *n == k) {
-                        return Err(de::Error::custom(format!(
-                            "duplicate field `{}`",
-                            crate::untrusted::escape(&k)
-                        )));
-                    }
-                    v.push((k, x));
+                while let Some(entry) = a.next_entry::<String, Json>()? {
+                    v.push(entry);
+                }
+                if let Some(name) = first_duplicate(v.iter().map(|(k, _)| k.as_str())) {
+                    return Err(de::Error::custom(format!(
+                        "duplicate field `{}`",
+                        crate::untrusted::escape(name)
+                    )));
                 }
                 Ok(Json::Object(v))
             }
@@ -121,6 +121,14 @@ impl Serialize for Json {
             }
         }
     }
+}
+
+/// The first name that `names` repeats, in one pass over a hash set:
+/// linear, whereas comparing each name with all before it costs n²/2
+/// comparisons (1.25 billion for the 50,000 members a 1 MB value holds).
+pub(crate) fn first_duplicate<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|n| !seen.insert(*n))
 }
 
 /// The member `key` of an object, if present.
@@ -213,6 +221,35 @@ mod tests {
         );
         let e = serde_json::from_str::<Json>(r#"{"a":1,"b":{"c":1,"c":2}}"#).unwrap_err();
         assert!(e.to_string().contains("duplicate field `c`"), "{e}");
+    }
+
+    /// An object of 100,000 distinct members (1.5 MB) parses in linear
+    /// time. (The duplicate check compared each name with every name
+    /// before it: 5 × 10⁹ comparisons, many seconds of work.)
+    #[test]
+    fn duplicate_check_is_linear() {
+        let n = 100_000;
+        let mut json = String::with_capacity(n * 16);
+        json.push('{');
+        for i in 0..n {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&format!("\"k{i}\":{i}"));
+        }
+        json.push('}');
+        let t = std::time::Instant::now();
+        let j: Json = serde_json::from_str(&json).unwrap();
+        let took = t.elapsed();
+        assert!(matches!(&j, Json::Object(o) if o.len() == n));
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "{n} members took {took:?}"
+        );
+        // A repeat at the very end is still found, and named.
+        let dup = format!("{},\"k7\":0}}", &json[..json.len() - 1]);
+        let e = serde_json::from_str::<Json>(&dup).unwrap_err();
+        assert!(e.to_string().contains("duplicate field `k7`"), "{e}");
     }
 
     #[test]
