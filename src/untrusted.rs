@@ -31,6 +31,50 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
+/// A storage or Key Vault service's error code (`BlobAlreadyExists`,
+/// `Forbidden`), when it is what such codes are: 1 to 64 ASCII letters and
+/// digits. Anything else a response claims as its code is not shown at
+/// all: it comes from the network.
+#[cfg(feature = "azure")]
+pub(crate) fn service_code(code: &str) -> Option<&str> {
+    let ok = (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric());
+    ok.then_some(code)
+}
+
+/// A string as hostile as a header or a service can write: a terminal
+/// title change, a colour, a newline, a right-to-left override, then
+/// 5,000 more characters. Tests put it wherever untrusted input reaches an
+/// error and check the message with [`assert_tame`].
+#[cfg(test)]
+pub(crate) fn hostile() -> String {
+    format!(
+        "\u{1b}]0;owned\u{7}\u{1b}[31m\nx\u{202e}{}",
+        "y".repeat(5_000)
+    )
+}
+
+/// Panics unless `message` is fit to print: no control or format
+/// characters, and not a screenful (at most a few untrusted strings of
+/// [`MAX_CHARS`] each).
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_tame(message: &str) {
+    let format_char = |c: char| {
+        ('\u{200b}'..='\u{200f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2060}'..='\u{206f}').contains(&c)
+    };
+    assert!(
+        !message.chars().any(|c| c.is_control() || format_char(c)),
+        "raw control characters in {message:?}"
+    );
+    assert!(
+        message.chars().count() < 4 * MAX_CHARS + 500,
+        "{} characters: {message:?}",
+        message.chars().count()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

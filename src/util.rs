@@ -16,6 +16,29 @@ mod tests {
         assert!(!super::ct_eq(b"abc", b"ab"));
         assert!(super::ct_eq(b"", b""));
     }
+
+    #[test]
+    fn base64_fits_bounds_the_decoded_length() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for max in [0usize, 1, 2, 3, 4, 1024, 65_536] {
+            // Never refuses a value that fits; refuses everything that
+            // decodes to more than `max` rounded up to whole 3-byte groups.
+            assert!(super::base64_fits(b64.encode(vec![0; max]).len(), max));
+            let over = max.div_ceil(3) * 3 + 1;
+            assert!(!super::base64_fits(b64.encode(vec![0; over]).len(), max));
+        }
+    }
+}
+
+/// Whether base64 text of `text_len` characters (standard or URL-safe,
+/// padded or not) may hold a value of at most `max_bytes` bytes (it then
+/// decodes to at most `max_bytes` rounded up to a multiple of 3). Checked
+/// before decoding an untrusted value, so that an over-long one is refused
+/// without decoding or allocating anything; the exact length is checked
+/// after decoding.
+pub(crate) fn base64_fits(text_len: usize, max_bytes: usize) -> bool {
+    text_len <= max_bytes.div_ceil(3) * 4
 }
 
 /// A heap buffer that may hold plaintext or key-derived bytes, wiped when

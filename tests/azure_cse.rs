@@ -645,6 +645,20 @@ async fn tampered_bodies_are_refused() {
     let wrong = &blob[..ct.end as usize - ct.start as usize];
     let (r, _) = region_error(d.decrypt_range(&plan, wrong));
     assert_eq!(r, 1);
+    // A ranged fetch that storage cut short or ran long is untrusted input
+    // like the rest: a region error, as for a truncated blob (not a caller
+    // bug).
+    let fetched = &blob[ct.start as usize..ct.end as usize];
+    let mut longer = fetched.to_vec();
+    longer.extend_from_slice(&[0; 5]);
+    for wrong in [&fetched[..fetched.len() - 1], &[][..], &longer[..]] {
+        let (r, msg) = region_error(d.decrypt_range(&plan, wrong));
+        assert!(
+            r >= 1 && msg.contains("truncated"),
+            "{} bytes: {msg}",
+            wrong.len()
+        );
+    }
 }
 
 fn edit(m: &EncryptionData, from: &str, to: &str) -> EncryptionData {

@@ -534,6 +534,19 @@ async fn http_errors_map_to_distinct_kinds_and_are_not_retried() {
     assert_eq!(kek_kind(&e), Some(KekErrorKind::NotFound), "{e}");
     assert_eq!(count() - before, 1, "404 not retried");
 
+    // The service's error code reaches the message only when it is a
+    // short identifier: anything else a response calls its code is left
+    // out.
+    server.queue_faults([Fault::StatusWithCode(404, "KeyNotFound".into())]);
+    let e = k.unwrap_key(&w.wrapped).await.unwrap_err();
+    assert!(e.to_string().contains("HTTP 404 KeyNotFound"), "{e}");
+    let hostile = format!("\u{1b}]0;owned\u{7}\u{1b}[31m{}", "y".repeat(5_000));
+    server.queue_faults([Fault::StatusWithCode(404, hostile)]);
+    let e = k.unwrap_key(&w.wrapped).await.unwrap_err();
+    let m = e.to_string();
+    assert!(!m.contains("owned") && !m.contains("yyyy"), "{m}");
+    assert!(!m.chars().any(char::is_control), "{m}");
+
     // A token the vault rejects: 401 after the challenge.
     let bad = AzureKeyVaultKek::builder(&url)
         .unwrap()

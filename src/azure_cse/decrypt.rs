@@ -189,12 +189,23 @@ impl CseDecryptor {
 
     /// Decrypts `plan.plaintext()` from the fetched bytes
     /// `plan.ciphertext()`.
+    ///
+    /// Errors: [`Error::CseRegion`] for a region that fails, and for
+    /// fetched bytes of another length than the plan's range (storage
+    /// returned less, or more, than was asked: the blob is not the length
+    /// the plan was made for), as the envelope's
+    /// [`RangeDecryptor`](crate::RangeDecryptor) reports it.
     pub fn decrypt_range(&self, plan: &CseRangePlan, fetched: &[u8]) -> crate::Result<Vec<u8>> {
         let ct = plan.ciphertext();
-        if fetched.len() as u64 != ct.end - ct.start {
-            return Err(Error::ApiMisuse(
-                "the fetched ciphertext is not the plan's ciphertext range",
-            ));
+        let got = fetched.len() as u64;
+        if got != ct.end - ct.start {
+            // The region where the fetched bytes stop short of, or run
+            // past, the plan.
+            let region_len = self.region_data_len + REGION_OVERHEAD;
+            return Err(Error::CseRegion {
+                region: plan.first_region() + got.min(ct.end - ct.start) / region_len,
+                problem: "the fetched ciphertext is not as long as the planned range: the blob is truncated or has another length",
+            });
         }
         read_all(self.range_reader(plan, fetched), plan.len())
     }

@@ -17,6 +17,13 @@ pub const MIN_REGION_DATA_LEN: u64 = 16;
 /// decrypting reader holds one region in memory, so this bounds its memory
 /// whatever untrusted metadata claims.
 pub const MAX_REGION_DATA_LEN: u64 = 64 * 1024 * 1024;
+/// The longest `encryptiondata` value [`EncryptionData::parse`] reads:
+/// 8 KiB, the most metadata (names and values together) Azure Storage
+/// keeps for one blob. Longer input is refused before it is parsed.
+pub const MAX_METADATA_LEN: usize = 8 * 1024;
+/// The longest wrapped content key (the header's limit for wrapped keys;
+/// an RSA-4096 wrap is 512 bytes).
+const MAX_ENCRYPTED_KEY_LEN: usize = 1024;
 /// The nonce length of every v2 region.
 pub(crate) const NONCE_LEN: usize = 12;
 /// The tag length of every v2 region.
@@ -120,7 +127,17 @@ impl EncryptionData {
     /// Parses the `encryptiondata` metadata value.
     ///
     /// Errors: [`Error::CseMetadata`] naming the field and the problem.
+    ///
+    /// Cost: linear in the length of `json`, which is at most
+    /// [`MAX_METADATA_LEN`]; every length is checked before the value it
+    /// bounds is decoded.
     pub fn parse(json: &str) -> crate::Result<EncryptionData> {
+        if json.len() > MAX_METADATA_LEN {
+            return Err(bad(format!(
+                "the value is {} bytes, longer than the {MAX_METADATA_LEN} bytes of metadata a blob can hold",
+                json.len()
+            )));
+        }
         let v: Json = serde_json::from_str(json)
             .map_err(|e| bad(format!("not valid JSON, or a duplicate field: {e}")))?;
         let raw = match v {
@@ -158,7 +175,8 @@ impl EncryptionData {
         };
         if alg != expected_alg {
             return Err(bad(format!(
-                "`EncryptionAgent.EncryptionAlgorithm` is {alg:?}; protocol {protocol} needs {expected_alg:?}"
+                "`EncryptionAgent.EncryptionAlgorithm` is \"{}\"; protocol {protocol} needs {expected_alg:?}",
+                crate::untrusted::escape(alg)
             )));
         }
 
@@ -177,10 +195,15 @@ impl EncryptionData {
             F.req(wck, "WrappedContentKey", "EncryptedKey")?,
             "WrappedContentKey.EncryptedKey",
         )?;
-        let encrypted_key = STANDARD
-            .decode(ek)
-            .map_err(|_| bad("`WrappedContentKey.EncryptedKey` is not valid base64"))?;
-        if encrypted_key.is_empty() || encrypted_key.len() > 1024 {
+        let too_long = !crate::util::base64_fits(ek.len(), MAX_ENCRYPTED_KEY_LEN);
+        let encrypted_key = if too_long {
+            Vec::new() // refused below, without decoding
+        } else {
+            STANDARD
+                .decode(ek)
+                .map_err(|_| bad("`WrappedContentKey.EncryptedKey` is not valid base64"))?
+        };
+        if encrypted_key.is_empty() || encrypted_key.len() > MAX_ENCRYPTED_KEY_LEN {
             return Err(bad(
                 "`WrappedContentKey.EncryptedKey` must be 1 to 1024 bytes",
             ));
@@ -462,6 +485,50 @@ mod tests {
             "{out}"
         );
         assert!(out.starts_with(r#"{"WrappedContentKey":"#));
+    }
+
+    /// Lengths are checked before decoding: an `EncryptedKey` longer than
+    /// the base64 of 1024 bytes is refused for its length, whatever it
+    /// holds (it was decoded first, at any length), and a value longer
+    /// than a blob's metadata can be is not parsed at all.
+    #[test]
+    fn lengths_are_bounded_before_decoding() {
+        let long_key = format!("{}!", "A".repeat(1_999));
+        let j = py().replacen(&STANDARD.encode([0u8; 40]), &long_key, 1);
+        let e = EncryptionData::parse(&j).unwrap_err().to_string();
+        assert!(e.contains("1 to 1024 bytes"), "{e}");
+        let j = py().replacen(
+            "\"EncryptionMode\"",
+            &format!(
+                "\"Pad\": \"{}\", \"EncryptionMode\"",
+                "p".repeat(MAX_METADATA_LEN)
+            ),
+            1,
+        );
+        let e = EncryptionData::parse(&j).unwrap_err().to_string();
+        assert!(e.contains("longer than"), "{e}");
+        // Within the limit, the same padding parses.
+        let j = py().replacen(
+            "\"EncryptionMode\"",
+            &format!("\"Pad\": \"{}\", \"EncryptionMode\"", "p".repeat(7_000)),
+            1,
+        );
+        EncryptionData::parse(&j).unwrap();
+    }
+
+    #[test]
+    fn hostile_values_are_escaped_in_errors() {
+        let h = serde_json::to_string(&crate::untrusted::hostile()).unwrap();
+        for (from, to) in [
+            ("\"2.0\"", h.as_str()),
+            ("\"AES_GCM_256\"", h.as_str()),
+            ("\"FullBlob\"", h.as_str()),
+            ("\"A256KW\"", h.as_str()),
+        ] {
+            let j = py().replacen(from, to, 1);
+            let e = EncryptionData::parse(&j).unwrap_err().to_string();
+            crate::untrusted::assert_tame(&e);
+        }
     }
 
     #[test]

@@ -98,7 +98,8 @@ mod v1;
 pub use decrypt::{CseDecryptingReader, CseDecryptor};
 pub use encrypt::{CseEncryptOptions, CseEncryptingWriter, CseEncryptor};
 pub use metadata::{
-    EncryptionData, Protocol, DEFAULT_REGION_DATA_LEN, MAX_REGION_DATA_LEN, MIN_REGION_DATA_LEN,
+    EncryptionData, Protocol, DEFAULT_REGION_DATA_LEN, MAX_METADATA_LEN, MAX_REGION_DATA_LEN,
+    MIN_REGION_DATA_LEN,
 };
 pub use nonce::NonceEncoding;
 pub use range::{ciphertext_len, plaintext_len, CseRangePlan, REGION_OVERHEAD};

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use super::context::blob_app_context;
 use super::error::{is_conflict, not_envelope, storage};
 use crate::error::Error;
-use crate::format::{Header, Profile};
+use crate::format::{Header, Profile, MAX_HEADER_LEN};
 use crate::http::SdkRetryPolicy;
 use crate::kek::{KeyEncryptionKey, KeyResolver};
 use crate::scope::{EncryptionScope, Etag};
@@ -388,8 +388,15 @@ pub(super) fn header_from_metadata(metadata: &HashMap<String, String>) -> crate:
         .find(|(k, _)| k.eq_ignore_ascii_case(HEADER_METADATA_KEY))
         .map(|(_, v)| v)
         .ok_or_else(|| not_envelope("the blob has no `cmkenvelope` metadata"))?;
+    let value = value.trim();
+    if !crate::util::base64_fits(value.len(), MAX_HEADER_LEN) {
+        // Refused for its length before it is decoded.
+        return Err(Error::MalformedHeader(
+            "the `cmkenvelope` metadata is longer than the base64 of the largest header (64 KiB)",
+        ));
+    }
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
+        .decode(value)
         .map_err(|_| Error::MalformedHeader("the `cmkenvelope` metadata is not base64"))?;
     Header::parse(&bytes)
 }
@@ -422,6 +429,13 @@ mod tests {
         assert!(matches!(
             header_from_metadata(&m),
             Err(Error::MalformedHeader(_))
+        ));
+        // Longer than any header's base64: refused for its length, not
+        // decoded (it was decoded whole, then refused by the parser).
+        m.insert("cmkenvelope".to_owned(), "AAAA".repeat(30_000));
+        assert!(matches!(
+            header_from_metadata(&m),
+            Err(Error::MalformedHeader(m)) if m.contains("longer than")
         ));
         assert!(header_from_metadata(&HashMap::new()).is_err());
     }

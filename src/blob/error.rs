@@ -5,6 +5,7 @@ use azure_core::error::ErrorKind;
 use crate::error::{Error, StorageError, StorageErrorKind};
 use crate::http::StatusKind;
 use crate::scope::Etag;
+use crate::untrusted::{escape, service_code};
 
 /// Whether `e` is a lost compare-and-swap: `412 Precondition Failed`
 /// (`If-Match` failed) or `409 BlobAlreadyExists` (`If-None-Match: *`
@@ -44,33 +45,36 @@ pub(super) fn storage(op: &'static str, e: azure_core::Error) -> Error {
             status, error_code, ..
         } => {
             let s = u16::from(*status);
-            let code = error_code.as_deref().unwrap_or("no error code");
-            (
-                StatusKind::of(s).into(),
-                Some(s),
-                format!("{op}: {}", redact(code)),
-            )
+            let code = error_code
+                .as_deref()
+                .and_then(service_code)
+                .unwrap_or("no error code");
+            (StatusKind::of(s).into(), Some(s), format!("{op}: {code}"))
         }
         ErrorKind::Io | ErrorKind::Connection => (
             StorageErrorKind::Transient,
             None,
-            format!("{op}: {}", redact(&e.to_string())),
+            format!("{op}: {}", sdk_text(&e)),
         ),
         ErrorKind::Credential => (
             StorageErrorKind::Unauthenticated,
             None,
-            format!(
-                "{op}: the token credential failed: {}",
-                redact(&e.to_string())
-            ),
+            format!("{op}: the token credential failed: {}", sdk_text(&e)),
         ),
         _ => (
             StorageErrorKind::Other,
             None,
-            format!("{op}: {}", redact(&e.to_string())),
+            format!("{op}: {}", sdk_text(&e)),
         ),
     };
     Error::Storage(StorageError::new(kind, status, message))
+}
+
+/// An SDK error's text fit for an error message: SAS signatures redacted,
+/// control characters escaped, cut at 256 characters (it may quote what a
+/// server sent).
+fn sdk_text(e: &azure_core::Error) -> String {
+    escape(&redact(&e.to_string()))
 }
 
 /// A storage error for a stored object this crate cannot use.
@@ -165,6 +169,21 @@ mod tests {
             kind_of(storage("download", token)),
             (Unauthenticated, false)
         );
+    }
+
+    /// The service's error code reaches the message only when it is a
+    /// short identifier; SDK text is escaped and cut.
+    #[test]
+    fn hostile_service_text_is_not_echoed() {
+        let e = storage("download", http(500, "ServerBusy"));
+        assert!(e.to_string().contains("download: ServerBusy"), "{e}");
+        let hostile = crate::untrusted::hostile();
+        let e = storage("download", http(500, &hostile));
+        let m = e.to_string();
+        crate::untrusted::assert_tame(&m);
+        assert!(m.contains("no error code") && !m.contains("owned"), "{m}");
+        let io = azure_core::Error::with_message(ErrorKind::Io, hostile);
+        crate::untrusted::assert_tame(&storage("download", io).to_string());
     }
 
     #[test]

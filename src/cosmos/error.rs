@@ -62,12 +62,11 @@ pub(super) fn not_ours(message: &'static str) -> Error {
 }
 
 /// The `code` of a Cosmos DB error body (`{"code": "PreconditionFailed",
-/// "message": ...}`), when it is 1 to 64 ASCII letters and digits: the
-/// body comes from the network, so nothing else of it reaches an error.
+/// "message": ...}`), when it is 1 to 64 ASCII letters and digits
+/// ([`crate::untrusted::service_code`]): the body comes from the network,
+/// so nothing else of it reaches an error.
 fn service_code(body: &[u8]) -> Option<&str> {
-    let code = code_field(body)?;
-    let ok = (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric());
-    ok.then_some(code)
+    code_field(body).and_then(crate::untrusted::service_code)
 }
 
 /// The string value of the top-level `code` member of a JSON object, if it

@@ -37,6 +37,7 @@ use base64::Engine as _;
 
 use crate::json_tree::{get, set, Json};
 use crate::kek::WrapAlgorithm;
+use crate::untrusted::escape;
 
 use super::policy::{ALGORITHM, F};
 
@@ -128,7 +129,8 @@ impl KeyWrapMetadata {
         }
         let algorithm = WrapAlgorithm::from_jose_name(alg).ok_or_else(|| {
             F.err(format!(
-                "unsupported `keyWrapMetadata.algorithm` {alg:?} (supported: RSA-OAEP, RSA-OAEP-256, A256KW, A256KWP)"
+                "unsupported `keyWrapMetadata.algorithm` \"{}\" (supported: RSA-OAEP, RSA-OAEP-256, A256KW, A256KWP)",
+                escape(alg)
             ))
         })?;
         Ok(KeyWrapMetadata {
@@ -200,13 +202,18 @@ impl ClientEncryptionKey {
         )?;
         if alg != ALGORITHM {
             return Err(F.err(format!(
-                "unsupported `encryptionAlgorithm` {alg:?} (supported: {ALGORITHM})"
+                "unsupported `encryptionAlgorithm` \"{}\" (supported: {ALGORITHM})",
+                escape(alg)
             )));
         }
         let wrapped = F.string(
             F.req(&raw, AT, "wrappedDataEncryptionKey")?,
             "wrappedDataEncryptionKey",
         )?;
+        if !crate::util::base64_fits(wrapped.len(), 1024) {
+            // Refused for its length before it is decoded.
+            return Err(F.err("`wrappedDataEncryptionKey` must be 1 to 1024 bytes"));
+        }
         let wrapped = STANDARD
             .decode(wrapped)
             .map_err(|_| F.err("`wrappedDataEncryptionKey` is not valid base64"))?;
@@ -336,6 +343,20 @@ mod tests {
         assert_eq!(ClientEncryptionKey::parse(&out).unwrap(), r);
         // Debug shows no key bytes.
         assert!(!format!("{c:?}").contains("AAECAw"));
+    }
+
+    #[test]
+    fn hostile_values_are_escaped_in_errors() {
+        let h = serde_json::to_string(&crate::untrusted::hostile()).unwrap();
+        for from in [r#""RSA-OAEP""#, r#""AEAD_AES_256_CBC_HMAC_SHA256""#] {
+            let e = ClientEncryptionKey::parse(&SDK.replacen(from, &h, 1)).unwrap_err();
+            assert!(matches!(e, crate::Error::CosmosAeMetadata(_)));
+            crate::untrusted::assert_tame(&e.to_string());
+        }
+        // An over-long wrapped key is refused for its length, undecoded.
+        let long = format!("\"{}!\"", "A".repeat(3_000));
+        let e = ClientEncryptionKey::parse(&SDK.replacen(r#""AAECAw==""#, &long, 1)).unwrap_err();
+        assert!(e.to_string().contains("1 to 1024 bytes"), "{e}");
     }
 
     #[test]

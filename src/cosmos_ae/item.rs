@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 128;
 
 fn field_err(path: &str, problem: &'static str) -> Error {
     Error::DocumentField {
-        path: path.to_owned(),
+        path: crate::untrusted::escape(path),
         problem,
     }
 }
@@ -320,9 +320,9 @@ fn decrypt_tree<'a>(
         };
         let bytes = value::decode(text, is_id).map_err(|e| t.err(e))?;
         let (&marker, ct) = bytes.split_first().expect("decode returns the marker");
-        let plaintext = cipher
-            .decrypt(ct)
-            .map_err(|_| Error::FieldAuthentication { path: t.pointer() })?;
+        let plaintext = cipher.decrypt(ct).map_err(|_| Error::FieldAuthentication {
+            path: crate::untrusted::escape(&t.pointer()),
+        })?;
         value::deserialize(marker, &plaintext).map_err(|e| t.err(e))
     })
 }
@@ -420,6 +420,40 @@ mod tests {
         assert!(block_on(c.encrypt_item(&mut item)).is_err());
         assert_eq!(item, json!({"a": 1, "b": u64::MAX}));
         assert!(block_on(c.encrypt_item(&mut json!([1]))).is_err());
+    }
+
+    /// Item keys, key ids and CEK metadata from untrusted JSON reach errors
+    /// escaped and cut.
+    #[test]
+    fn hostile_names_are_escaped_in_errors() {
+        let c = setup();
+        let h = crate::untrusted::hostile();
+        // A tampered leaf under a hostile key.
+        let mut inner = serde_json::Map::new();
+        inner.insert(h.clone(), json!("v"));
+        let mut e = json!({"id": "i", "a": inner});
+        block_on(c.encrypt_item(&mut e)).unwrap();
+        e["a"][&h] = json!("BQE=");
+        let err = block_on(c.decrypt_item(&mut e)).unwrap_err();
+        crate::untrusted::assert_tame(&err.to_string());
+        // A policy naming a key the keyring does not hold.
+        let policy = ClientEncryptionPolicy::new(
+            2,
+            [IncludedPath::new("/a", &h, EncryptionType::Randomized).unwrap()],
+        )
+        .unwrap();
+        let other = ItemCipher::new(policy, c.keys.clone());
+        let err = block_on(other.encrypt_item(&mut json!({"id": "i", "a": 1}))).unwrap_err();
+        crate::untrusted::assert_tame(&err.to_string());
+        // A key whose KEK id is hostile: unknown to the resolver.
+        let json_h = serde_json::to_string(&h[..1_500]).unwrap();
+        let cek = c.keys.get("c2").unwrap().to_json();
+        let value = format!(r#""value":{json_h}"#);
+        let cek = cek.replacen(r#""value":"kek""#, &value, 1);
+        c.keys.insert(ClientEncryptionKey::parse(&cek).unwrap());
+        let err = block_on(c.encrypt_item(&mut json!({"id": "i", "b": 1}))).unwrap_err();
+        assert!(matches!(err, Error::UnknownKek { .. }), "{err}");
+        crate::untrusted::assert_tame(&err.to_string());
     }
 
     #[test]

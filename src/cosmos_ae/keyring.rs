@@ -9,6 +9,7 @@ use crate::error::{Error, KekError, KekErrorKind};
 use crate::kek::KeyResolver;
 use crate::provider::CryptoProvider;
 use crate::scope::{CachePolicy, CacheStats, KeyCache, ScopeSecret};
+use crate::untrusted::escape;
 
 use super::algorithm::CekCipher;
 use super::cek::ClientEncryptionKey;
@@ -114,7 +115,8 @@ impl CekKeyring {
             let keys = self.keys.read().expect("keyring lock");
             let k = keys.get(id).ok_or_else(|| {
                 F.err(format!(
-                    "the policy names client encryption key `{id}`, which is not in the keyring"
+                    "the policy names client encryption key `{}`, which is not in the keyring",
+                    escape(id)
                 ))
             })?;
             (k.cek.clone(), k.generation)
@@ -143,7 +145,10 @@ fn backoff_message(e: Error, id: &str) -> Error {
         Error::Kek(k) if k.backend() == "scope" => KekError::new(
             "cosmos-ae",
             KekErrorKind::KeyUnavailable,
-            format!("client encryption key `{id}`: its key-encryption key failed recently; not retrying until the back-off ends"),
+            format!(
+                "client encryption key `{}`: its key-encryption key failed recently; not retrying until the back-off ends",
+                escape(id)
+            ),
         )
         .into(),
         other => other,

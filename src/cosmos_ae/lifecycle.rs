@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::kek::{KeyEncryptionKey, KeyResolver};
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
+use crate::untrusted::escape;
 
 use super::cek::{check_resource_id, ClientEncryptionKey, KeyWrapMetadata};
 
@@ -42,18 +43,14 @@ pub(crate) async fn unwrap_root_key(
     let m = cek.key_wrap_metadata();
     let kek = resolver
         .resolve(m.value())
-        .ok_or_else(|| Error::UnknownKek {
-            kek_ids: vec![m.value().to_owned()],
-        })?;
-    let refused = || Error::UnwrapFailed {
-        kek_id: m.value().to_owned(),
-    };
+        .ok_or_else(|| Error::unknown_kek([m.value()]))?;
+    let refused = || Error::unwrap_failed(m.value());
     if kek.algorithm() != m.algorithm() {
         return Err(Error::InvalidKey(format!(
             "client encryption key `{}` is wrapped with {}, but the key-encryption key `{}` is set up for {} (for a Key Vault URL, append #{})",
-            cek.id(),
+            escape(cek.id()),
             m.algorithm(),
-            m.value(),
+            escape(m.value()),
             kek.algorithm(),
             m.algorithm()
         )));
@@ -110,9 +107,9 @@ impl ClientEncryptionKey {
     ) -> crate::Result<ClientEncryptionKey> {
         let old_id = self.key_wrap_metadata().value();
         if rule == VaultRule::SameVaultOnly {
-            let old = resolver.resolve(old_id).ok_or_else(|| Error::UnknownKek {
-                kek_ids: vec![old_id.to_owned()],
-            })?;
+            let old = resolver
+                .resolve(old_id)
+                .ok_or_else(|| Error::unknown_kek([old_id]))?;
             check_same_container(old.as_ref(), new_kek, self.id())?;
         }
         let root = unwrap_root_key(self, resolver).await?;
@@ -133,12 +130,14 @@ fn check_same_container(
     match (old.key_container(), new.key_container()) {
         (Some(a), Some(b)) if a == b => Ok(()),
         (Some(a), Some(b)) => Err(Error::KeyPolicy(format!(
-            "client encryption key `{cek_id}`: a customer-managed key moves only within its vault: the current key `{}` is in `{a}`, the new key `{}` is in `{b}` (allow another vault explicitly to move it)",
+            "client encryption key `{}`: a customer-managed key moves only within its vault: the current key `{}` is in `{a}`, the new key `{}` is in `{b}` (allow another vault explicitly to move it)",
+            escape(cek_id),
             old.key_id(),
             new.key_id()
         ))),
         _ => Err(Error::KeyPolicy(format!(
-            "client encryption key `{cek_id}`: the vault of the current key `{}` or of the new key `{}` is unknown, so the same-vault rule cannot be checked (allow another vault explicitly to rewrap anyway)",
+            "client encryption key `{}`: the vault of the current key `{}` or of the new key `{}` is unknown, so the same-vault rule cannot be checked (allow another vault explicitly to rewrap anyway)",
+            escape(cek_id),
             old.key_id(),
             new.key_id()
         ))),

@@ -31,7 +31,8 @@
 use std::fmt;
 
 use crate::error::Error;
-use crate::json_tree::{get, Fields, Json};
+use crate::json_tree::{first_duplicate, get, Fields, Json};
+use crate::untrusted::escape;
 
 /// The one value algorithm of Cosmos DB Always Encrypted.
 pub const ALGORITHM: &str = "AEAD_AES_256_CBC_HMAC_SHA256";
@@ -95,7 +96,8 @@ impl IncludedPath {
         check_path(path)?;
         if cek_id.is_empty() {
             return Err(F.err(format!(
-                "the clientEncryptionKeyId of `{path}` must be a non-empty string"
+                "the clientEncryptionKeyId of `{}` must be a non-empty string",
+                escape(path)
             )));
         }
         Ok(IncludedPath {
@@ -140,7 +142,8 @@ fn check_path(path: &str) -> crate::Result<()> {
     match path.strip_prefix('/') {
         Some(name) if !name.is_empty() && !name.contains('/') => Ok(()),
         _ => Err(F.err(format!(
-            "included path `{path}` must be `/` followed by one top-level property name (the SDKs encrypt only top-level properties)"
+            "included path `{}` must be `/` followed by one top-level property name (the SDKs encrypt only top-level properties)",
+            escape(path)
         ))),
     }
 }
@@ -195,10 +198,10 @@ impl ClientEncryptionPolicy {
                 "`policyFormatVersion` is {version}; the supported versions are 1 and 2"
             )));
         }
-        for (i, p) in paths.iter().enumerate() {
-            if paths[..i].iter().any(|q| q.path == p.path) {
-                return Err(F.err(format!("duplicate included path `{}`", p.path)));
-            }
+        if let Some(dup) = first_duplicate(paths.iter().map(|p| p.path.as_str())) {
+            return Err(F.err(format!("duplicate included path `{}`", escape(dup))));
+        }
+        for p in &paths {
             if p.path == "/id" {
                 if version < 2 {
                     return Err(F.err("`/id` can be encrypted only with `policyFormatVersion` 2"));
@@ -309,7 +312,8 @@ impl ClientEncryptionPolicy {
             )?;
             let ty = EncryptionType::parse(ty).ok_or_else(|| {
                 F.err(format!(
-                    "`{at}.encryptionType` of `{path}` must be `Deterministic` or `Randomized`"
+                    "`{at}.encryptionType` of `{}` must be `Deterministic` or `Randomized`",
+                    escape(path)
                 ))
             })?;
             let alg = F.string(
@@ -318,7 +322,8 @@ impl ClientEncryptionPolicy {
             )?;
             if alg != ALGORITHM {
                 return Err(F.err(format!(
-                    "`{at}.encryptionAlgorithm` of `{path}` must be `{ALGORITHM}`"
+                    "`{at}.encryptionAlgorithm` of `{}` must be `{ALGORITHM}`",
+                    escape(path)
                 )));
             }
             paths.push(IncludedPath::new(path, cek_id, ty)?);
@@ -336,12 +341,14 @@ impl ClientEncryptionPolicy {
             if let Some(p) = self.path(top_level(pk)) {
                 if self.version < 2 {
                     return Err(F.err(format!(
-                        "partition key path `{pk}` can be encrypted only with `policyFormatVersion` 2"
+                        "partition key path `{}` can be encrypted only with `policyFormatVersion` 2",
+                        escape(pk)
                     )));
                 }
                 if p.encryption_type != EncryptionType::Deterministic {
                     return Err(F.err(format!(
-                        "partition key path `{pk}` must be encrypted with `Deterministic` encryption"
+                        "partition key path `{}` must be encrypted with `Deterministic` encryption",
+                        escape(pk)
                     )));
                 }
             }
@@ -451,6 +458,37 @@ mod tests {
         // Absent version: 1 (so /id is refused).
         let j = POLICY.replace(",\n        \"policyFormatVersion\":2", "");
         assert!(ClientEncryptionPolicy::parse(&j).is_err());
+    }
+
+    #[test]
+    fn hostile_paths_are_escaped_in_errors() {
+        let h = crate::untrusted::hostile();
+        let json = |s: &str| serde_json::to_string(s).unwrap();
+        let path = json(&format!("/{h}"));
+        let cases = [
+            POLICY.replacen(r#""/ssn""#, &json(&format!("/a/{h}")), 1),
+            POLICY
+                .replacen(r#""/ssn""#, &path, 1)
+                .replacen(r#""Randomized""#, r#""x""#, 1),
+            POLICY.replacen(r#""/ssn""#, &path, 1).replacen(
+                "AEAD_AES_256_CBC_HMAC_SHA256\"}",
+                "x\"}",
+                1,
+            ),
+            POLICY
+                .replacen(r#""/ssn""#, &path, 1)
+                .replacen(r#""/id""#, &path, 1),
+        ];
+        for j in cases {
+            let e = ClientEncryptionPolicy::parse(&j).unwrap_err();
+            assert!(matches!(e, Error::CosmosAeMetadata(_)), "{e}");
+            crate::untrusted::assert_tame(&e.to_string());
+        }
+        let p = ClientEncryptionPolicy::parse(&POLICY.replacen(r#""/ssn""#, &path, 1)).unwrap();
+        let e = p
+            .check_partition_key_paths(&[&format!("/{h}/x")])
+            .unwrap_err();
+        crate::untrusted::assert_tame(&e.to_string());
     }
 
     #[test]

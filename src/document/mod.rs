@@ -157,7 +157,7 @@ pub use policy::{DocumentPolicy, FieldMode, FieldRule};
 
 use crate::envelope::Decryptor;
 use crate::error::Error;
-use crate::format::{Header, Profile, Suite};
+use crate::format::{Header, Profile, Suite, MAX_HEADER_LEN};
 use crate::key::DataKey;
 use crate::provider::{CryptoProvider, AES256_KEY_LEN, GCM_NONCE_LEN, GCM_TAG_LEN};
 use crate::scope::{EncryptionScope, ScopeResolver};
@@ -488,6 +488,12 @@ fn document_header(doc: &Value) -> crate::Result<Header> {
             ))
         }
     };
+    if !crate::util::base64_fits(text.len(), MAX_HEADER_LEN) {
+        // Refused for its length before it is decoded.
+        return Err(Error::MalformedHeader(
+            "`_cmk` is longer than the base64 of the largest header (64 KiB)",
+        ));
+    }
     let bytes = STANDARD
         .decode(text)
         .map_err(|_| Error::MalformedHeader("`_cmk` is not standard base64"))?;
@@ -630,4 +636,26 @@ fn open_deterministic(
     key.decrypt([AD_D, path.as_bytes()], bytes)
         .map(Zeroizing::new)
         .map_err(|_| auth_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `_cmk` longer than the base64 of the largest header is refused for
+    /// its length, before it is decoded (it was decoded whole, then refused
+    /// by the header parser).
+    #[test]
+    fn an_over_long_cmk_is_refused_before_decoding() {
+        let reason =
+            |cmk: String| match document_header(&serde_json::json!({"id": "d", "_cmk": cmk})) {
+                Err(Error::MalformedHeader(m)) => m,
+                other => panic!("{other:?}"),
+            };
+        assert!(reason("AAAA".repeat(30_000)).contains("longer than"));
+        // The largest header's length passes the length check (and fails
+        // on its content).
+        let most = STANDARD.encode(vec![0u8; MAX_HEADER_LEN]);
+        assert!(!reason(most).contains("longer than"));
+    }
 }

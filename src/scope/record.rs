@@ -25,6 +25,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::format::{MAX_KEK_ID_LEN, MAX_WRAPPED_LEN};
 use crate::kek::{WrapAlgorithm, WrappedKey};
 
 const FORMAT: &str = "cmk-envelope/scope-record/v1";
@@ -140,6 +141,11 @@ impl ScopeRecord {
     }
 
     /// Parses and validates a record read from a store.
+    ///
+    /// Each version's key id and wrapped key are held to the limits of an
+    /// envelope header's entries (1 to 2,048 and 1 to 1,024 bytes), the
+    /// wrapped key's before it is decoded. Cost: linear in the record's
+    /// length.
     pub fn from_json(bytes: &[u8]) -> crate::Result<ScopeRecord> {
         let bad = |why: &str| Error::KeyPolicy(format!("malformed scope key record: {why}"));
         let raw: RawRecord = serde_json::from_slice(bytes)
@@ -149,17 +155,23 @@ impl ScopeRecord {
         }
         validate_scope_id(&raw.scope_id).map_err(|_| bad("invalid scope id"))?;
         let mut versions = Vec::with_capacity(raw.versions.len());
+        let mut seen = std::collections::HashSet::with_capacity(raw.versions.len());
         for v in raw.versions {
             let alg = WrapAlgorithm::from_jose_name(&v.alg)
                 .ok_or_else(|| bad("unknown wrap algorithm"))?;
+            if v.kek_id.is_empty() || v.kek_id.len() > MAX_KEK_ID_LEN {
+                return Err(bad("a key id must be 1 to 2,048 bytes"));
+            }
+            if !crate::util::base64_fits(v.wrapped.len(), MAX_WRAPPED_LEN) {
+                return Err(bad("a wrapped key must be 1 to 1,024 bytes"));
+            }
             let wrapped = URL_SAFE_NO_PAD
                 .decode(&v.wrapped)
                 .map_err(|_| bad("wrapped key is not base64url"))?;
-            if v.version == 0
-                || versions
-                    .iter()
-                    .any(|e: &ScopeKeyVersion| e.version == v.version)
-            {
+            if wrapped.is_empty() || wrapped.len() > MAX_WRAPPED_LEN {
+                return Err(bad("a wrapped key must be 1 to 1,024 bytes"));
+            }
+            if v.version == 0 || !seen.insert(v.version) {
                 return Err(bad("version numbers must be unique and start at 1"));
             }
             versions.push(ScopeKeyVersion {
@@ -171,7 +183,7 @@ impl ScopeRecord {
                 },
             });
         }
-        if !versions.iter().any(|v| v.version == raw.current) {
+        if !seen.contains(&raw.current) {
             return Err(bad("the current version is missing"));
         }
         Ok(ScopeRecord {
@@ -226,6 +238,17 @@ mod tests {
         r.versions[1].version = 1;
         assert!(ScopeRecord::from_json(&r.to_json()).is_err());
         assert!(ScopeRecord::from_json(b"{").is_err());
+        // Key ids and wrapped keys within a header's limits.
+        for (kek_id, wrapped) in [("", 40), (&*"k".repeat(2_049), 40), ("k", 0), ("k", 1_025)] {
+            let mut r = rec();
+            r.versions[0].wrapped.kek_id = kek_id.into();
+            r.versions[0].wrapped.wrapped = vec![1; wrapped];
+            assert!(
+                ScopeRecord::from_json(&r.to_json()).is_err(),
+                "{} {wrapped}",
+                kek_id.len()
+            );
+        }
     }
 
     #[test]

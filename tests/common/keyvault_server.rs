@@ -64,6 +64,9 @@ pub enum Fault {
     Slow(Duration),
     /// Answer with this status and a Key Vault error body.
     Status(u16),
+    /// Answer with this status and an error body whose `code` and
+    /// `message` are this text (a hostile or broken service).
+    StatusWithCode(u16, String),
 }
 
 /// Faults drawn at random (per Key Vault request), with fixed seed.
@@ -479,6 +482,7 @@ async fn serve_connection<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpi
                     kv_error(503, "ServiceUnavailable", "The service is unavailable")
                 }
                 Some(Fault::Status(s)) => kv_error(s, "Injected", "Injected failure"),
+                Some(Fault::StatusWithCode(s, code)) => kv_error(s, &code, &code),
                 None => key_vault(&st, &host, &req),
             }
         };

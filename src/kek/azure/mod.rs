@@ -445,15 +445,8 @@ impl AzureKeyVaultKek {
                 let code = u16::from(*status);
                 let service_code = error_code
                     .as_deref()
-                    .map(|c| {
-                        format!(
-                            " {}",
-                            c.chars()
-                                .filter(|c| c.is_ascii_alphanumeric())
-                                .take(64)
-                                .collect::<String>()
-                        )
-                    })
+                    .and_then(crate::untrusted::service_code)
+                    .map(|c| format!(" {c}"))
                     .unwrap_or_default();
                 let retry_after = raw_response.as_ref().and_then(|r| {
                     let h = r.headers();
@@ -626,7 +619,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = inner.source();
     }
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::untrusted::escape(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn op_span(op: &'static str, key: &str, alg: WrapAlgorithm) -> tracing::Span {

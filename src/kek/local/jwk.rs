@@ -14,7 +14,9 @@
 //! 3072 or 4096 bits; multi-prime keys (`oth`) are refused.
 //!
 //! Parsing is a pure function of the bytes. Errors name the problem, never a
-//! key value.
+//! key value; strings of the file they quote (an unknown `alg`) are escaped
+//! and cut. A file longer than [`MAX_JWK_LEN`] is not parsed, and no member
+//! longer than the base64url of [`MAX_MEMBER_LEN`] bytes is decoded.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -23,6 +25,13 @@ use zeroize::Zeroizing;
 
 use super::der::RsaParts;
 use crate::kek::WrapAlgorithm;
+use crate::untrusted::escape;
+
+/// The longest JWK parsed (a 4096-bit private RSA key is about 3.3 KiB).
+const MAX_JWK_LEN: usize = 64 * 1024;
+/// The longest key member decoded (the modulus of a 4096-bit key is 512
+/// bytes).
+const MAX_MEMBER_LEN: usize = 1024;
 
 /// The private members of an RSA JWK, in `RsaParts` order after n and e.
 const RSA_PRIVATE_MEMBERS: [&str; 6] = ["d", "p", "q", "dp", "dq", "qi"];
@@ -80,6 +89,11 @@ pub(super) struct Jwk {
 }
 
 fn b64(field: &str, value: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    if !crate::util::base64_fits(value.len(), MAX_MEMBER_LEN) {
+        return Err(format!(
+            "member `{field}` is longer than any key member ({MAX_MEMBER_LEN} bytes)"
+        ));
+    }
     URL_SAFE_NO_PAD
         .decode(value.trim_end_matches('='))
         .map(Zeroizing::new)
@@ -98,6 +112,12 @@ fn b64_uint(field: &str, value: &str) -> Result<Zeroizing<Vec<u8>>, String> {
 
 /// Parses a JWK. `need_private` asks for a key that can unwrap.
 pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
+    if bytes.len() > MAX_JWK_LEN {
+        return Err(format!(
+            "{} bytes, longer than any JSON Web Key ({MAX_JWK_LEN} bytes)",
+            bytes.len()
+        ));
+    }
     let raw: RawJwk = serde_json::from_slice(bytes).map_err(|e| {
         // serde_json messages name a line and column, and for type errors
         // the kind of value, but never echo string contents.
@@ -116,13 +136,17 @@ pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
         if alg_name == "RSA1_5" {
             "`alg` RSA1_5 (PKCS#1 v1.5) is refused: it is vulnerable to padding-oracle attacks; use RSA-OAEP-256".to_string()
         } else {
-            format!("unsupported `alg` {alg_name:?}: expected A256KW, A256KWP, RSA-OAEP-256 or RSA-OAEP")
+            format!(
+                "unsupported `alg` \"{}\": expected A256KW, A256KWP, RSA-OAEP-256 or RSA-OAEP",
+                escape(alg_name)
+            )
         }
     })?;
     if let Some(u) = raw.use_.as_deref() {
         if u != "enc" {
             return Err(format!(
-                "member `use` is {u:?}, but a key-encryption key needs \"enc\""
+                "member `use` is \"{}\", but a key-encryption key needs \"enc\"",
+                escape(u)
             ));
         }
     }
@@ -190,7 +214,8 @@ pub(super) fn parse(bytes: &[u8], need_private: bool) -> Result<Jwk, String> {
         }
         other => {
             return Err(format!(
-                "unsupported `kty` {other:?}: expected \"oct\" or \"RSA\""
+                "unsupported `kty` \"{}\": expected \"oct\" or \"RSA\"",
+                escape(other)
             ));
         }
     };
@@ -337,5 +362,29 @@ mod tests {
             partial.contains("missing member(s) p, q, dp, dq, qi"),
             "{partial}"
         );
+    }
+
+    /// Strings of the file quoted in a problem are escaped and cut; over-
+    /// long members and files are refused before they are decoded.
+    #[test]
+    fn hostile_files_give_tame_problems() {
+        let h = serde_json::to_string(&crate::untrusted::hostile()).unwrap();
+        for json in [
+            format!(r#"{{"kty":{h},"kid":"x","alg":"A256KW"}}"#),
+            format!(r#"{{"kty":"oct","kid":"x","alg":{h}}}"#),
+            format!(r#"{{"kty":"oct","kid":"x","alg":"A256KW","use":{h}}}"#),
+        ] {
+            crate::untrusted::assert_tame(&err(&json));
+        }
+        let long = err(&format!(
+            r#"{{"kty":"RSA","kid":"x","alg":"RSA-OAEP","n":"{}!","e":"AQAB"}}"#,
+            "w".repeat(2_000)
+        ));
+        assert!(long.contains("longer than any key member"), "{long}");
+        let big = err(&format!(
+            r#"{{"kty":"oct","kid":"x","alg":"A256KW","pad":"{}"}}"#,
+            " ".repeat(MAX_JWK_LEN)
+        ));
+        assert!(big.contains("longer than any JSON Web Key"), "{big}");
     }
 }

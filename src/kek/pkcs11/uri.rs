@@ -397,9 +397,14 @@ fn pin_refused(name: &str) -> Error {
 }
 
 fn unknown(name: &str, part: &str) -> Error {
-    // Attribute names are not secret, but keep them short in messages.
+    // Attribute names are not secret, but they are untrusted (a URI can
+    // come from a header): keep them short, with control characters
+    // escaped.
     let shown: String = name.chars().take(40).collect();
-    bad(format!("unknown {part} attribute `{shown}`"))
+    bad(format!(
+        "unknown {part} attribute `{}`",
+        crate::untrusted::escape(&shown)
+    ))
 }
 
 impl std::str::FromStr for Pkcs11Uri {
@@ -485,6 +490,11 @@ mod tests {
             e.contains("unknown query attribute `foo`") && !e.contains("bar"),
             "{e}"
         );
+        // An attribute name with control characters (a URI can come from
+        // a header): escaped in the message.
+        let e = err("pkcs11:token=t;object=x;\u{1b}[31mred\u{7}=1");
+        crate::untrusted::assert_tame(&e);
+        assert!(e.contains("\\u{1b}[31mred\\u{7}"), "{e}");
         let e = err("pkcs11:token=t;token=u;object=x");
         assert!(e.contains("more than once"), "{e}");
         assert!(err("pkcs11:token=t;object").contains("name=value"));
