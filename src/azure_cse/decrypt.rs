@@ -16,6 +16,10 @@ use crate::kek::{KeyEncryptionKey, KeyResolver};
 use crate::key::KeyMaterial;
 use crate::provider::{Aes256GcmKey, CryptoProvider, AES256_KEY_LEN};
 
+/// The first size of a reader's region buffer, before it grows (up to one
+/// region) with what the source holds.
+const FIRST_READ: usize = 64 * 1024;
+
 /// Length of the wrapped material of v2: 8-byte protocol prefix + 32-byte
 /// content key.
 pub(crate) const WRAPPED_MATERIAL_LEN: usize = 8 + AES256_KEY_LEN;
@@ -225,7 +229,8 @@ fn read_all<R: Read>(mut r: CseDecryptingReader<R>, len: u64) -> crate::Result<V
 }
 
 /// Decrypts regions as they are read, verifying each region's tag and
-/// nonce before releasing any of its plaintext.
+/// nonce before releasing any of its plaintext. Memory: one region at
+/// most (`DataLength` + 28 bytes), and no more than the blob holds.
 ///
 /// Errors surface as `io::Error`s wrapping the crate's [`Error`] (`?` into
 /// a [`crate::Result`] gives it back). After an error every later read fails
@@ -299,12 +304,19 @@ impl<R: Read> CseDecryptingReader<R> {
     }
 
     /// Reads and opens the next region into `buf[pos..end]`.
+    ///
+    /// The buffer grows with the ciphertext actually read, up to one
+    /// region: `DataLength` is untrusted metadata, and a short blob whose
+    /// metadata claims 64 MiB regions costs what the blob holds, not
+    /// 64 MiB. (It grows only when full of the new region's ciphertext, so
+    /// the memory it leaves holds no plaintext.)
     fn next_region(&mut self) -> crate::Result<()> {
-        if self.buf.is_empty() {
-            self.buf = SecretBuf::zeroed(self.region_len);
-        }
         let mut n = 0;
         while n < self.region_len {
+            if n == self.buf.len() {
+                let grown = (2 * n).max(FIRST_READ).min(self.region_len);
+                self.buf.resize(grown, 0);
+            }
             match self.inner.read(&mut self.buf[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
