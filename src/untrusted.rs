@@ -55,8 +55,9 @@ pub(crate) fn hostile() -> String {
 
 /// Panics unless `message` is fit to print: no control or format
 /// characters, and not a screenful (at most a few untrusted strings of
-/// [`MAX_CHARS`] each).
-#[cfg(test)]
+/// [`MAX_CHARS`] each). The tests and the fuzz targets check every error
+/// built from untrusted input with it.
+#[cfg(any(test, fuzzing))]
 #[track_caller]
 pub(crate) fn assert_tame(message: &str) {
     let format_char = |c: char| {

@@ -382,7 +382,7 @@ pub(super) fn encode_header(header: &Header) -> crate::Result<String> {
 
 /// The envelope header held in a blob's metadata; validated before any
 /// KEK could be called.
-pub(super) fn header_from_metadata(metadata: &HashMap<String, String>) -> crate::Result<Header> {
+pub(crate) fn header_from_metadata(metadata: &HashMap<String, String>) -> crate::Result<Header> {
     let value = metadata
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(HEADER_METADATA_KEY))

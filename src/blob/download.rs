@@ -219,7 +219,7 @@ async fn fetch(
 }
 
 /// The total size in a `Content-Range: bytes a-b/total` header.
-fn content_range_total(headers: &azure_core::http::headers::Headers) -> Option<u64> {
+pub(crate) fn content_range_total(headers: &azure_core::http::headers::Headers) -> Option<u64> {
     headers
         .get_optional_str(&HeaderName::from_static("content-range"))
         .and_then(|v| v.rsplit_once('/'))

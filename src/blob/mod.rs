@@ -72,3 +72,8 @@ pub use context::blob_app_context;
 pub use download::{BlobReader, EncryptedBlob};
 pub use scope_store::BlobScopeStore;
 pub use upload::{UploadOutcome, WriteCondition};
+
+/// The parsers of untrusted response data, for the `blob_metadata` fuzz
+/// target.
+#[cfg(fuzzing)]
+pub(crate) use self::{client::header_from_metadata, download::content_range_total};

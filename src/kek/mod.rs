@@ -32,6 +32,8 @@ mod local;
 pub mod pkcs11;
 mod resolver;
 
+#[cfg(fuzzing)]
+pub(crate) use local::fuzz_jwk_round_trip;
 pub use local::{LocalKek, LocalKeyKind};
 pub use resolver::StaticResolver;
 

@@ -546,31 +546,9 @@ impl AzureKeyVaultKek {
                 self.op_attempt(Op::Wrap, &version, secret)
             })
             .await?;
-        let kid = r.kid.unwrap_or_default();
-        if !KeyUrl::parse(&kid)
-            .map(|k| k.same_version(&pinned))
-            .unwrap_or(false)
-        {
-            return Err(kek_error(
-                KekErrorKind::Other,
-                format!(
-                    "wrapKey on {pinned}: Key Vault returned a key id for another key or version"
-                ),
-            ));
-        }
-        let wrapped = r.result.unwrap_or_default();
-        if wrapped.is_empty() || wrapped.len() > 1024 || kid.len() > 2048 {
-            return Err(kek_error(
-                KekErrorKind::Other,
-                format!("wrapKey on {pinned}: malformed response"),
-            ));
-        }
-        tracing::Span::current().record("kid", kid.as_str());
-        Ok(WrappedKey {
-            alg: self.shared.alg,
-            kek_id: kid,
-            wrapped,
-        })
+        let w = wrapped_key_from_response(r, &pinned, self.shared.alg)?;
+        tracing::Span::current().record("kid", w.kek_id.as_str());
+        Ok(w)
     }
 
     async fn unwrap_inner(&self, wrapped: &[u8], stats: &mut Stats) -> crate::Result<KeyMaterial> {
@@ -606,6 +584,46 @@ impl AzureKeyVaultKek {
         KeyMaterial::from_bytes(&clear).map_err(|_| self.unwrap_failed())
     }
 }
+
+/// The wrapped key of a `wrapKey` response (untrusted: it comes from the
+/// network), checked: its `kid` names the `pinned` key version, and it
+/// holds a wrapped key within a header's limits.
+pub(crate) fn wrapped_key_from_response(
+    r: KeyOperationResult,
+    pinned: &KeyUrl,
+    alg: WrapAlgorithm,
+) -> crate::Result<WrappedKey> {
+    let kid = r.kid.unwrap_or_default();
+    if !KeyUrl::parse(&kid)
+        .map(|k| k.same_version(pinned))
+        .unwrap_or(false)
+    {
+        return Err(kek_error(
+            KekErrorKind::Other,
+            format!("wrapKey on {pinned}: Key Vault returned a key id for another key or version"),
+        ));
+    }
+    let wrapped = r.result.unwrap_or_default();
+    if wrapped.is_empty()
+        || wrapped.len() > crate::format::MAX_WRAPPED_LEN
+        || kid.len() > crate::format::MAX_KEK_ID_LEN
+    {
+        return Err(kek_error(
+            KekErrorKind::Other,
+            format!("wrapKey on {pinned}: malformed response"),
+        ));
+    }
+    Ok(WrappedKey {
+        alg,
+        kek_id: kid,
+        wrapped,
+    })
+}
+
+/// The checks of a `get` key response, for the `key_vault_response` fuzz
+/// target.
+#[cfg(fuzzing)]
+pub(crate) use self::preflight::check as fuzz_preflight_check;
 
 /// All messages of an SDK error and its sources, on one line.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {

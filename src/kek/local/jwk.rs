@@ -281,6 +281,36 @@ pub(super) fn serialize(jwk: &Jwk, public_only: bool) -> Result<Zeroizing<String
     Ok(Zeroizing::new(s))
 }
 
+/// For the `jwk` fuzz target: parses `bytes`; what parses is written back
+/// (whole, and its public part when it has one) and must parse again to the
+/// same key. Returns the problem of a refused input.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_round_trip(bytes: &[u8]) -> Result<(), String> {
+    fn material(k: &JwkKey) -> Vec<&[u8]> {
+        match k {
+            JwkKey::Oct(k) => vec![&k[..]],
+            JwkKey::RsaPrivate(parts) => parts.ints.iter().map(|i| &i[..]).collect(),
+            JwkKey::RsaPublic { n, e } => vec![n, e],
+        }
+    }
+    let jwk = parse(bytes, false)?;
+    let text = serialize(&jwk, false).expect("a parsed key serializes");
+    let back = parse(text.as_bytes(), false).expect("a written key parses");
+    assert_eq!((&back.kid, back.alg), (&jwk.kid, jwk.alg), "kid or alg changed");
+    assert!(material(&back.key) == material(&jwk.key), "key changed");
+    match serialize(&jwk, true) {
+        Ok(public) => {
+            let p = parse(public.as_bytes(), false).expect("a written public key parses");
+            let JwkKey::RsaPublic { n, e } = &p.key else {
+                panic!("the public part is not a public key");
+            };
+            assert!(material(&jwk.key)[..2] == [&n[..], &e[..]], "public part differs");
+        }
+        Err(_) => assert!(matches!(jwk.key, JwkKey::Oct(_)), "only an AES key has no public part"),
+    }
+    Ok(())
+}
+
 /// Describes a serde_json error by position and category only.
 fn json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;

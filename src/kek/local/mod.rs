@@ -386,6 +386,10 @@ impl KeyEncryptionKey for LocalKek {
     }
 }
 
+/// The JWK round trip of the `jwk` fuzz target.
+#[cfg(fuzzing)]
+pub(crate) use self::jwk::fuzz_round_trip as fuzz_jwk_round_trip;
+
 #[cfg(test)]
 mod tests {
     use super::*;
