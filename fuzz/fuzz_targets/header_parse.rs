@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    cmk_envelope::fuzzing::header(data);
+    cmk_envelope::fuzzing::envelope::header(data);
 });
