@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use crate::error::Error;
 use crate::format::{Header, Profile};
-use crate::kek::KeyResolver;
+use crate::kek::{KeyLease, KeyResolver};
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
 use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE};
@@ -26,6 +26,9 @@ pub struct Decryptor {
     provider: &'static CryptoProvider,
     dek: DataKey,
     context: Vec<u8>,
+    /// The lease of the KEK that unwrapped the data key, if it gave one:
+    /// chunks are opened only while it holds.
+    lease: Option<KeyLease>,
 }
 
 impl fmt::Debug for Decryptor {
@@ -76,12 +79,13 @@ impl Decryptor {
             // only fail it. Say so without calling any KEK.
             return Err(Error::CommitmentMismatch);
         }
-        let dek = unwrap_data_key(header, resolver).await?;
+        let (dek, lease) = unwrap_leased(header, resolver).await?;
         let context = envelope_context(header.suite(), header.profile(), app_context);
         Ok(Decryptor {
             provider,
             dek,
             context,
+            lease,
         })
     }
 
@@ -92,12 +96,13 @@ impl Decryptor {
     }
 
     fn cipher(&self, prefix: &[u8; BODY_PREFIX_LEN]) -> crate::Result<ChunkCipher> {
-        ChunkCipher::for_decryption(
+        let cipher = ChunkCipher::for_decryption(
             self.provider,
             self.dek.expose_secret_bytes(),
             &self.context,
             prefix,
-        )
+        )?;
+        Ok(cipher.with_leases(self.lease.iter().cloned().collect()))
     }
 
     /// Reads the body prefix from `body`, checks the commitment, and returns
@@ -299,6 +304,14 @@ pub(crate) async fn unwrap_data_key(
     header: &Header,
     resolver: &dyn KeyResolver,
 ) -> crate::Result<DataKey> {
+    unwrap_leased(header, resolver).await.map(|(dek, _)| dek)
+}
+
+/// [`unwrap_data_key`], with the lease the unwrapping KEK gave.
+async fn unwrap_leased(
+    header: &Header,
+    resolver: &dyn KeyResolver,
+) -> crate::Result<(DataKey, Option<KeyLease>)> {
     let mut first_err = None;
     let mut resolved_any = false;
     for entry in header.keys() {
@@ -313,7 +326,7 @@ pub(crate) async fn unwrap_data_key(
             continue;
         }
         match kek.unwrap_key(&entry.wrapped).await {
-            Ok(dek) => return Ok(dek),
+            Ok(dek) => return Ok((dek, kek.lease(&entry.kek_id))),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -340,6 +353,20 @@ impl fmt::Debug for BodyDecryptor {
 }
 
 impl BodyDecryptor {
+    /// Whether the data key may still be used (see [`KeyLease`]): for
+    /// plaintext served from a cache of opened chunks.
+    #[cfg(feature = "index")]
+    pub(crate) fn check_lease(&self) -> crate::Result<()> {
+        self.cipher.check_lease()
+    }
+
+    /// Renews the data key's lease when due, by polling (for async callers,
+    /// before [`BodyDecryptor::decrypt_range`]).
+    #[cfg(feature = "blob")]
+    pub(crate) async fn renew_lease(&self) -> crate::Result<()> {
+        self.cipher.renew_lease().await
+    }
+
     /// Decrypts `fetched` — exactly the body bytes `plan.ciphertext` — in
     /// place, and returns the plaintext of `plan.plaintext`.
     ///

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::format::{Header, Profile, Suite, MAX_KEYS};
-use crate::kek::KeyEncryptionKey;
+use crate::kek::{KeyEncryptionKey, KeyLease};
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
 use crate::stream::chunk::{
@@ -36,6 +36,9 @@ pub struct Encryptor {
     /// byte-for-byte comparisons in tests only (set
     /// through `__private`).
     salt: [u8; SALT_LEN],
+    /// The leases the KEKs gave with their wraps ([`KeyEncryptionKey::lease`]):
+    /// sealing stops once any of them ends.
+    leases: Vec<KeyLease>,
 }
 
 impl fmt::Debug for Encryptor {
@@ -87,6 +90,7 @@ impl Encryptor {
         }
         let (dek, salt) = DataKey::generate_with_salt::<SALT_LEN>(provider)?;
         let mut wrapped = Vec::with_capacity(keks.len());
+        let mut leases = Vec::new();
         for kek in keks {
             let w = kek.wrap_key(&dek).await?;
             if w.alg != kek.algorithm() {
@@ -94,6 +98,7 @@ impl Encryptor {
                     "a KEK returned a wrapped key of another algorithm",
                 ));
             }
+            leases.extend(kek.lease(&w.kek_id));
             wrapped.push(w);
         }
         let suite = Suite::Cobblestone256;
@@ -105,6 +110,7 @@ impl Encryptor {
             dek,
             context,
             salt,
+            leases,
         })
     }
 
@@ -134,12 +140,13 @@ impl Encryptor {
     /// The chunk cipher and body prefix of this envelope (random salt,
     /// unless a test fixed it).
     fn cipher(&self) -> crate::Result<(ChunkCipher, [u8; BODY_PREFIX_LEN])> {
-        ChunkCipher::for_encryption(
+        let (cipher, prefix) = ChunkCipher::for_encryption(
             self.provider,
             self.dek.expose_secret_bytes(),
             &self.salt,
             &self.context,
-        )
+        )?;
+        Ok((cipher.with_leases(self.leases.clone()), prefix))
     }
 
     /// A copy with the same data key, header and context and a fixed salt,
@@ -152,6 +159,7 @@ impl Encryptor {
             dek: DataKey::from_unwrapped(self.dek.expose_secret_bytes())?,
             context: self.context.clone(),
             salt,
+            leases: self.leases.clone(),
         })
     }
 
