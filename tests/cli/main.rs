@@ -9,6 +9,7 @@ mod keygen;
 mod range;
 mod rewrap;
 mod round_trip;
+mod scope;
 mod threads;
 
 use std::fs;
