@@ -78,7 +78,7 @@ async fn scope_key_material_is_refused_as_an_object_data_key() {
         let scope = create(&store, "s", &cmk).await;
         let wrapped = scope.record().versions[0].wrapped.clone();
         assert_eq!(wrapped.kek_id, cmk.key_id());
-        let real = seal(&[cmk.clone()], Profile::Blob, b"o", b"x")
+        let real = seal(std::slice::from_ref(&cmk), Profile::Blob, b"o", b"x")
             .await
             .unwrap();
         let (h, n) = Header::parse_prefix(&real).unwrap();
@@ -107,7 +107,7 @@ async fn object_data_keys_and_cse_keys_are_refused_as_scope_keys() {
     let cmk = file_kek(&common::tempdir(), "cmk", WrapAlgorithm::A256Kw);
     let store = store();
     let scope = create(&store, "s", &cmk).await;
-    let object = seal(&[cmk.clone()], Profile::Blob, b"e", b"victim")
+    let object = seal(std::slice::from_ref(&cmk), Profile::Blob, b"e", b"victim")
         .await
         .unwrap();
     let dek_wrapped = Header::parse_prefix(&object).unwrap().0.keys()[0].clone();
@@ -263,7 +263,7 @@ async fn legacy_scope(
     record.labelled = false;
     write_record(store, id, &record).await;
     let as_before: Arc<dyn KeyEncryptionKey> = Arc::new(
-        LocalKek::from_aes_key(&format!("scope:{id}/1"), WrapAlgorithm::A256Kw, &key).unwrap(),
+        LocalKek::from_aes_key(format!("scope:{id}/1"), WrapAlgorithm::A256Kw, &key).unwrap(),
     );
     let old = seal(&[as_before], Profile::Blob, b"old", b"sealed before")
         .await

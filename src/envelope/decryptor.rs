@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::format::{Header, Profile};
@@ -28,7 +29,7 @@ pub struct Decryptor {
     context: Vec<u8>,
     /// The lease of the KEK that unwrapped the data key, if it gave one:
     /// chunks are opened only while it holds.
-    lease: Option<KeyLease>,
+    lease: Option<Arc<[KeyLease]>>,
 }
 
 impl fmt::Debug for Decryptor {
@@ -80,6 +81,7 @@ impl Decryptor {
             return Err(Error::CommitmentMismatch);
         }
         let (dek, lease) = unwrap_leased(header, resolver).await?;
+        let lease = lease.map(|l| Arc::from([l]));
         let context = envelope_context(header.suite(), header.profile(), app_context);
         Ok(Decryptor {
             provider,
@@ -102,7 +104,7 @@ impl Decryptor {
             &self.context,
             prefix,
         )?;
-        Ok(cipher.with_leases(self.lease.iter().cloned().collect()))
+        Ok(cipher.with_leases(self.lease.clone()))
     }
 
     /// Reads the body prefix from `body`, checks the commitment, and returns

@@ -38,7 +38,7 @@ pub struct Encryptor {
     salt: [u8; SALT_LEN],
     /// The leases the KEKs gave with their wraps ([`KeyEncryptionKey::lease`]):
     /// sealing stops once any of them ends.
-    leases: Vec<KeyLease>,
+    leases: Option<Arc<[KeyLease]>>,
 }
 
 impl fmt::Debug for Encryptor {
@@ -90,7 +90,7 @@ impl Encryptor {
         }
         let (dek, salt) = DataKey::generate_with_salt::<SALT_LEN>(provider)?;
         let mut wrapped = Vec::with_capacity(keks.len());
-        let mut leases = Vec::new();
+        let mut leases: Option<Arc<[KeyLease]>> = None;
         for kek in keks {
             let w = kek.wrap_key(&dek).await?;
             if w.alg != kek.algorithm() {
@@ -98,7 +98,13 @@ impl Encryptor {
                     "a KEK returned a wrapped key of another algorithm",
                 ));
             }
-            leases.extend(kek.lease(&w.kek_id));
+            if let Some(l) = kek.lease(&w.kek_id) {
+                // Usually one: a single allocation.
+                leases = Some(match leases.take() {
+                    None => Arc::new([l]),
+                    Some(more) => more.iter().cloned().chain([l]).collect(),
+                });
+            }
             wrapped.push(w);
         }
         let suite = Suite::Cobblestone256;

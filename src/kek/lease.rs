@@ -17,7 +17,7 @@
 //!   point, before the hard deadline): first from the holder's cached state
 //!   (no I/O: another user of the scope refreshed it), else by refreshing
 //!   the holder, which may read its store and call the CMK. Sync drivers
-//!   run that refresh on the calling thread ([`crate::block_on`]); async
+//!   run that refresh on the calling thread (a small parking executor); async
 //!   drivers poll it ([`KeyLease::poll_renew`]) before they touch a chunk.
 //!   A failed renewal keeps the lease until its hard deadline and retries
 //!   after the holder's back-off; past the deadline every chunk fails with
@@ -100,8 +100,20 @@ pub(crate) trait LeaseHolder: Send + Sync + 'static {
 
 /// A bound on how long a data key may keep being used by open handles,
 /// handed out by a caching KEK with the key
-/// ([`KeyEncryptionKey::lease`](super::KeyEncryptionKey::lease)). See the
-/// [module docs](self).
+/// ([`KeyEncryptionKey::lease`](super::KeyEncryptionKey::lease)): the
+/// scope keys of an [`EncryptionScope`](crate::scope::EncryptionScope).
+///
+/// The chunk engine checks it before every chunk it seals or opens, in
+/// every reader, writer and range decryptor: once the holder knows the key
+/// is gone (a destroyed scope) every check fails at once; once the holder
+/// could not vouch for the key for a whole cache TTL (its store or CMK
+/// unreachable, the CMK revoked) every check fails with its error. Until
+/// then the lease renews itself at the holder's refresh point — from the
+/// holder's cache when another user refreshed it, else by refreshing the
+/// holder: async readers and writers by polling that refresh, sync ones by
+/// running it on the calling thread (so for a remote CMK or store, keep
+/// the scope fresh from async code, or read on threads that can drive its
+/// calls).
 ///
 /// It holds no key material. Checking it costs a clock read and two atomic
 /// loads; renewing it (about once per cache refresh period) may cost a

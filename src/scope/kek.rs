@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::material::Usage;
-use super::{parse_scope_kid, scope_kid, Inner, ScopeKey};
+use super::{parse_scope_kid, scope_kid, scope_kid_version, Inner, ScopeKey};
 use crate::error::Error;
 use crate::kek::lease::Window;
 use crate::kek::{KeyEncryptionKey, KeyLease, KeyResolver, WrapAlgorithm, WrappedKey};
@@ -90,8 +90,9 @@ impl KeyEncryptionKey for ScopeKek {
             .map_err(|_| Error::ApiMisuse("AES key wrap failed"))?;
         let kek_id = match self.version {
             Some(_) => self.kid.clone(),
-            None => scope_kid(&self.inner.id, v),
+            None => key.kid.clone(),
         };
+        debug_assert_eq!(kek_id, scope_kid(&self.inner.id, v));
         Ok(WrappedKey {
             alg: WrapAlgorithm::A256Kw,
             kek_id,
@@ -123,8 +124,8 @@ impl KeyEncryptionKey for ScopeKek {
     /// with the scope's cached state (destroyed at once, revoked or
     /// unreachable within the TTL). No lock, no I/O.
     fn lease(&self, kek_id: &str) -> Option<KeyLease> {
-        let (id, v) = parse_scope_kid(kek_id)?;
-        if id != self.inner.id || self.version.is_some_and(|mine| mine != v) {
+        let v = scope_kid_version(kek_id, &self.inner.id)?;
+        if self.version.is_some_and(|mine| mine != v) {
             return None;
         }
         let window = Window {

@@ -121,6 +121,18 @@ fn scope_kid(scope_id: &str, version: u32) -> String {
     format!("{SCOPE_KID_PREFIX}{scope_id}/{version}")
 }
 
+/// The version in `kid` if it is `scope:<scope_id>/<version>` (a cheaper
+/// [`parse_scope_kid`] when the scope id is known).
+fn scope_kid_version(kid: &str, scope_id: &str) -> Option<u32> {
+    let v: u32 = kid
+        .strip_prefix(SCOPE_KID_PREFIX)?
+        .strip_prefix(scope_id)?
+        .strip_prefix('/')?
+        .parse()
+        .ok()?;
+    (v > 0).then_some(v)
+}
+
 /// Parses `scope:<id>/<version>`.
 fn parse_scope_kid(kid: &str) -> Option<(&str, u32)> {
     let rest = kid.strip_prefix(SCOPE_KID_PREFIX)?;
@@ -129,11 +141,13 @@ fn parse_scope_kid(kid: &str) -> Option<(&str, u32)> {
     (v > 0 && validate_scope_id(id).is_ok()).then_some((id, v))
 }
 
-/// An unwrapped scope key version: the key, zeroized on drop, and what it
-/// may be used for. Neither printable nor cloneable.
+/// An unwrapped scope key version: the key, zeroized on drop, what it may
+/// be used for, and its id in headers. Neither printable nor cloneable.
 pub(crate) struct ScopeKey {
     key: Zeroizing<[u8; 32]>,
     usage: Usage,
+    /// `scope:<id>/<version>`, made once per unwrap rather than per seal.
+    kid: String,
 }
 
 /// The state of one open scope, shared by its clones, its KEKs and the
@@ -586,6 +600,16 @@ mod tests {
     fn scope_kids() {
         assert_eq!(scope_kid("t-1", 3), "scope:t-1/3");
         assert_eq!(parse_scope_kid("scope:t-1/3"), Some(("t-1", 3)));
+        assert_eq!(scope_kid_version("scope:t-1/3", "t-1"), Some(3));
+        for bad in [
+            "scope:t-1/0",
+            "scope:t-1/x",
+            "scope:t-2/3",
+            "scope:t-1x/3",
+            "scope:t-1",
+        ] {
+            assert_eq!(scope_kid_version(bad, "t-1"), None, "{bad}");
+        }
         for bad in [
             "scope:t-1/0",
             "scope:t-1/x",

@@ -93,6 +93,9 @@ impl Inner {
     }
 
     pub(super) async fn rotate_scope_key(&self) -> crate::Result<u32> {
+        // Under the single flight: no refresh adopts an older record while
+        // this one is written.
+        let _flight = self.flight.lock().await;
         let (record, etag) = self.snapshot();
         let next = record
             .versions
@@ -147,6 +150,7 @@ impl Inner {
     /// writes it; this instance then knows `new_cmk` under the ids it
     /// recorded. Returns the record written and its tag.
     pub(super) async fn rotate_cmk(&self, new_cmk: &Cmk) -> crate::Result<(ScopeRecord, Etag)> {
+        let _flight = self.flight.lock().await;
         let (record, etag) = self.snapshot();
         check_mode(&record, new_cmk)?;
         check_container(&record, new_cmk.kek())?;

@@ -164,11 +164,18 @@ impl Inner {
                 last_used: tick,
             },
         );
+        self.trim(&mut st, v);
+        key
+    }
+
+    /// Evicts the least recently used versions (never `keep`) beyond
+    /// `max_entries`.
+    fn trim(&self, st: &mut State, keep: u32) {
         while st.keys.len() > self.policy.max_entries.max(1) {
             let victim = st
                 .keys
                 .iter()
-                .filter(|(ver, _)| **ver != v)
+                .filter(|(ver, _)| **ver != keep)
                 .min_by_key(|(_, s)| s.last_used)
                 .map(|(ver, _)| *ver);
             match victim {
@@ -178,7 +185,6 @@ impl Inner {
                 None => break,
             }
         }
-        key
     }
 
     fn probe(&self, v: u32) -> crate::Result<Probe> {
@@ -371,6 +377,7 @@ impl Inner {
                     },
                 );
             }
+            self.trim(&mut st, v);
             st.failed_until = 0;
             st.last_failure = None;
             let rotation_at = st.rotation_at();
@@ -453,7 +460,11 @@ impl Inner {
         };
         let entry = entry.ok_or_else(|| self.unknown(v))?;
         let (key, usage) = self.unwrap_entry(&entry, labelled, &container).await?;
-        Ok(ScopeKey { key, usage })
+        Ok(ScopeKey {
+            key,
+            usage,
+            kid: scope_kid(&self.id, v),
+        })
     }
 
     /// Unwraps one version of a record (of key container `container`)

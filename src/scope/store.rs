@@ -17,10 +17,16 @@ pub struct Etag(pub String);
 /// Persists scope key records with compare-and-swap, so that two processes
 /// can never lose each other's update.
 ///
-/// Implementations: [`MemoryScopeStore`], [`FsScopeStore`](crate::scope::FsScopeStore);
-/// a blob-storage store can implement the same trait with `If-Match` /
-/// `If-None-Match: *`. Records hold only wrapped keys, but a store must
-/// still not be world-readable.
+/// Implementations: [`MemoryScopeStore`], [`FsScopeStore`](crate::scope::FsScopeStore),
+/// and with feature `blob` `BlobScopeStore` (`If-Match` /
+/// `If-None-Match: *`). Records hold only wrapped keys, but a store must
+/// still not be world-readable, and writing it must be restricted: see
+/// what a store writer can do in the scope key material's documentation
+/// (`src/scope/material.rs`).
+///
+/// An open scope reads the record once per cache refresh period, and once
+/// more (rate-limited) for a header naming a version it lacks; a `None`
+/// from [`ScopeStore::get`] means the scope was destroyed.
 #[async_trait]
 pub trait ScopeStore: Send + Sync + Debug {
     /// The record of `scope_id` and its tag, or `None`.

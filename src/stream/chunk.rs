@@ -24,7 +24,9 @@
 //! It also carries the [`KeyLease`]s of the data key (from a caching KEK
 //! such as a scope key) and checks them before every chunk it seals or
 //! opens, so that every handle stops once the key behind it was destroyed
-//! or revoked (see [`crate::kek::lease`]).
+//! or revoked (see `kek/lease.rs`).
+
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::format::{Profile, Suite};
@@ -70,7 +72,7 @@ pub(crate) struct ChunkCipher {
     aead: Box<dyn Aes256GcmKey>,
     base_nonce: [u8; GCM_NONCE_LEN],
     /// Checked before each chunk is sealed or opened (usually none or one).
-    leases: Box<[KeyLease]>,
+    leases: Option<Arc<[KeyLease]>>,
 }
 
 impl Drop for ChunkCipher {
@@ -113,7 +115,7 @@ impl ChunkCipher {
             ChunkCipher {
                 aead: provider.aead.aes256_gcm(&key),
                 base_nonce,
-                leases: Box::default(),
+                leases: None,
             },
             commitment,
         ))
@@ -153,8 +155,8 @@ impl ChunkCipher {
 
     /// Binds this cipher to the leases of its data key: every chunk sealed
     /// or opened from now on needs all of them valid.
-    pub(crate) fn with_leases(mut self, leases: Vec<KeyLease>) -> ChunkCipher {
-        self.leases = leases.into_boxed_slice();
+    pub(crate) fn with_leases(mut self, leases: Option<Arc<[KeyLease]>>) -> ChunkCipher {
+        self.leases = leases;
         self
     }
 
@@ -163,7 +165,11 @@ impl ChunkCipher {
     /// two atomic loads.
     #[inline]
     pub(crate) fn check_lease(&self) -> crate::Result<()> {
-        self.leases.iter().try_for_each(KeyLease::check)
+        self.leases().iter().try_for_each(KeyLease::check)
+    }
+
+    fn leases(&self) -> &[KeyLease] {
+        self.leases.as_deref().unwrap_or_default()
     }
 
     /// [`ChunkCipher::check_lease`] for async drivers: renews due leases by
@@ -173,7 +179,7 @@ impl ChunkCipher {
         &self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<crate::Result<()>> {
-        for lease in self.leases.iter() {
+        for lease in self.leases() {
             std::task::ready!(lease.poll_renew(cx))?;
         }
         std::task::Poll::Ready(Ok(()))
@@ -182,7 +188,7 @@ impl ChunkCipher {
     /// [`ChunkCipher::poll_lease`] as a future.
     #[cfg(feature = "blob")]
     pub(crate) async fn renew_lease(&self) -> crate::Result<()> {
-        for lease in self.leases.iter() {
+        for lease in self.leases() {
             lease.renew_if_due().await?;
         }
         Ok(())

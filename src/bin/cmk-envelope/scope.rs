@@ -226,12 +226,13 @@ fn blob_store(_: &str) -> Result<Arc<dyn ScopeStore>, CliError> {
     ))
 }
 
+/// A `--cmk`: the key, and the resolver the scope follows it through.
+type CmkArg = (Arc<dyn KeyEncryptionKey>, Option<Arc<dyn KeyResolver>>);
+
 /// Loads `--cmk`, with the resolver a scope follows it through: for a Key
 /// Vault key, every version of that key (so that a key named without a
 /// version rotates automatically).
-fn load_cmk(
-    arg: &str,
-) -> Result<(Arc<dyn KeyEncryptionKey>, Option<Arc<dyn KeyResolver>>), CliError> {
+fn load_cmk(arg: &str) -> Result<CmkArg, CliError> {
     let kek = keys::load_kek(arg)?;
     if !(arg.starts_with("https://") || arg.starts_with("pkcs11:")) {
         return Ok((kek, None));
