@@ -17,29 +17,9 @@ use cmk_envelope::document::{DocumentCipher, DocumentPolicy};
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 use cmk_envelope::{KeyEncryptionKey, LocalKek, WrapAlgorithm};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use serde_json::{json, Value};
 
-fn document() -> Value {
-    let mut doc = json!({
-        "id": "order-000123",
-        "tenant": "contoso",
-        "patient": {"name": "Jane Q. Public", "ssn": "078-05-1120", "dob": "1970-01-01"},
-        "email": "jane.public@example.com",
-        "country": "NL",
-        "items": [
-            {"sku": "A-1", "qty": 2, "price": 12.5},
-            {"sku": "B-7", "qty": 1, "price": 99.99}
-        ],
-        "notes": "Allergic to penicillin. Follow-up in two weeks.",
-    });
-    // pad with clear fields to 1 KiB
-    let mut i = 0;
-    while serde_json::to_vec(&doc).unwrap().len() < 1024 {
-        doc[format!("clear_{i}")] = json!("lorem ipsum dolor sit amet");
-        i += 1;
-    }
-    doc
-}
+#[path = "common/item.rs"]
+mod item;
 
 fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("cmk-bench-doc-{}", std::process::id()));
@@ -71,7 +51,7 @@ fn bench(c: &mut Criterion) {
         .deterministic("/country")
         .unwrap();
     let cipher = DocumentCipher::new(scope, policy);
-    let doc = document();
+    let doc = item::item_1kib();
     println!(
         "document: {} bytes, 5 encrypted paths",
         serde_json::to_vec(&doc).unwrap().len()

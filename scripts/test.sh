@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"). Installs what it
-# needs (SoftHSM2, Azurite), then runs formatting, lints and every test,
-# for both crypto providers. Exits non-zero on the first failure.
+# needs (SoftHSM2, Azurite, the Azure Storage Python SDK, a Cosmos DB
+# server, the Cosmos DB JavaScript SDK), then runs formatting, lints and
+# every test, for both crypto providers. Exits non-zero on the first
+# failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,15 @@ if ! need softhsm2-util; then
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
 fi
 
+# openssl makes the Cosmos DB server's test certificates
+# (scripts/cosmosdb.sh).
+if ! need openssl; then
+    say "installing openssl"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl
+fi
+
 # The official Azure Storage Python SDK, for the client-side encryption
 # interoperability tests (tests/azure_cse.rs fails, never skips, without
 # it). A local virtual environment under target/, created once.
@@ -39,6 +50,21 @@ export CMK_CSE_PYTHON="$PYVENV/bin/python"
 # started in memory for the whole run, stopped on exit.
 # shellcheck source=scripts/azurite.sh
 source scripts/azurite.sh
+
+# A Cosmos DB server (@vercel/cosmosdb-server with the extensions of
+# tests/fixtures/cosmosdb_server.js) for tests/cosmos.rs, which fails, never
+# skips, without it: installed into .cosmosdb/ with npm when missing,
+# started with a fresh test CA for the whole run, stopped on exit. Sourced
+# after azurite.sh: its exit trap stops both servers.
+# shellcheck source=scripts/cosmosdb.sh
+source scripts/cosmosdb.sh
+
+# The official Azure Cosmos DB JavaScript SDK (@azure/cosmos, pinned), whose
+# own client-side encryption code tests/cosmos_ae.rs and the cosmos-ae CLI
+# tests run through Node (they fail, never skip, without it): installed
+# into .cosmos-sdk/ with npm when missing; exports CMK_COSMOS_SDK_DIR.
+# shellcheck source=scripts/cosmos-sdk.sh
+source scripts/cosmos-sdk.sh
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -61,10 +87,11 @@ fi
 
 # Every test again with the RustCrypto provider as the only provider: all
 # features but `aws-lc-rs`, so the tests of every backend (Key Vault,
-# PKCS#11, Azure Blob, CSE, tantivy, CLI) run on it too. (aws-lc-rs is
-# still compiled as a dev-dependency of the test TLS server; with the same
-# features as above, the dependency graph is reused instead of rebuilt.)
-RC_FEATURES=rustcrypto,azure-cse,blob,pkcs11,document,index,cli,tokio
+# PKCS#11, Azure Blob, Cosmos DB, CSE, tantivy, CLI) run on it too.
+# (aws-lc-rs is still compiled as a dev-dependency of the test TLS server;
+# with the same features as above, the dependency graph is reused instead
+# of rebuilt.)
+RC_FEATURES=rustcrypto,azure-cse,blob,cosmos,cosmos-ae,pkcs11,document,index,cli,tokio
 say "tests: pure-Rust provider only (--no-default-features --features $RC_FEATURES)"
 cargo test --no-default-features --features "$RC_FEATURES"
 

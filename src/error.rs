@@ -4,7 +4,7 @@
 //!
 //! | group | variants | who acts |
 //! |---|---|---|
-//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`], [`Error::FieldAuthentication`], [`Error::DocumentField`], [`Error::CseMetadata`], [`Error::CseRegion`] | nobody can "fix" these: the data is not what it claims to be |
+//! | bad or tampered input | [`Error::MalformedHeader`], [`Error::Truncated`], [`Error::CommitmentMismatch`], [`Error::ChunkAuthentication`], [`Error::TooLarge`], [`Error::FieldAuthentication`], [`Error::DocumentField`], [`Error::CseMetadata`], [`Error::CseRegion`], [`Error::CosmosAeMetadata`] | nobody can "fix" these: the data is not what it claims to be |
 //! | keys | [`Error::UnknownKek`], [`Error::UnwrapFailed`], [`Error::KeyFile`], [`Error::InvalidKey`] | the operator (wrong key, wrong allow-list, bad key file) |
 //! | key hierarchy | [`Error::ScopeConflict`] (retry), [`Error::ScopeNotFound`], [`Error::KeyPolicy`] | the caller or operator |
 //! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
@@ -93,6 +93,17 @@ pub enum Error {
     #[error("Azure client-side encryption metadata: {0}")]
     CseMetadata(String),
 
+    /// A Cosmos DB Always Encrypted resource is malformed or unsupported:
+    /// a client encryption key (bad JSON, a missing or mistyped field, an
+    /// algorithm other than `AEAD_AES_256_CBC_HMAC_SHA256`, a wrapped key
+    /// that is not base64) or a client encryption policy (a version other
+    /// than 1 or 2, a nested or duplicate path, `/id` or a partition key
+    /// path that version 1 cannot encrypt or that is not deterministic), or
+    /// a key the policy names is missing. The message names fields, never
+    /// values or key bytes.
+    #[error("Cosmos DB Always Encrypted metadata: {0}")]
+    CosmosAeMetadata(String),
+
     /// A region of an Azure Storage client-side encrypted blob was refused:
     /// its tag did not verify (modified data or wrong key), its nonce does
     /// not follow the encoding the other regions follow at its position
@@ -179,9 +190,10 @@ pub enum Error {
         blob: String,
     },
 
-    /// A blob storage request failed. The message names the operation and
-    /// the HTTP status or error code; URLs and SAS signatures are never
-    /// included.
+    /// A storage request (Azure Blob Storage, Cosmos DB) failed. The
+    /// message names the service, the operation and the HTTP status or
+    /// service error code; URLs, SAS signatures, account keys and tokens are
+    /// never included.
     #[error(transparent)]
     Storage(#[from] StorageError),
 
@@ -386,23 +398,38 @@ impl std::error::Error for KekError {
     }
 }
 
-/// What went wrong in a blob storage request.
+/// What went wrong in a storage request (Blob Storage, Cosmos DB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageErrorKind {
-    /// The blob or its container does not exist.
+    /// The blob, item or container does not exist.
     NotFound,
-    /// The credential or SAS was refused (401/403).
+    /// The credential, account key or SAS was refused (401/403).
     PermissionDenied,
     /// The service throttled the request (429, 503).
     Throttled,
     /// A transient failure: timeout, connection reset, 5xx.
     Transient,
     /// The stored object is not what this crate wrote (no envelope header
-    /// in its metadata, a length no envelope can have).
+    /// in its metadata, a length no envelope can have, an item that is not
+    /// a scope record).
     NotAnEnvelope,
     /// Anything else.
     Other,
+}
+
+impl StorageErrorKind {
+    /// The kind of a failed HTTP response with status `status`.
+    #[cfg(any(feature = "blob", feature = "cosmos"))]
+    pub(crate) fn from_status(status: u16) -> StorageErrorKind {
+        match status {
+            404 => StorageErrorKind::NotFound,
+            401 | 403 => StorageErrorKind::PermissionDenied,
+            429 | 503 => StorageErrorKind::Throttled,
+            408 | 500..=599 => StorageErrorKind::Transient,
+            _ => StorageErrorKind::Other,
+        }
+    }
 }
 
 impl fmt::Display for StorageErrorKind {
@@ -418,25 +445,36 @@ impl fmt::Display for StorageErrorKind {
     }
 }
 
-/// An error from blob storage. It says what kind of failure it was and
-/// whether a retry can help. The message is written by this crate and never
-/// holds a URL query, SAS signature or token; the SDK error is not kept as
-/// `source()` because its text may include the request URL.
+/// An error from a storage service (Blob Storage, Cosmos DB). It says
+/// which service, what kind of failure it was and whether a retry can help.
+/// The message is written by this crate and never holds a URL query, SAS
+/// signature, key or token; the SDK error is not kept as `source()` because
+/// its text may include the request URL.
 #[derive(Debug)]
 pub struct StorageError {
+    service: &'static str,
     kind: StorageErrorKind,
     status: Option<u16>,
     message: String,
 }
 
 impl StorageError {
-    /// A new storage error. `message` must not hold secrets.
+    /// A new blob storage error. `message` must not hold secrets.
     pub fn new(kind: StorageErrorKind, status: Option<u16>, message: impl Into<String>) -> Self {
         StorageError {
+            service: "blob storage",
             kind,
             status,
             message: message.into(),
         }
+    }
+
+    /// The same error, from the storage service `service` (the name the
+    /// message starts with).
+    #[cfg(feature = "cosmos")]
+    pub(crate) fn in_service(mut self, service: &'static str) -> Self {
+        self.service = service;
+        self
     }
 
     /// What went wrong.
@@ -460,7 +498,7 @@ impl StorageError {
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "blob storage: {}: {}", self.kind, self.message)?;
+        write!(f, "{}: {}: {}", self.service, self.kind, self.message)?;
         if let Some(s) = self.status {
             write!(f, " (HTTP {s})")?;
         }

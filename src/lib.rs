@@ -9,6 +9,10 @@ pub mod azure_cse;
 #[cfg(feature = "blob")]
 pub mod blob;
 mod block_on;
+#[cfg(feature = "cosmos")]
+pub mod cosmos;
+#[cfg(feature = "cosmos-ae")]
+pub mod cosmos_ae;
 #[cfg(feature = "document")]
 pub mod document;
 pub mod envelope;
@@ -16,8 +20,12 @@ mod error;
 pub mod format;
 #[cfg(feature = "index")]
 pub mod index;
+#[cfg(any(feature = "azure-cse", feature = "cosmos-ae"))]
+mod json_tree;
 pub mod kek;
 mod key;
+#[cfg(any(feature = "azure-cse", feature = "cosmos-ae"))]
+mod pkcs7;
 mod provider;
 pub mod scope;
 pub mod stream;

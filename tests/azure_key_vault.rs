@@ -959,3 +959,140 @@ async fn latency_over_raw_round_trip() {
         ku.saturating_sub(ru)
     );
 }
+
+/// Cosmos DB Always Encrypted client encryption keys under a Key Vault key:
+/// the root key wrapped and unwrapped with RSA-OAEP by the vault, the
+/// metadata the SDKs expect, the allow-list (a CEK naming another key is
+/// refused without a request), the cache (one unwrap), and rewrapping
+/// within the vault only unless the caller opts out.
+#[cfg(feature = "cosmos-ae")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cosmos_ae_client_encryption_keys_in_key_vault() {
+    use cmk_envelope::cosmos_ae::{
+        CekKeyring, ClientEncryptionKey, ClientEncryptionPolicy, EncryptionType, IncludedPath,
+        ItemCipher, VaultRule, AZURE_KEY_VAULT,
+    };
+    use cmk_envelope::scope::CachePolicy;
+    use std::sync::atomic::Ordering;
+
+    let server = KeyVaultServer::start().await;
+    let v1 = server.add_key(KeySpec::rsa("cosmos-cmk"));
+    let v2 = server.add_key(KeySpec::rsa("cosmos-other"));
+    let hv = server.add_key(KeySpec::hsm_aes("cosmos-hsm"));
+    let url1 = KeyVaultServer::kid(VAULT_HOST, "cosmos-cmk", &v1);
+    let url2 = KeyVaultServer::kid(VAULT_HOST, "cosmos-other", &v2);
+    let hsm_url = KeyVaultServer::kid(HSM_HOST, "cosmos-hsm", &hv);
+    let k1 = kek(&server, &url1, WrapAlgorithm::RsaOaep);
+    let k2 = kek(&server, &url2, WrapAlgorithm::RsaOaep);
+    let hsm = kek(&server, &hsm_url, WrapAlgorithm::A256Kw);
+
+    let cek = ClientEncryptionKey::create("cek-kv", &k1).await.unwrap();
+    let m = cek.key_wrap_metadata();
+    assert_eq!(
+        (m.kind(), m.name(), m.value(), m.algorithm()),
+        (
+            AZURE_KEY_VAULT,
+            "cosmos-cmk",
+            url1.as_str(),
+            WrapAlgorithm::RsaOaep
+        )
+    );
+    assert_eq!(cek.wrapped_key().len(), 256, "RSA-2048 OAEP");
+
+    // The allow-list: every version of cosmos-cmk, nothing else.
+    let unversioned = format!("https://{VAULT_HOST}/keys/cosmos-cmk");
+    let resolver = Arc::new(AzureKeyVaultResolver::new(kek(
+        &server,
+        &unversioned,
+        WrapAlgorithm::RsaOaep,
+    )));
+    let keys = Arc::new(CekKeyring::new(resolver.clone(), CachePolicy::default()));
+    keys.insert(cek.clone());
+    let policy = ClientEncryptionPolicy::new(
+        2,
+        [
+            IncludedPath::new("/id", "cek-kv", EncryptionType::Deterministic).unwrap(),
+            IncludedPath::new("/secret", "cek-kv", EncryptionType::Randomized).unwrap(),
+        ],
+    )
+    .unwrap();
+    let items = ItemCipher::new(policy.clone(), keys.clone());
+    let unwraps = || server.counters().unwraps.load(Ordering::SeqCst);
+    let before = unwraps();
+    let original = serde_json::json!({"id": "p-1", "secret": {"ssn": "078-05-1120"}});
+    let mut item = original.clone();
+    items.encrypt_item(&mut item).await.unwrap();
+    for _ in 0..3 {
+        let mut back = item.clone();
+        items.decrypt_item(&mut back).await.unwrap();
+        assert_eq!(back, original);
+    }
+    assert_eq!(unwraps() - before, 1, "one RSA-OAEP unwrap, then the cache");
+
+    // A CEK naming a key outside the allow-list: refused, no request.
+    let foreign = ClientEncryptionKey::create("cek-foreign", &k2)
+        .await
+        .unwrap();
+    let keys2 = Arc::new(CekKeyring::new(resolver.clone(), CachePolicy::default()));
+    keys2.insert(foreign.clone());
+    let p2 = ClientEncryptionPolicy::new(
+        1,
+        [IncludedPath::new("/secret", "cek-foreign", EncryptionType::Randomized).unwrap()],
+    )
+    .unwrap();
+    let requests = server.counters().requests.load(Ordering::SeqCst);
+    let e = ItemCipher::new(p2, keys2)
+        .encrypt_item(&mut serde_json::json!({"secret": 1}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::UnknownKek { kek_ids } if kek_ids == &vec![url2.clone()]),
+        "{e}"
+    );
+    assert_eq!(server.counters().requests.load(Ordering::SeqCst), requests);
+
+    // Rewrap within the vault; to the Managed HSM only with the opt-out
+    // (and then readable only by this crate: A256KW).
+    let both = cmk_envelope::StaticResolver::new().with(Arc::new(kek(
+        &server,
+        &url1,
+        WrapAlgorithm::RsaOaep,
+    )) as Arc<dyn KeyEncryptionKey>);
+    let moved = cek
+        .rewrap(&both, &k2, VaultRule::SameVaultOnly)
+        .await
+        .unwrap();
+    assert_eq!(moved.key_wrap_metadata().value(), url2);
+    let e = cek
+        .rewrap(&both, &hsm, VaultRule::SameVaultOnly)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::KeyPolicy(m) if m.contains("within its vault")),
+        "{e}"
+    );
+    let to_hsm = cek
+        .rewrap(&both, &hsm, VaultRule::AllowOtherVault)
+        .await
+        .unwrap();
+    assert_eq!(
+        to_hsm.key_wrap_metadata().algorithm(),
+        WrapAlgorithm::A256Kw
+    );
+    // Both rewrapped keys read the old item.
+    for (c, k) in [(moved, k2), (to_hsm, hsm)] {
+        let keys = Arc::new(CekKeyring::new(
+            Arc::new(
+                cmk_envelope::StaticResolver::new().with(Arc::new(k) as Arc<dyn KeyEncryptionKey>),
+            ),
+            CachePolicy::default(),
+        ));
+        keys.insert(c);
+        let mut back = item.clone();
+        ItemCipher::new(policy.clone(), keys)
+            .decrypt_item(&mut back)
+            .await
+            .unwrap();
+        assert_eq!(back, original);
+    }
+}

@@ -3,14 +3,11 @@
 
 use std::fmt;
 
+use crate::error::Error;
+use crate::json_tree::{get, set, Fields, Json};
+use crate::kek::WrapAlgorithm;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
-use serde::{Deserialize, Serialize};
-
-use crate::error::Error;
-use crate::kek::WrapAlgorithm;
 
 /// The region data length of protocol 2.0, and the default of 2.1: 4 MiB.
 pub const DEFAULT_REGION_DATA_LEN: u64 = 4 * 1024 * 1024;
@@ -28,6 +25,9 @@ pub(crate) const TAG_LEN: usize = 16;
 fn bad(msg: impl Into<String>) -> Error {
     Error::CseMetadata(msg.into())
 }
+
+/// Field accessors whose errors are [`Error::CseMetadata`].
+const F: Fields = Fields::new(Error::CseMetadata);
 
 /// The `EncryptionAgent.Protocol` of a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,158 +73,6 @@ impl Protocol {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A JSON value that keeps the order of object members and refuses
-/// duplicate names (serde_json's own map would keep only the last one).
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn type_name(&self) -> &'static str {
-        match self {
-            Json::Null => "null",
-            Json::Bool(_) => "a boolean",
-            Json::Number(_) => "a number",
-            Json::String(_) => "a string",
-            Json::Array(_) => "an array",
-            Json::Object(_) => "an object",
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Json;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-            fn visit_none<E>(self) -> Result<Json, E> {
-                Ok(Json::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-                Ok(Json::Bool(b))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-                Ok(Json::Number(n.into()))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-                Ok(Json::Number(n.into()))
-            }
-            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Json, E> {
-                serde_json::Number::from_f64(n)
-                    .map(Json::Number)
-                    .ok_or_else(|| E::custom("a number that is not finite"))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-                Ok(Json::String(s.to_owned()))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Json, E> {
-                Ok(Json::String(s))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Json, A::Error> {
-                let mut v = Vec::new();
-                while let Some(x) = a.next_element()? {
-                    v.push(x);
-                }
-                Ok(Json::Array(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Json, A::Error> {
-                let mut v: Vec<(String, Json)> = Vec::new();
-                while let Some((k, x)) = a.next_entry::<String, Json>()? {
-                    if v.iter().any(|(n, _)| *n == k) {
-                        return Err(de::Error::custom(format!("duplicate field `{k}`")));
-                    }
-                    v.push((k, x));
-                }
-                Ok(Json::Object(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Serialize for Json {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Json::Null => s.serialize_unit(),
-            Json::Bool(b) => s.serialize_bool(*b),
-            Json::Number(n) => n.serialize(s),
-            Json::String(x) => s.serialize_str(x),
-            Json::Array(v) => {
-                let mut seq = s.serialize_seq(Some(v.len()))?;
-                for x in v {
-                    seq.serialize_element(x)?;
-                }
-                seq.end()
-            }
-            Json::Object(v) => {
-                let mut m = s.serialize_map(Some(v.len()))?;
-                for (k, x) in v {
-                    m.serialize_entry(k, x)?;
-                }
-                m.end()
-            }
-        }
-    }
-}
-
-fn obj<'a>(v: &'a Json, name: &str) -> crate::Result<&'a [(String, Json)]> {
-    match v {
-        Json::Object(o) => Ok(o),
-        other => Err(bad(format!(
-            "`{name}` must be an object, not {}",
-            other.type_name()
-        ))),
-    }
-}
-
-fn get<'a>(o: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
-    o.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-fn req<'a>(o: &'a [(String, Json)], parent: &str, key: &str) -> crate::Result<&'a Json> {
-    get(o, key).ok_or_else(|| bad(format!("`{parent}.{key}` is missing")))
-}
-
-fn string<'a>(v: &'a Json, name: &str) -> crate::Result<&'a str> {
-    match v {
-        Json::String(s) => Ok(s),
-        other => Err(bad(format!(
-            "`{name}` must be a string, not {}",
-            other.type_name()
-        ))),
-    }
-}
-
-fn uint(v: &Json, name: &str) -> crate::Result<u64> {
-    match v {
-        Json::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| bad(format!("`{name}` must be a non-negative integer"))),
-        other => Err(bad(format!(
-            "`{name}` must be an integer, not {}",
-            other.type_name()
-        ))),
-    }
-}
-
-fn set(o: &mut [(String, Json)], key: &str, value: Json) {
-    if let Some((_, v)) = o.iter_mut().find(|(k, _)| k == key) {
-        *v = value;
     }
 }
 
@@ -285,12 +133,12 @@ impl EncryptionData {
             }
         };
 
-        let agent = obj(
-            req(&raw, "encryptiondata", "EncryptionAgent")?,
+        let agent = F.obj(
+            F.req(&raw, "encryptiondata", "EncryptionAgent")?,
             "EncryptionAgent",
         )?;
-        let p = string(
-            req(agent, "EncryptionAgent", "Protocol")?,
+        let p = F.string(
+            F.req(agent, "EncryptionAgent", "Protocol")?,
             "EncryptionAgent.Protocol",
         )?;
         let protocol = Protocol::parse(p).ok_or_else(|| {
@@ -298,8 +146,8 @@ impl EncryptionData {
                 "unsupported `EncryptionAgent.Protocol` {p:?} (known: 1.0, 2.0, 2.1)"
             ))
         })?;
-        let alg = string(
-            req(agent, "EncryptionAgent", "EncryptionAlgorithm")?,
+        let alg = F.string(
+            F.req(agent, "EncryptionAgent", "EncryptionAlgorithm")?,
             "EncryptionAgent.EncryptionAlgorithm",
         )?;
         let expected_alg = if protocol == Protocol::V1_0 {
@@ -313,19 +161,19 @@ impl EncryptionData {
             )));
         }
 
-        let wck = obj(
-            req(&raw, "encryptiondata", "WrappedContentKey")?,
+        let wck = F.obj(
+            F.req(&raw, "encryptiondata", "WrappedContentKey")?,
             "WrappedContentKey",
         )?;
-        let key_id = string(
-            req(wck, "WrappedContentKey", "KeyId")?,
+        let key_id = F.string(
+            F.req(wck, "WrappedContentKey", "KeyId")?,
             "WrappedContentKey.KeyId",
         )?;
         if key_id.is_empty() || key_id.len() > 2048 {
             return Err(bad("`WrappedContentKey.KeyId` must be 1 to 2048 bytes"));
         }
-        let ek = string(
-            req(wck, "WrappedContentKey", "EncryptedKey")?,
+        let ek = F.string(
+            F.req(wck, "WrappedContentKey", "EncryptedKey")?,
             "WrappedContentKey.EncryptedKey",
         )?;
         let encrypted_key = STANDARD
@@ -336,8 +184,8 @@ impl EncryptionData {
                 "`WrappedContentKey.EncryptedKey` must be 1 to 1024 bytes",
             ));
         }
-        let a = string(
-            req(wck, "WrappedContentKey", "Algorithm")?,
+        let a = F.string(
+            F.req(wck, "WrappedContentKey", "Algorithm")?,
             "WrappedContentKey.Algorithm",
         )?;
         let algorithm = match WrapAlgorithm::from_jose_name(a) {
@@ -354,8 +202,8 @@ impl EncryptionData {
         let mut content_encryption_iv = None;
         let region_data_len = match protocol {
             Protocol::V1_0 => {
-                let iv = string(
-                    req(&raw, "encryptiondata", "ContentEncryptionIV")?,
+                let iv = F.string(
+                    F.req(&raw, "encryptiondata", "ContentEncryptionIV")?,
                     "ContentEncryptionIV",
                 )?;
                 let iv: [u8; 16] = STANDARD
@@ -375,16 +223,16 @@ impl EncryptionData {
                         )))
                     }
                 }
-                let info = obj(
-                    req(&raw, "encryptiondata", "EncryptedRegionInfo")?,
+                let info = F.obj(
+                    F.req(&raw, "encryptiondata", "EncryptedRegionInfo")?,
                     "EncryptedRegionInfo",
                 )?;
-                let dl = uint(
-                    req(info, "EncryptedRegionInfo", "DataLength")?,
+                let dl = F.uint(
+                    F.req(info, "EncryptedRegionInfo", "DataLength")?,
                     "EncryptedRegionInfo.DataLength",
                 )?;
-                let nl = uint(
-                    req(info, "EncryptedRegionInfo", "NonceLength")?,
+                let nl = F.uint(
+                    F.req(info, "EncryptedRegionInfo", "NonceLength")?,
                     "EncryptedRegionInfo.NonceLength",
                 )?;
                 if nl != NONCE_LEN as u64 {
@@ -407,13 +255,13 @@ impl EncryptionData {
         };
 
         if let Some(kwm) = get(&raw, "KeyWrappingMetadata") {
-            let kwm = obj(kwm, "KeyWrappingMetadata")?;
+            let kwm = F.obj(kwm, "KeyWrappingMetadata")?;
             if let Some(lib) = get(kwm, "EncryptionLibrary") {
-                string(lib, "KeyWrappingMetadata.EncryptionLibrary")?;
+                F.string(lib, "KeyWrappingMetadata.EncryptionLibrary")?;
             }
         }
         if let Some(mode) = get(&raw, "EncryptionMode") {
-            let mode = string(mode, "EncryptionMode")?;
+            let mode = F.string(mode, "EncryptionMode")?;
             if mode != "FullBlob" {
                 return Err(bad(format!(
                     "`EncryptionMode` is {mode:?}; only \"FullBlob\" is supported"

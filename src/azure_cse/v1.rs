@@ -35,26 +35,6 @@ fn body_error() -> Error {
     }
 }
 
-/// The length of the plaintext in a final decrypted block, after its
-/// PKCS#7 padding (1 to 16 bytes, each equal to the padding length), or
-/// `None`. The bytes are examined without data-dependent branches.
-fn pkcs7_unpadded_len(last: &[u8; AES_BLOCK_LEN]) -> Option<usize> {
-    let p = u32::from(last[AES_BLOCK_LEN - 1]);
-    // 1 if p == 0 or p > 16 (the subtractions wrap to values with bit 31 set).
-    let mut bad = (p.wrapping_sub(1) >> 31) | ((AES_BLOCK_LEN as u32).wrapping_sub(p) >> 31);
-    for (i, &b) in last.iter().enumerate() {
-        let from_end = (AES_BLOCK_LEN - 1 - i) as u32;
-        // All ones if this byte is inside the padding (from_end < p).
-        let in_pad = 0u32.wrapping_sub(from_end.wrapping_sub(p) >> 31);
-        bad |= in_pad & (u32::from(b) ^ p);
-    }
-    if std::hint::black_box(bad) == 0 {
-        Some(AES_BLOCK_LEN - p as usize)
-    } else {
-        None
-    }
-}
-
 /// Unwraps the content key of a protocol 1.0 blob: the KEK wraps the bare
 /// 32-byte key (no protocol prefix).
 async fn unwrap_v1_cek(
@@ -202,10 +182,11 @@ impl InsecureCseV1Decryptor {
         let mut buf = Zeroizing::new(ciphertext.to_vec());
         self.provider
             .aead
-            .aes256_cbc_decrypt_blocks(&self.cek, &self.iv, &mut buf)
+            .aes256_cbc(&self.cek)
+            .decrypt_blocks(&self.iv, &mut buf)
             .map_err(|_| body_error())?;
         let last: &[u8; AES_BLOCK_LEN] = buf[len - AES_BLOCK_LEN..].try_into().expect("one block");
-        let keep = pkcs7_unpadded_len(last).ok_or_else(body_error)?;
+        let keep = crate::pkcs7::unpadded_len(last).ok_or_else(body_error)?;
         buf.truncate(len - AES_BLOCK_LEN + keep);
         Ok(std::mem::take(&mut *buf))
     }
@@ -298,7 +279,8 @@ impl<R: Read> InsecureCseV1Reader<R> {
         self.out[..n].copy_from_slice(&self.ct[..n]);
         self.provider
             .aead
-            .aes256_cbc_decrypt_blocks(&self.cek, &self.iv, &mut self.out[..n])
+            .aes256_cbc(&self.cek)
+            .decrypt_blocks(&self.iv, &mut self.out[..n])
             .map_err(|_| body_error())?;
         self.pos = 0;
         self.end = n;
@@ -306,7 +288,7 @@ impl<R: Read> InsecureCseV1Reader<R> {
             let last: &[u8; AES_BLOCK_LEN] = self.out[n - AES_BLOCK_LEN..n]
                 .try_into()
                 .expect("one block");
-            let keep = pkcs7_unpadded_len(last).ok_or_else(body_error)?;
+            let keep = crate::pkcs7::unpadded_len(last).ok_or_else(body_error)?;
             self.end = n - AES_BLOCK_LEN + keep;
             self.done = true;
         } else {
@@ -355,65 +337,4 @@ pub async fn decrypt_insecure_v1(
     InsecureCseV1Decryptor::new(metadata, resolver, opt_in)
         .await?
         .decrypt(ciphertext)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pkcs7_unpad() {
-        for p in 1..=16u8 {
-            let mut b = [0xAAu8; 16];
-            b[16 - p as usize..].fill(p);
-            assert_eq!(pkcs7_unpadded_len(&b), Some(16 - p as usize), "{p}");
-            if p > 1 {
-                // One wrong padding byte.
-                b[16 - p as usize] ^= 1;
-                assert_eq!(pkcs7_unpadded_len(&b), None, "{p}");
-            }
-        }
-        for p in [0u8, 17, 0x20, 0xFF] {
-            assert_eq!(pkcs7_unpadded_len(&[p; 16]), None, "{p}");
-        }
-    }
-
-    /// NIST SP 800-38A F.2.6 (CBC-AES256.Decrypt), through both providers.
-    #[test]
-    fn cbc_sp800_38a() {
-        let hex = |s: &str| -> Vec<u8> {
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect()
-        };
-        let key: [u8; 32] = hex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
-            .try_into()
-            .unwrap();
-        let iv: [u8; 16] = hex("000102030405060708090a0b0c0d0e0f").try_into().unwrap();
-        let ct = hex(concat!(
-            "f58c4c04d6e5f1ba779eabfb5f7bfbd6",
-            "9cfc4e967edb808d679f777bc6702c7d",
-            "39f23369a9d9bacfa530e26304231461",
-            "b2eb05e2c39be9fcda6c19078c6a9d1b"
-        ));
-        let pt = hex(concat!(
-            "6bc1bee22e409f96e93d7e117393172a",
-            "ae2d8a571e03ac9c9eb76fac45af8e51",
-            "30c81c46a35ce411e5fbc1191a0a52ef",
-            "f69f2445df4f9b17ad2b417be66c3710"
-        ));
-        for p in CryptoProvider::all() {
-            let mut buf = ct.clone();
-            p.aead
-                .aes256_cbc_decrypt_blocks(&key, &iv, &mut buf)
-                .unwrap();
-            assert_eq!(buf, pt, "{}", p.name());
-            let mut odd = ct[..17].to_vec();
-            assert!(p
-                .aead
-                .aes256_cbc_decrypt_blocks(&key, &iv, &mut odd)
-                .is_err());
-        }
-    }
 }

@@ -42,13 +42,7 @@ pub(super) fn storage(op: &'static str, e: azure_core::Error) -> Error {
             status, error_code, ..
         } => {
             let s = u16::from(*status);
-            let kind = match s {
-                404 => StorageErrorKind::NotFound,
-                401 | 403 => StorageErrorKind::PermissionDenied,
-                429 | 503 => StorageErrorKind::Throttled,
-                408 | 500..=599 => StorageErrorKind::Transient,
-                _ => StorageErrorKind::Other,
-            };
+            let kind = StorageErrorKind::from_status(s);
             let code = error_code.as_deref().unwrap_or("no error code");
             (kind, Some(s), format!("{op}: {}", redact(code)))
         }

@@ -4,9 +4,9 @@ use aws_lc_rs::{aead, cipher, key_wrap, rsa};
 use zeroize::Zeroizing;
 
 use super::{
-    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN,
-    GCM_TAG_LEN, SHA512_LEN,
+    AeadProvider, Aes256CbcKey, Aes256GcmKey, CryptoProvider, HkdfProvider, HmacProvider,
+    HmacSha256Key, KeyWrapProvider, OaepHash, RsaPrivateKey, RsaProvider, RsaPublicKey,
+    AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, SHA256_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -14,6 +14,7 @@ pub(super) static PROVIDER: CryptoProvider = CryptoProvider {
     name: "aws-lc-rs",
     aead: &Aead,
     hkdf: &Hkdf,
+    hmac: &Hmac,
     key_wrap: &KeyWrap,
     rsa: &Rsa,
     random: &super::os_random::OsRandom,
@@ -36,22 +37,56 @@ impl AeadProvider for Aead {
         Box::new(GcmKey(aead::LessSafeKey::new(unbound)))
     }
 
-    fn aes256_cbc_decrypt_blocks(
+    fn aes256_cbc(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256CbcKey> {
+        // A 32-byte key is always valid for AES-256.
+        let unbound = || cipher::UnboundCipherKey::new(&cipher::AES_256, key).expect("AES-256 key");
+        Box::new(CbcKey {
+            enc: cipher::EncryptingKey::cbc(unbound()).expect("AES-256-CBC key"),
+            dec: cipher::DecryptingKey::cbc(unbound()).expect("AES-256-CBC key"),
+        })
+    }
+}
+
+struct CbcKey {
+    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+    enc: cipher::EncryptingKey,
+    dec: cipher::DecryptingKey,
+}
+
+/// Whether `in_out` holds blocks to process: `false` when empty, an
+/// error when it is not a whole number of blocks.
+fn whole_blocks(in_out: &[u8]) -> Result<bool, CryptoError> {
+    if in_out.len().is_multiple_of(AES_BLOCK_LEN) {
+        Ok(!in_out.is_empty())
+    } else {
+        Err(CryptoError)
+    }
+}
+
+impl Aes256CbcKey for CbcKey {
+    fn encrypt_blocks(
         &self,
-        key: &[u8; AES256_KEY_LEN],
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError> {
-        if !in_out.len().is_multiple_of(AES_BLOCK_LEN) {
-            return Err(CryptoError);
-        }
-        if in_out.is_empty() {
+        if !whole_blocks(in_out)? {
             return Ok(());
         }
-        let unbound = cipher::UnboundCipherKey::new(&cipher::AES_256, key).map_err(ce)?;
-        let dec = cipher::DecryptingKey::cbc(unbound).map_err(ce)?;
+        let ctx = cipher::EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv));
+        self.enc.less_safe_encrypt(in_out, ctx).map_err(ce)?;
+        Ok(())
+    }
+
+    fn decrypt_blocks(
+        &self,
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if !whole_blocks(in_out)? {
+            return Ok(());
+        }
         let ctx = cipher::DecryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(*iv));
-        let n = dec.decrypt(in_out, ctx).map_err(ce)?.len();
+        let n = self.dec.decrypt(in_out, ctx).map_err(ce)?.len();
         if n == in_out.len() {
             Ok(())
         } else {
@@ -196,6 +231,33 @@ fn expand_sha512_hmac(prk: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<(), 
         block.copy_from_slice(&t[..block.len()]);
     }
     Ok(())
+}
+
+#[derive(Debug)]
+struct Hmac;
+
+impl HmacProvider for Hmac {
+    fn hmac_sha256_key(&self, key: &[u8]) -> Box<dyn HmacSha256Key> {
+        Box::new(HmacKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            key,
+        )))
+    }
+}
+
+/// aws-lc cleans its HMAC contexts (`HMAC_CTX_cleanup`) when they drop.
+struct HmacKey(aws_lc_rs::hmac::Key);
+
+impl HmacSha256Key for HmacKey {
+    fn sign(&self, message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]> {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.0);
+        for part in message {
+            ctx.update(part);
+        }
+        let mut out = Zeroizing::new([0u8; SHA256_LEN]);
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
 }
 
 #[derive(Debug)]

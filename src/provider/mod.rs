@@ -8,8 +8,8 @@
 //!   aws-lc-rs, roughly 3.7× faster AES-256-GCM than the pure-Rust one here
 //!   and 8× faster RSA decryption.
 //! * [`CryptoProvider::rustcrypto`] (feature `rustcrypto`): pure Rust, from
-//!   the RustCrypto crates `aes-gcm`, `aes-kw`, `rsa`, `hkdf`/`hmac` and
-//!   `sha2`.
+//!   the RustCrypto crates `aes-gcm`, `aes-kw`, `cbc`, `rsa`, `hkdf`/`hmac`
+//!   and `sha2`.
 //!
 //! The traits are crate-private: callers pick a provider, never implement
 //! one, so nobody can plug in a primitive that skips a check. Both providers
@@ -21,8 +21,10 @@
 //! | primitive | used for |
 //! |---|---|
 //! | AES-256-GCM, 12-byte nonce, detached 16-byte tag, in place or from one buffer into another | every chunk of a body |
-//! | AES-256-CBC decryption of whole blocks, in place, no padding | only the opt-in, insecure read of Azure CSE protocol 1.0 blobs (feature `azure-cse`) |
+//! | AES-256-CBC decryption of whole blocks, in place, no padding | the opt-in, insecure read of Azure CSE protocol 1.0 blobs (feature `azure-cse`); Cosmos DB Always Encrypted values, after their tag verified (feature `cosmos-ae`) |
+//! | AES-256-CBC encryption of whole blocks, in place, no padding | Cosmos DB Always Encrypted values (feature `cosmos-ae`) |
 //! | HKDF-Expand / HKDF-Extract with SHA-512 | chunk key, base nonce and commitment derivation |
+//! | HMAC-SHA-256 | Cosmos DB Always Encrypted key derivation, IVs and tags (feature `cosmos-ae`) |
 //! | AES key wrap (RFC 3394) and with padding (RFC 5649) | local and scope KEKs |
 //! | RSA-OAEP with SHA-256 or SHA-1 (MGF1 of the same hash, empty label) | local RSA KEKs |
 //! | the OS CSPRNG | data keys, salts, generated KEKs |
@@ -50,10 +52,16 @@ pub(crate) const GCM_NONCE_LEN: usize = 12;
 /// AES-GCM tag length used throughout.
 pub(crate) const GCM_TAG_LEN: usize = 16;
 /// AES block length (the CBC IV length).
-#[cfg_attr(not(feature = "azure-cse"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "azure-cse", feature = "cosmos-ae")),
+    allow(dead_code)
+)]
 pub(crate) const AES_BLOCK_LEN: usize = 16;
 /// SHA-512 output length (the HKDF hash).
 pub(crate) const SHA512_LEN: usize = 64;
+/// SHA-256 output length (the HMAC-SHA-256 tag).
+#[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+pub(crate) const SHA256_LEN: usize = 32;
 
 /// A set of cryptographic primitives. Obtain one with
 /// [`CryptoProvider::default_provider`], [`CryptoProvider::aws_lc_rs`] or
@@ -64,6 +72,8 @@ pub struct CryptoProvider {
     name: &'static str,
     pub(crate) aead: &'static dyn AeadProvider,
     pub(crate) hkdf: &'static dyn HkdfProvider,
+    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+    pub(crate) hmac: &'static dyn HmacProvider,
     pub(crate) key_wrap: &'static dyn KeyWrapProvider,
     pub(crate) rsa: &'static dyn RsaProvider,
     pub(crate) random: &'static dyn RandomProvider,
@@ -141,16 +151,40 @@ pub(crate) trait AeadProvider: Send + Sync + Debug {
     /// Expands a key for repeated use. Costs one key schedule.
     fn aes256_gcm(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256GcmKey>;
 
-    /// AES-256-CBC **decryption** of whole blocks in place: no padding is
-    /// removed or checked, and nothing is authenticated. Used only by the
-    /// opt-in read of Azure CSE protocol 1.0 (`azure_cse::InsecureV1`);
-    /// there is no CBC encryption in the seam. Fails (leaving `in_out`
-    /// unspecified) if `in_out.len()` is not a multiple of 16. Costs one
-    /// key schedule per call: call it on large slices.
-    #[cfg_attr(not(feature = "azure-cse"), allow(dead_code))]
-    fn aes256_cbc_decrypt_blocks(
+    /// Expands a key for AES-256-CBC over whole blocks, no padding and
+    /// no authentication: the opt-in read of Azure CSE protocol 1.0
+    /// (`azure_cse::InsecureV1`), and Cosmos DB Always Encrypted values
+    /// (AEAD_AES_256_CBC_HMAC_SHA256, which pads and MACs around it, and
+    /// decrypts only after its tag verified). Costs one key schedule.
+    #[cfg_attr(
+        not(any(feature = "azure-cse", feature = "cosmos-ae")),
+        allow(dead_code)
+    )]
+    fn aes256_cbc(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256CbcKey>;
+}
+
+/// An expanded AES-256 key for CBC. The IV is the caller's: within this
+/// crate it is always drawn from the CSPRNG, derived by the format, or
+/// read from the ciphertext, never chosen by a user.
+#[cfg_attr(
+    not(any(feature = "azure-cse", feature = "cosmos-ae")),
+    allow(dead_code)
+)]
+pub(crate) trait Aes256CbcKey: Send + Sync {
+    /// Encrypts whole blocks in place. Fails if `in_out.len()` is not a
+    /// multiple of 16.
+    #[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+    fn encrypt_blocks(
         &self,
-        key: &[u8; AES256_KEY_LEN],
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError>;
+
+    /// Decrypts whole blocks in place; no padding is removed or checked.
+    /// Fails (leaving `in_out` unspecified) if `in_out.len()` is not a
+    /// multiple of 16.
+    fn decrypt_blocks(
+        &self,
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError>;
@@ -230,6 +264,31 @@ pub(crate) trait HkdfProvider: Send + Sync + Debug {
     fn extract_sha512(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; SHA512_LEN]>;
 }
 
+/// HMAC-SHA-256 (RFC 2104, FIPS 180-4).
+#[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+pub(crate) trait HmacProvider: Send + Sync + Debug {
+    /// Keys HMAC-SHA-256 with `key` (any length) for repeated use. Costs
+    /// the key setup (two SHA-256 blocks); each
+    /// [`sign`](HmacSha256Key::sign) then costs only its message. Wiped on
+    /// drop.
+    fn hmac_sha256_key(&self, key: &[u8]) -> Box<dyn HmacSha256Key>;
+
+    /// One HMAC-SHA-256 under `key`: [`hmac_sha256_key`](Self::hmac_sha256_key)
+    /// then [`sign`](HmacSha256Key::sign).
+    fn hmac_sha256(&self, key: &[u8], message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]> {
+        self.hmac_sha256_key(key).sign(message)
+    }
+}
+
+/// A keyed HMAC-SHA-256.
+#[cfg_attr(not(feature = "cosmos-ae"), allow(dead_code))]
+pub(crate) trait HmacSha256Key: Send + Sync {
+    /// The HMAC of the concatenation of `message`. The output is zeroized
+    /// on drop: it is a derived key in some uses. Tags are compared by the
+    /// caller, in constant time.
+    fn sign(&self, message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]>;
+}
+
 /// AES key wrap with a 256-bit KEK.
 pub(crate) trait KeyWrapProvider: Send + Sync + Debug {
     /// RFC 3394 (`padded == false`, input a multiple of 8 bytes, ≥ 16) or
@@ -290,4 +349,124 @@ pub(crate) trait RsaPrivateKey: Send + Sync {
 pub(crate) trait RandomProvider: Send + Sync + Debug {
     /// Fills `out` with random bytes.
     fn fill(&self, out: &mut [u8]) -> Result<(), CryptoError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// NIST SP 800-38A, appendix F.2.5 (CBC-AES256.Encrypt) and F.2.6
+    /// (CBC-AES256.Decrypt): the same four blocks both ways, on every
+    /// provider, whole and one block at a time (the IV chaining).
+    #[test]
+    fn aes256_cbc_sp800_38a() {
+        let key: [u8; 32] =
+            unhex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+                .try_into()
+                .unwrap();
+        let iv: [u8; 16] = unhex("000102030405060708090a0b0c0d0e0f")
+            .try_into()
+            .unwrap();
+        let plain = unhex(
+            "6bc1bee22e409f96e93d7e117393172a ae2d8a571e03ac9c9eb76fac45af8e51
+             30c81c46a35ce411e5fbc1191a0a52ef f69f2445df4f9b17ad2b417be66c3710",
+        );
+        let cipher = unhex(
+            "f58c4c04d6e5f1ba779eabfb5f7bfbd6 9cfc4e967edb808d679f777bc6702c7d
+             39f23369a9d9bacfa530e26304231461 b2eb05e2c39be9fcda6c19078c6a9d1b",
+        );
+        for p in CryptoProvider::all() {
+            let k = p.aead.aes256_cbc(&key);
+            let mut buf = plain.clone();
+            k.encrypt_blocks(&iv, &mut buf).unwrap();
+            assert_eq!(buf, cipher, "{} encrypt", p.name());
+            k.decrypt_blocks(&iv, &mut buf).unwrap();
+            assert_eq!(buf, plain, "{} decrypt", p.name());
+            // Block by block, each block's IV being the previous ciphertext;
+            // the key is reused.
+            let mut chain = iv;
+            for (i, block) in plain.chunks(16).enumerate() {
+                let mut b = block.to_vec();
+                k.encrypt_blocks(&chain, &mut b).unwrap();
+                assert_eq!(b, cipher[i * 16..(i + 1) * 16], "{} block {i}", p.name());
+                k.decrypt_blocks(&chain, &mut b).unwrap();
+                assert_eq!(b, block, "{} block {i}", p.name());
+                chain.copy_from_slice(&cipher[i * 16..(i + 1) * 16]);
+            }
+            let mut empty = [0u8; 0];
+            assert!(k.encrypt_blocks(&iv, &mut empty).is_ok());
+            let mut odd = [0u8; 17];
+            assert!(k.encrypt_blocks(&iv, &mut odd).is_err());
+            assert!(k.decrypt_blocks(&iv, &mut odd).is_err());
+        }
+    }
+
+    /// RFC 4231 test cases 1 to 7 (HMAC-SHA-256; case 5 compares the first
+    /// 128 bits, as the RFC does), on every provider, with the message given
+    /// whole and split into parts.
+    #[test]
+    fn hmac_sha256_rfc4231() {
+        let long_key = [0xaau8; 131];
+        let cases: [(Vec<u8>, Vec<u8>, &str); 7] = [
+            (
+                vec![0x0b; 20],
+                b"Hi There".to_vec(),
+                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+            ),
+            (
+                b"Jefe".to_vec(),
+                b"what do ya want for nothing?".to_vec(),
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+            ),
+            (
+                vec![0xaa; 20],
+                vec![0xdd; 50],
+                "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+            ),
+            (
+                (1u8..=25).collect(),
+                vec![0xcd; 50],
+                "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+            ),
+            (
+                vec![0x0c; 20],
+                b"Test With Truncation".to_vec(),
+                "a3b6167473100ee06e0c796c2955552b",
+            ),
+            (
+                long_key.to_vec(),
+                b"Test Using Larger Than Block-Size Key - Hash Key First".to_vec(),
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                long_key.to_vec(),
+                b"This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.".to_vec(),
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ];
+        for p in CryptoProvider::all() {
+            for (i, (key, data, want)) in cases.iter().enumerate() {
+                let want = unhex(want);
+                let whole = p.hmac.hmac_sha256(key, &[data]);
+                assert_eq!(
+                    &whole[..want.len()],
+                    &want[..],
+                    "{} case {}",
+                    p.name(),
+                    i + 1
+                );
+                let (a, b) = data.split_at(data.len() / 3);
+                let parts = p.hmac.hmac_sha256(key, &[a, &[], b]);
+                assert_eq!(*parts, *whole, "{} case {} in parts", p.name(), i + 1);
+            }
+        }
+    }
 }

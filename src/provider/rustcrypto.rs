@@ -1,6 +1,6 @@
 //! The pure-Rust provider, built from RustCrypto crates: `aes-gcm`,
-//! `aes-kw`, `rsa`, `hkdf`/`hmac`, `sha1`/`sha2`, with `getrandom` as the
-//! only source of randomness.
+//! `aes-kw`, `cbc`, `rsa`, `hkdf`/`hmac`, `sha1`/`sha2`, with `getrandom` as
+//! the only source of randomness.
 //!
 //! Nothing here panics on bad input: every length the underlying crates
 //! would reject (or silently mishandle) is checked first and reported as
@@ -17,13 +17,13 @@ use rsa::pkcs8::{
 };
 use rsa::traits::PublicKeyParts as _;
 use sha1::Sha1;
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    AeadProvider, Aes256GcmKey, CryptoProvider, HkdfProvider, KeyWrapProvider, OaepHash,
-    RsaPrivateKey, RsaProvider, RsaPublicKey, AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN,
-    GCM_TAG_LEN, SHA512_LEN,
+    AeadProvider, Aes256CbcKey, Aes256GcmKey, CryptoProvider, HkdfProvider, HmacProvider,
+    HmacSha256Key, KeyWrapProvider, OaepHash, RsaPrivateKey, RsaProvider, RsaPublicKey,
+    AES256_KEY_LEN, AES_BLOCK_LEN, GCM_NONCE_LEN, GCM_TAG_LEN, SHA256_LEN, SHA512_LEN,
 };
 use crate::error::CryptoError;
 
@@ -31,6 +31,7 @@ pub(super) static PROVIDER: CryptoProvider = CryptoProvider {
     name: "rustcrypto",
     aead: &Aead,
     hkdf: &Hkdf,
+    hmac: &HmacSha256Provider,
     key_wrap: &KeyWrap,
     rsa: &Rsa,
     random: &super::os_random::OsRandom,
@@ -55,21 +56,43 @@ impl AeadProvider for Aead {
         Box::new(GcmKey(Aes256Gcm::new(key.into())))
     }
 
-    fn aes256_cbc_decrypt_blocks(
+    fn aes256_cbc(&self, key: &[u8; AES256_KEY_LEN]) -> Box<dyn Aes256CbcKey> {
+        use cbc::cipher::KeyInit as _;
+        // Borrowed as a fixed-size array: no unzeroized copy of the key.
+        Box::new(CbcKey(aes_gcm::aes::Aes256::new(key.into())))
+    }
+}
+
+/// An expanded AES-256 key; `aes` (feature `zeroize`) wipes the round keys
+/// on drop, and `cbc` wipes each mode's copy and chaining value.
+struct CbcKey(aes_gcm::aes::Aes256);
+
+impl Aes256CbcKey for CbcKey {
+    fn encrypt_blocks(
         &self,
-        key: &[u8; AES256_KEY_LEN],
         iv: &[u8; AES_BLOCK_LEN],
         in_out: &mut [u8],
     ) -> Result<(), CryptoError> {
-        use cbc::cipher::{Array, BlockModeDecrypt as _, KeyIvInit as _};
+        use cbc::cipher::{Array, BlockModeEncrypt as _, InnerIvInit as _};
         let (blocks, rest) = Array::slice_as_chunks_mut(in_out);
         if !rest.is_empty() {
             return Err(CryptoError);
         }
-        // `cbc` (feature `zeroize`) wipes the round keys and the chaining
-        // value when the decryptor is dropped.
-        let mut dec = cbc::Decryptor::<aes_gcm::aes::Aes256>::new(key.into(), iv.into());
-        dec.decrypt_blocks(blocks);
+        cbc::Encryptor::inner_iv_init(self.0.clone(), iv.into()).encrypt_blocks(blocks);
+        Ok(())
+    }
+
+    fn decrypt_blocks(
+        &self,
+        iv: &[u8; AES_BLOCK_LEN],
+        in_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        use cbc::cipher::{Array, BlockModeDecrypt as _, InnerIvInit as _};
+        let (blocks, rest) = Array::slice_as_chunks_mut(in_out);
+        if !rest.is_empty() {
+            return Err(CryptoError);
+        }
+        cbc::Decryptor::inner_iv_init(self.0.clone(), iv.into()).decrypt_blocks(blocks);
         Ok(())
     }
 }
@@ -165,6 +188,37 @@ impl HkdfProvider for Hkdf {
         prk.copy_from_slice(&tag);
         tag.as_mut_slice().zeroize();
         prk
+    }
+}
+
+// ------------------------------------------------------------ HMAC-SHA-256
+
+#[derive(Debug)]
+struct HmacSha256Provider;
+
+impl HmacProvider for HmacSha256Provider {
+    fn hmac_sha256_key(&self, key: &[u8]) -> Box<dyn HmacSha256Key> {
+        // `HmacImpl` is the `hkdf` crate's infallible constructor (HMAC takes
+        // keys of every length).
+        Box::new(HmacKey(<Hmac<Sha256> as HmacImpl>::new_from_slice(key)))
+    }
+}
+
+/// A keyed HMAC-SHA-256; `hmac` (feature `zeroize`) wipes its state on
+/// drop, and each `sign` works on a copy.
+struct HmacKey(Hmac<Sha256>);
+
+impl HmacSha256Key for HmacKey {
+    fn sign(&self, message: &[&[u8]]) -> Zeroizing<[u8; SHA256_LEN]> {
+        let mut mac = self.0.clone();
+        for part in message {
+            HmacImpl::update(&mut mac, part);
+        }
+        let mut tag = HmacImpl::finalize(mac);
+        let mut out = Zeroizing::new([0u8; SHA256_LEN]);
+        out.copy_from_slice(&tag);
+        tag.as_mut_slice().zeroize();
+        out
     }
 }
 

@@ -59,6 +59,8 @@
 mod cache;
 mod fs_store;
 mod kek;
+#[cfg(any(feature = "cosmos-ae", test))]
+mod key_cache;
 mod material;
 mod record;
 mod rotate;
@@ -81,6 +83,8 @@ pub use store::{Etag, MemoryScopeStore, ScopeStore};
 
 use self::cache::{Counters, Jitter};
 use self::kek::ScopeKek;
+#[cfg(any(feature = "cosmos-ae", test))]
+pub(crate) use self::key_cache::{KeyCache, ScopeSecret};
 use self::material::Usage;
 pub(crate) use self::record::validate_scope_id;
 use self::state::State;

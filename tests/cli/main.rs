@@ -4,6 +4,8 @@
 
 #[cfg(feature = "azure-cse")]
 mod azure_cse;
+#[cfg(feature = "cosmos-ae")]
+mod cosmos_ae;
 mod failures;
 mod keygen;
 mod range;

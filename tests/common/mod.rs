@@ -82,3 +82,14 @@ pub fn data(len: usize, seed: u8) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A local A256KW KEK saved as a JWK file in a fresh directory (its key
+/// container), as customer-managed scopes require.
+pub fn file_kek(kid: &str) -> Arc<dyn KeyEncryptionKey> {
+    let path = tempdir().join(format!("{kid}.jwk"));
+    LocalKek::generate(WrapAlgorithm::A256Kw, Some(kid.into()), None)
+        .unwrap()
+        .save_jwk(&path, false)
+        .unwrap();
+    Arc::new(LocalKek::from_jwk_file(&path).unwrap())
+}

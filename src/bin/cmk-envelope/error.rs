@@ -52,7 +52,9 @@ fn classify(e: &Error) -> &'static str {
             "corrupted or truncated input"
         }
         Error::CseRegion { .. } => "corrupted, tampered or truncated input",
-        Error::CseMetadata(_) => "bad encryption metadata",
+        Error::CseMetadata(_) | Error::CosmosAeMetadata(_) => "bad encryption metadata",
+        Error::FieldAuthentication { .. } => "corrupted or tampered input",
+        Error::DocumentField { .. } => "bad item",
         Error::TooLarge(_) => "input too large",
         Error::UnknownKek { .. } => "unknown kid",
         Error::KeyFile { .. } => "bad key file",

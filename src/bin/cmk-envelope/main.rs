@@ -6,6 +6,8 @@
 
 #[cfg(feature = "azure-cse")]
 mod azure_cse;
+#[cfg(feature = "cosmos-ae")]
+mod cosmos_ae;
 mod decrypt;
 mod encrypt;
 mod error;
@@ -74,6 +76,11 @@ enum Command {
     #[cfg(feature = "azure-cse")]
     #[command(subcommand)]
     AzureCse(azure_cse::AzureCseCommand),
+    /// Cosmos DB client-side encryption ("Always Encrypted", the SDKs'
+    /// format): encrypt and decrypt items, create and rewrap keys.
+    #[cfg(feature = "cosmos-ae")]
+    #[command(subcommand)]
+    CosmosAe(cosmos_ae::CosmosAeCommand),
     /// Encryption scopes (CMK → scope key → object keys): create, show,
     /// rotate-cmk, rotate-key, destroy. STORE is a directory, or an Azure
     /// Blob container URL (feature `blob`).
@@ -347,6 +354,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rewrap(a) => rewrap::run(&a),
         #[cfg(feature = "azure-cse")]
         Command::AzureCse(c) => azure_cse::run(&c),
+        #[cfg(feature = "cosmos-ae")]
+        Command::CosmosAe(c) => cosmos_ae::run(&c),
         Command::Scope(c) => scope::run(&c),
     }
 }

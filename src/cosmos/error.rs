@@ -1,0 +1,100 @@
+//! Cosmos DB SDK errors to crate errors: the operation, the HTTP status and
+//! the service's error code, nothing else.
+
+use azure_data_cosmos::CosmosError;
+
+use crate::error::{Error, StorageError, StorageErrorKind};
+
+/// The name errors of this module start with.
+const SERVICE: &str = "Cosmos DB";
+
+/// Whether `e` is a lost compare-and-swap: `412 Precondition Failed`
+/// (`If-Match` failed) or `409 Conflict` (a create found the id taken).
+pub(super) fn is_conflict(e: &CosmosError) -> bool {
+    let s = e.status();
+    e.is_from_wire() && (s.is_precondition_failed() || s.is_conflict())
+}
+
+/// Whether `e` says the item does not exist: a `404` without a sub-status.
+/// A `404` with one (the container or database is missing, a session
+/// could not be read) is not that: it is reported as a storage error
+/// rather than as a missing record.
+pub(super) fn is_not_found(e: &CosmosError) -> bool {
+    let s = e.status();
+    e.is_from_wire() && s.is_not_found() && s.sub_status().is_none_or(|sub| sub.value() == 0)
+}
+
+/// A crate error for the failed operation `op` (a fixed name such as
+/// `"read scope record"`).
+///
+/// A service response keeps its HTTP status, its sub-status and the
+/// service's error code (the body's `code`, kept only when it is a short
+/// identifier). A failure before any response (connection, TLS, token,
+/// timeout) keeps the SDK's status for it, a number and a fixed name. The
+/// SDK's messages are not kept: they may quote request details.
+pub(super) fn storage(op: &'static str, e: &CosmosError) -> Error {
+    let status = e.status();
+    let http = u16::from(status.status_code());
+    let message = if e.is_from_wire() {
+        let body = e.response().and_then(|r| r.body().clone().single().ok());
+        let code = body
+            .as_deref()
+            .and_then(service_code)
+            .unwrap_or("no error code");
+        match status.sub_status().filter(|s| s.value() != 0) {
+            Some(_) => format!("{op}: {code} (status {status})"),
+            None => format!("{op}: {code}"),
+        }
+    } else {
+        format!("{op}: no response from the service (SDK status {status})")
+    };
+    let kind = StorageErrorKind::from_status(http);
+    let status = e.is_from_wire().then_some(http);
+    Error::Storage(StorageError::new(kind, status, message).in_service(SERVICE))
+}
+
+/// A storage error for an item this crate cannot use.
+pub(super) fn not_ours(message: &'static str) -> Error {
+    Error::Storage(
+        StorageError::new(StorageErrorKind::NotAnEnvelope, None, message).in_service(SERVICE),
+    )
+}
+
+/// The `code` of a Cosmos DB error body (`{"code": "PreconditionFailed",
+/// "message": ...}`), when it is 1 to 64 ASCII letters and digits: the
+/// body comes from the network, so nothing else of it reaches an error.
+fn service_code(body: &[u8]) -> Option<&str> {
+    let code = code_field(body)?;
+    let ok = (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric());
+    ok.then_some(code)
+}
+
+/// The string value of the top-level `code` member of a JSON object, if it
+/// is one without escapes.
+fn code_field(body: &[u8]) -> Option<&str> {
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        code: Option<&'a str>,
+    }
+    serde_json::from_slice::<Body<'_>>(body).ok()?.code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_codes_are_short_identifiers_only() {
+        assert_eq!(
+            service_code(br#"{"code":"PreconditionFailed","message":"x"}"#),
+            Some("PreconditionFailed")
+        );
+        assert_eq!(service_code(br#"{"message":"no code"}"#), None);
+        assert_eq!(service_code(br#"{"code":"a b"}"#), None);
+        assert_eq!(service_code(br#"{"code":"\u001b[31mred"}"#), None);
+        assert_eq!(service_code(b"not json"), None);
+        let long = format!(r#"{{"code":"{}"}}"#, "A".repeat(65));
+        assert_eq!(service_code(long.as_bytes()), None);
+    }
+}
