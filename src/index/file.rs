@@ -112,7 +112,12 @@ impl EncryptedFile {
         // wipe the `Vec` so no plaintext is left in freed memory.
         let mut v = self
             .decrypt(index * CHUNK..(index + 1) * CHUNK)
-            .inspect_err(|_| self.cache.clear())?;
+            .inspect_err(|e| {
+                if matches!(e, Error::ScopeNotFound { .. } | Error::Kek(_)) {
+                    // The key was refused: no plaintext of the scope stays.
+                    self.cache.clear();
+                }
+            })?;
         let plain: Arc<[u8]> = Arc::from(&v[..]);
         v.fill(0);
         std::hint::black_box(&mut v);
