@@ -26,7 +26,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(any(feature = "tokio", test))]
 use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
@@ -78,6 +78,10 @@ pub(crate) struct Window {
 
 /// Whoever vouches for a leased key: an encryption scope's cache.
 pub(crate) trait LeaseHolder: Send + Sync + 'static {
+    /// Whether the holder knows its keys are gone (checked before every
+    /// chunk: an atomic load).
+    fn is_revoked(&self) -> bool;
+
     /// The window of key `tag` as the holder knows it now, without I/O.
     /// `Ok(None)`: unknown or expired (renew). `Err`: never again (the key
     /// was destroyed).
@@ -121,8 +125,6 @@ pub(crate) trait LeaseHolder: Send + Sync + 'static {
 pub struct KeyLease {
     holder: Arc<dyn LeaseHolder>,
     tag: u32,
-    /// Set by the holder when the key is gone: stop at once.
-    revoked: Arc<AtomicBool>,
     soft: AtomicU64,
     hard: AtomicU64,
     /// A renewal being polled by an async driver.
@@ -134,7 +136,7 @@ impl fmt::Debug for KeyLease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyLease")
             .field("tag", &self.tag)
-            .field("revoked", &self.revoked.load(Ordering::Relaxed))
+            .field("revoked", &self.holder.is_revoked())
             .finish_non_exhaustive()
     }
 }
@@ -146,7 +148,6 @@ impl Clone for KeyLease {
         KeyLease {
             holder: Arc::clone(&self.holder),
             tag: self.tag,
-            revoked: Arc::clone(&self.revoked),
             soft: AtomicU64::new(self.soft.load(Ordering::Relaxed)),
             hard: AtomicU64::new(self.hard.load(Ordering::Relaxed)),
             #[cfg(any(feature = "tokio", test))]
@@ -157,17 +158,11 @@ impl Clone for KeyLease {
 
 impl KeyLease {
     /// A lease on key `tag` of `holder`, valid in `window`, that stops as
-    /// soon as `revoked` is set.
-    pub(crate) fn new(
-        holder: Arc<dyn LeaseHolder>,
-        tag: u32,
-        revoked: Arc<AtomicBool>,
-        window: Window,
-    ) -> KeyLease {
+    /// soon as the holder is revoked.
+    pub(crate) fn new(holder: Arc<dyn LeaseHolder>, tag: u32, window: Window) -> KeyLease {
         KeyLease {
             holder,
             tag,
-            revoked,
             soft: AtomicU64::new(window.soft),
             hard: AtomicU64::new(window.hard),
             #[cfg(any(feature = "tokio", test))]
@@ -180,8 +175,7 @@ impl KeyLease {
     /// docs). Called before each chunk is sealed or opened.
     #[inline]
     pub(crate) fn check(&self) -> crate::Result<()> {
-        if !self.revoked.load(Ordering::Acquire) && clock::now() < self.soft.load(Ordering::Relaxed)
-        {
+        if !self.holder.is_revoked() && clock::now() < self.soft.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.check_slow()
@@ -202,8 +196,7 @@ impl KeyLease {
     /// the check inside the chunk engine then finds the lease renewed.
     #[cfg(any(feature = "tokio", test))]
     pub(crate) fn poll_renew(&self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
-        if !self.revoked.load(Ordering::Acquire) && clock::now() < self.soft.load(Ordering::Relaxed)
-        {
+        if !self.holder.is_revoked() && clock::now() < self.soft.load(Ordering::Relaxed) {
             return Poll::Ready(Ok(()));
         }
         let now = match self.adopt_known() {
@@ -232,7 +225,7 @@ impl KeyLease {
     /// for the key until a point still ahead; `Ok(Err(now))` when a
     /// renewal is needed; `Err` when the key is gone.
     fn adopt_known(&self) -> crate::Result<Result<(), u64>> {
-        if self.revoked.load(Ordering::Acquire) {
+        if self.holder.is_revoked() {
             return Err(self.holder.revoked(self.tag));
         }
         let now = clock::now();
@@ -262,7 +255,7 @@ impl KeyLease {
                 self.soft.store(soft, Ordering::Relaxed);
                 Ok(())
             }
-            Err(e) if self.revoked.load(Ordering::Acquire) => Err(e),
+            Err(e) if self.holder.is_revoked() => Err(e),
             Err(e) => {
                 let hard = self.hard.load(Ordering::Relaxed);
                 if now < hard {
@@ -280,16 +273,20 @@ impl KeyLease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicBool, AtomicU32};
 
     /// A holder whose window and renewals the test sets.
     struct Fake {
+        revoked: AtomicBool,
         window: Mutex<Option<Window>>,
         renew_to: Mutex<Option<Window>>,
         renewals: AtomicU32,
     }
 
     impl LeaseHolder for Fake {
+        fn is_revoked(&self) -> bool {
+            self.revoked.load(Ordering::Acquire)
+        }
         fn window(&self, _: u32) -> crate::Result<Option<Window>> {
             Ok(*self.window.lock().unwrap())
         }
@@ -315,6 +312,7 @@ mod tests {
 
     fn fake() -> Arc<Fake> {
         Arc::new(Fake {
+            revoked: AtomicBool::new(false),
             window: Mutex::new(None),
             renew_to: Mutex::new(None),
             renewals: AtomicU32::new(0),
@@ -328,11 +326,9 @@ mod tests {
     #[test]
     fn fast_path_then_renewal_then_deadline() {
         let h = fake();
-        let revoked = Arc::new(AtomicBool::new(false));
         let lease = KeyLease::new(
             h.clone(),
             1,
-            revoked.clone(),
             Window {
                 soft: in_ms(30),
                 hard: in_ms(60),
@@ -358,7 +354,7 @@ mod tests {
         lease.check().unwrap();
         assert_eq!(h.renewals.load(Ordering::SeqCst), 3);
         // revocation stops it at once, whatever the window
-        revoked.store(true, Ordering::Release);
+        h.revoked.store(true, Ordering::Release);
         assert!(matches!(lease.check(), Err(Error::ScopeNotFound { .. })));
     }
 
@@ -371,12 +367,7 @@ mod tests {
         };
         assert_eq!(far.soft, u64::MAX);
         *h.window.lock().unwrap() = Some(far);
-        let lease = KeyLease::new(
-            h.clone(),
-            1,
-            Arc::new(AtomicBool::new(false)),
-            Window { soft: 0, hard: 0 },
-        );
+        let lease = KeyLease::new(h.clone(), 1, Window { soft: 0, hard: 0 });
         lease.check().unwrap();
         lease.clone().check().unwrap();
         assert_eq!(h.renewals.load(Ordering::SeqCst), 0, "renewed from state");
@@ -389,12 +380,7 @@ mod tests {
             soft: in_ms(1000),
             hard: in_ms(2000),
         });
-        let lease = KeyLease::new(
-            h.clone(),
-            1,
-            Arc::new(AtomicBool::new(false)),
-            Window { soft: 0, hard: 0 },
-        );
+        let lease = KeyLease::new(h.clone(), 1, Window { soft: 0, hard: 0 });
         crate::block_on::block_on(lease.renew_if_due()).unwrap();
         assert_eq!(h.renewals.load(Ordering::SeqCst), 1);
         crate::block_on::block_on(lease.renew_if_due()).unwrap();

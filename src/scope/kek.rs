@@ -132,12 +132,7 @@ impl KeyEncryptionKey for ScopeKek {
             soft: self.inner.window_soft.load(Ordering::Relaxed),
             hard: self.inner.window_hard.load(Ordering::Relaxed),
         };
-        Some(KeyLease::new(
-            self.inner.clone(),
-            v,
-            self.inner.revoked.clone(),
-            window,
-        ))
+        Some(KeyLease::new(self.inner.clone(), v, window))
     }
 }
 

@@ -177,7 +177,7 @@ pub(crate) struct Inner {
     window_soft: AtomicU64,
     window_hard: AtomicU64,
     /// Set once the record is known to be gone: every lease stops.
-    revoked: Arc<AtomicBool>,
+    revoked: AtomicBool,
     counters: Counters,
     jitter: Jitter,
 }
@@ -323,7 +323,9 @@ impl EncryptionScope {
     /// [`EncryptionScope::open`], unwrapping each record version with the
     /// key its `kek_id` names through `cmk_resolver` (an allow-list; a key
     /// it returns must be in the scope's key container). `cmk` still gives
-    /// the mode and wraps what this instance writes.
+    /// the mode, and is the key asked for its current version by automatic
+    /// rotation; a new scope key version is wrapped by the key that wraps
+    /// the current one.
     ///
     /// * Following another process's CMK rotation: a resolver that allows
     ///   the keys of the vault the scope may move to.
@@ -399,7 +401,7 @@ impl EncryptionScope {
             state: Mutex::new(State::new(record, etag, window, first_check)),
             flight: AsyncMutex::new(()),
             policy,
-            revoked: Arc::new(AtomicBool::new(false)),
+            revoked: AtomicBool::new(false),
             counters: Counters::default(),
             jitter,
         };

@@ -543,6 +543,10 @@ impl Inner {
 }
 
 impl LeaseHolder for Inner {
+    fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
     fn window(&self, v: u32) -> crate::Result<Option<Window>> {
         let st = self.lock_state();
         if self.revoked.load(Ordering::Acquire) {
