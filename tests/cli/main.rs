@@ -4,6 +4,9 @@
 
 #[cfg(feature = "azure-cse")]
 mod azure_cse;
+#[cfg(feature = "blob")]
+#[path = "../common/azurite.rs"]
+mod azurite;
 #[cfg(feature = "cosmos-ae")]
 mod cosmos_ae;
 mod failures;

@@ -360,3 +360,83 @@ async fn a_second_process_rotates_and_destroys_a_scope_another_one_uses() {
     );
     assert!(seal(&[b.kek()], Profile::Blob, b"b3", b"x").await.is_err());
 }
+
+/// STORE as an Azure Blob container URL (Azurite, a SAS in the query):
+/// the same commands, and the SAS never shows in what the tool prints.
+#[cfg(feature = "blob")]
+#[tokio::test]
+async fn scopes_kept_in_an_azure_blob_container() {
+    let url = super::azurite::container_url(&super::azurite::unique_container("cli-scope"));
+    super::azurite::create_container(&url).await;
+    let sig = url.split("sig=").nth(1).unwrap().to_owned();
+    let env = Env::new();
+    env.aes_key("cmk.jwk", "cmk");
+    env.write("plain", b"kept under a scope in blob storage");
+    let created = env.ok(&[
+        "scope", "create", "--store", &url, "--scope", "t", "--cmk", "cmk.jwk",
+    ]);
+    let created: Value = serde_json::from_slice(&created).unwrap();
+    assert_eq!(created["current"], 1);
+    env.ok(&[
+        "encrypt",
+        "--store",
+        &url,
+        "--scope",
+        "t",
+        "--cmk",
+        "cmk.jwk",
+        "--context",
+        "c",
+        "-o",
+        "e",
+        "plain",
+    ]);
+    env.ok(&[
+        "scope",
+        "rotate-key",
+        "--store",
+        &url,
+        "--scope",
+        "t",
+        "--cmk",
+        "cmk.jwk",
+    ]);
+    env.ok(&[
+        "decrypt",
+        "--store",
+        &url,
+        "--cmk",
+        "cmk.jwk",
+        "--context",
+        "c",
+        "-o",
+        "o",
+        "e",
+    ]);
+    assert_eq!(env.read("o"), b"kept under a scope in blob storage");
+    env.ok(&[
+        "scope",
+        "destroy",
+        "--store",
+        &url,
+        "--scope",
+        "t",
+        "--confirm",
+        "t",
+    ]);
+    let gone = env.run(&[
+        "decrypt",
+        "--store",
+        &url,
+        "--cmk",
+        "cmk.jwk",
+        "--context",
+        "c",
+        "-o",
+        "o2",
+        "e",
+    ]);
+    let line = fails(&gone, "no key record");
+    assert!(!line.contains(&sig), "{line}");
+    assert!(!env.exists("o2"));
+}
