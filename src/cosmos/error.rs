@@ -4,6 +4,7 @@
 use azure_data_cosmos::CosmosError;
 
 use crate::error::{Error, StorageError, StorageErrorKind};
+use crate::http::StatusKind;
 
 /// The name errors of this module start with.
 const SERVICE: &str = "Cosmos DB";
@@ -48,7 +49,7 @@ pub(super) fn storage(op: &'static str, e: &CosmosError) -> Error {
     } else {
         format!("{op}: no response from the service (SDK status {status})")
     };
-    let kind = StorageErrorKind::from_status(http);
+    let kind = StatusKind::of(http).into();
     let status = e.is_from_wire().then_some(http);
     Error::Storage(StorageError::new(kind, status, message).in_service(SERVICE))
 }

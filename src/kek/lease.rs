@@ -17,7 +17,7 @@
 //!   point, before the hard deadline): first from the holder's cached state
 //!   (no I/O: another user of the scope refreshed it), else by refreshing
 //!   the holder, which may read its store and call the CMK. Sync drivers
-//!   run that refresh on the calling thread (a small parking executor); async
+//!   run that refresh on the calling thread (`pollster`); async
 //!   drivers poll it ([`KeyLease::poll_renew`]) before they touch a chunk.
 //!   A failed renewal keeps the lease until its hard deadline and retries
 //!   after the holder's back-off; past the deadline every chunk fails with
@@ -187,7 +187,7 @@ impl KeyLease {
             Ok(()) => return Ok(()),
             Err(now) => now,
         };
-        let renewed = crate::block_on::block_on(Arc::clone(&self.holder).renew(self.tag));
+        let renewed = pollster::block_on(Arc::clone(&self.holder).renew(self.tag));
         self.settle(renewed, now)
     }
 
@@ -381,9 +381,9 @@ mod tests {
             hard: in_ms(2000),
         });
         let lease = KeyLease::new(h.clone(), 1, Window { soft: 0, hard: 0 });
-        crate::block_on::block_on(lease.renew_if_due()).unwrap();
+        pollster::block_on(lease.renew_if_due()).unwrap();
         assert_eq!(h.renewals.load(Ordering::SeqCst), 1);
-        crate::block_on::block_on(lease.renew_if_due()).unwrap();
+        pollster::block_on(lease.renew_if_due()).unwrap();
         assert_eq!(h.renewals.load(Ordering::SeqCst), 1);
     }
 }

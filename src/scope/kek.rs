@@ -109,7 +109,7 @@ impl KeyEncryptionKey for ScopeKek {
             .unwrap_or_else(|| self.inner.current.load(Ordering::Acquire));
         let key = self.inner.key(v).await?;
         let failed = || Error::UnwrapFailed {
-            kek_id: scope_kid(&self.inner.id, v),
+            kek_id: self.kid.clone(),
         };
         let clear = self
             .inner
