@@ -14,6 +14,25 @@
 //!  "_cmk": "Q01LRQEBAg…"}                      the header, base64
 //! ```
 //!
+//! ```no_run
+//! # async fn document(scope: cmk_envelope::scope::EncryptionScope) -> cmk_envelope::Result<()> {
+//! use cmk_envelope::document::{DocumentCipher, DocumentPolicy};
+//!
+//! let policy = DocumentPolicy::new("/tenantId")? // the partition key stays in clear
+//!     .randomized("/patient/ssn")?
+//!     .deterministic("/email")?; // equality-queryable
+//! let cipher = DocumentCipher::new(scope, policy);
+//! let mut doc = serde_json::json!({
+//!     "id": "p-1", "tenantId": "t-1",
+//!     "patient": {"ssn": "078-05-1120"}, "email": "a@example.com"
+//! });
+//! cipher.encrypt(&mut doc).await?; // adds "_cmk"
+//! let token = cipher.equality_token("/email", &"a@example.com".into()).await?;
+//! assert_eq!(doc["email"], token); // what a query compares with
+//! cipher.decrypt(&mut doc).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # The per-document data key
 //!
 //! Every call to [`DocumentCipher::encrypt`] draws a fresh 256-bit data key

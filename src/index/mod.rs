@@ -27,6 +27,24 @@
 //!   one pass and bypass the cache, so scans do not evict the hot set.
 //! * Lock files are delegated to the inner directory (they hold no data).
 //!
+//! ```no_run
+//! # async fn index(scope: cmk_envelope::scope::EncryptionScope) -> Result<(), Box<dyn std::error::Error>> {
+//! use cmk_envelope::index::EncryptedDirectory;
+//! use tantivy::directory::MmapDirectory;
+//! use tantivy::schema::{Schema, TEXT};
+//! use tantivy::{doc, Index, IndexWriter};
+//!
+//! let dir = EncryptedDirectory::new(MmapDirectory::open("idx")?, scope, "products")?;
+//! dir.warm().await?; // unwrap the scope key once, from async code
+//! let mut schema = Schema::builder();
+//! let title = schema.add_text_field("title", TEXT);
+//! let index = Index::create(dir, schema.build(), Default::default())?;
+//! let mut writer: IndexWriter = index.writer(50_000_000)?;
+//! writer.add_document(doc!(title => "encrypted at rest"))?;
+//! writer.commit()?;
+//! # Ok(()) }
+//! ```
+//!
 //! Tantivy's `Directory` is synchronous while KEKs are async: the directory
 //! drives the scope KEK's futures with a small parking executor. After the
 //! first unwrap the scope key is cached in-process and those futures

@@ -13,7 +13,7 @@
 //!
 //! The traits are crate-private: callers pick a provider, never implement
 //! one, so nobody can plug in a primitive that skips a check. Both providers
-//! run the same Wycheproof vectors (`tests/wycheproof_*.rs`) and a test
+//! run the same Wycheproof vectors (`provider/tests/wycheproof.rs`) and a test
 //! encrypts with one and decrypts with the other.
 //!
 //! What the seam covers, and nothing more:

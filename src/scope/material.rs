@@ -40,12 +40,12 @@
 //! can only unwrap header entries under it, which needs that key to have
 //! wrapped them. Another scope's labelled key fails the binding. With an
 //! RSA CMK, anyone holding the public key can wrap material of their
-//! choosing — labelled or not — so, as for envelopes (README, "RSA KEKs
-//! authenticate nobody"), write access to the store must then be guarded
-//! like the key itself. Bare wrappings that already exist stay unwrappable
-//! by the CMK version that made them: rotate the CMK (or, in Key Vault,
-//! let the scope move to a new key version) and disable the old version to
-//! retire them.
+//! choosing — labelled or not — so, as for envelopes (`SECURITY.md`,
+//! "What RSA KEKs do not authenticate"), write access to the store must
+//! then be guarded like the key itself. Bare wrappings that already exist
+//! stay unwrappable by the CMK version that made them: rotate the CMK (or,
+//! in Key Vault, let the scope move to a new key version) and disable the
+//! old version to retire them.
 
 use zeroize::Zeroizing;
 

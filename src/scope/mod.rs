@@ -55,6 +55,70 @@
 //!    per [`CachePolicy::rotation_check_interval`] and re-wraps its record
 //!    under a new version with compare-and-swap (one instance's write wins,
 //!    the others adopt it). Versioned keys never move by themselves.
+//!
+//! # Timing
+//!
+//! With the default [`CachePolicy`] (TTL 5 minutes), the first user of the
+//! scope after 0.8 of the TTL (±5 % jitter, so that instances do not
+//! refresh in step) refreshes: one store read, and one CMK unwrap per key
+//! version used since the last refresh. Everyone else keeps using the
+//! cached keys meanwhile. A failed refresh keeps them until the TTL since
+//! the last successful one has passed, never beyond, and is retried after
+//! a back-off of 1 s. A steady-state instance therefore makes about one
+//! store read and one CMK call per version in use per refresh period,
+//! whatever the number of objects it seals or opens.
+//!
+//! # Open handles
+//!
+//! Every data key a scope key wraps or unwraps comes with a
+//! [`KeyLease`](crate::KeyLease), and the chunk engine checks it before
+//! each chunk it seals or opens (a clock read and two atomic loads). So
+//! readers, writers, the parallel and range decryptors, encrypted index
+//! files (feature `index`; their cached plaintext chunks are wiped) and
+//! blobs (feature `blob`) stop at once when their process sees
+//! the scope destroyed, and within the TTL when the record or the CMK
+//! cannot be reached or refuses. Until then a lease renews from the
+//! scope's cache, or by refreshing the scope: async readers and
+//! `EncryptedBlob::read_range` by polling that refresh, sync readers on
+//! their own thread. For a remote CMK or store, keep the scope fresh from
+//! async code with [`EncryptionScope::refresh`], or read on threads that
+//! can drive its calls.
+//!
+//! What a lease cannot take back: plaintext already handed to the caller,
+//! the rest of a chunk a reader has already opened into its buffer (at
+//! most 16 KiB), and what tantivy keeps of what it read.
+//!
+//! # What the CMK wraps
+//!
+//! A scope key is wrapped as 56 bytes of labelled material bound to its
+//! scope id (`"cmk-sk1"`, a usage byte, the key, a 16-byte HKDF binding),
+//! a length no other use of a KEK has (data keys are 32 bytes, Azure CSE
+//! v2 content keys 40). So a scope key is refused as a data key or a CSE
+//! content key, and nothing but its own material is accepted as a scope
+//! key; with a symmetric CMK, one scope's wrapped key copied into another
+//! scope's record is refused too. Records written before labelling
+//! (`cmk-envelope/scope-record/v1`, bare 32-byte keys) stay readable, but
+//! are never sealed under again: the first seal moves the scope to a fresh
+//! key version and re-wraps the old ones as open-only material, in one
+//! compare-and-swap write.
+//!
+//! # Stores
+//!
+//! A [`ScopeStore`] keeps records with compare-and-swap:
+//! [`MemoryScopeStore`] (one process), [`FsScopeStore`] (a directory; one
+//! machine, or a file system with working `flock`), and, for instances on
+//! many machines, `BlobScopeStore` (feature `blob`) and `CosmosScopeStore`
+//! (feature `cosmos`). Another implementation checks itself with the store
+//! suite of `cmk_envelope::conformance` (feature `conformance`).
+//!
+//! A store holds only wrapped keys, but who may write it matters: deleting
+//! a record shreds the scope, and with an RSA CMK, whoever can write the
+//! store and holds the public key can plant a scope key of their own. The
+//! crate's `SECURITY.md` lists what a store writer can and cannot do.
+//!
+//! Operators manage scopes without code with `cmk-envelope scope create |
+//! show | rotate-cmk | rotate-key | destroy` (feature `cli`; the crate's
+//! `docs/cli.md`).
 
 mod cache;
 mod fs_store;

@@ -12,10 +12,11 @@ use crate::KeygenArgs;
 
 /// Loads one `--kek` argument.
 ///
-/// Today only JWK file paths are supported. This is the one place where
-/// other backends plug in: `https://…vault.azure.net/keys/…` (Azure Key
-/// Vault / Managed HSM) and `pkcs11:` URIs (RFC 7512) are recognised and
-/// refused until the tool is built with the corresponding feature.
+/// A JWK file path; `https://…vault.azure.net/keys/…` (Azure Key Vault /
+/// Managed HSM, feature `azure`); or a `pkcs11:` URI (RFC 7512, feature
+/// `pkcs11`). A URL or URI of a backend the tool was built without is
+/// recognised and refused with the feature to enable. This is the one
+/// place where backends plug in.
 pub(crate) fn load_kek(arg: &str) -> Result<Arc<dyn KeyEncryptionKey>, CliError> {
     // The argument is not echoed for URIs: a PKCS#11 URI may carry a PIN
     // (`pin-value=`), and a URL may carry a token.
