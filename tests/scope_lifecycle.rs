@@ -2,8 +2,9 @@
 //! instances over one `FsScopeStore` directory (destroy, key and CMK
 //! rotation seen within the TTL), open handles (readers, writers, the
 //! parallel and async engines, the document cipher) that stop with the
-//! scope and keep working while it lives, the figures of issue 15, and the
-//! edge cases (`Duration::MAX` TTLs, version `u32::MAX`, untrusted versions).
+//! scope and keep working while it lives, the lifecycle figures of
+//! docs/performance.md, and the edge cases (`Duration::MAX` TTLs, version
+//! `u32::MAX`, untrusted versions).
 
 mod common;
 #[path = "common/scope_suite.rs"]

@@ -5,8 +5,9 @@
 //! `CryptoProvider`. Two providers exist and are interchangeable:
 //!
 //! * [`CryptoProvider::aws_lc_rs`] (feature `aws-lc-rs`, the default):
-//!   aws-lc-rs, roughly 3.7× faster AES-256-GCM than the pure-Rust one here
-//!   and 8× faster RSA decryption.
+//!   aws-lc-rs, several times faster than the pure-Rust one at AES-256-GCM
+//!   and RSA decryption (`docs/performance.md` gives the AES-256-GCM
+//!   figure and its command).
 //! * [`CryptoProvider::rustcrypto`] (feature `rustcrypto`): pure Rust, from
 //!   the RustCrypto crates `aes-gcm`, `aes-kw`, `cbc`, `rsa`, `hkdf`/`hmac`
 //!   and `sha2`.
