@@ -13,11 +13,11 @@
 //! **Why.** Everything a CMK wraps is otherwise just bytes of some length:
 //! an object's data key (32), an Azure CSE v2 content key (40: an 8-byte
 //! protocol prefix and the key), an Azure CSE v1 content key (32). A scope
-//! key wrapped bare (32 bytes) was therefore accepted wherever a 32-byte
-//! key is: put in CSE v1 metadata that names the CMK, it became the key of
-//! the unauthenticated AES-CBC decryptor, an AES decryption oracle under
+//! key wrapped bare (32 bytes) would be accepted wherever a 32-byte key
+//! is: put in CSE v1 metadata that names the CMK, it would become the key
+//! of the unauthenticated AES-CBC decryptor, an AES decryption oracle under
 //! the scope key, and AES key wrap (RFC 3394) unwraps with AES decryptions
-//! only, so that oracle unwraps every data key of the scope. At 56 bytes,
+//! only, so that oracle would unwrap every data key of the scope. At 56 bytes,
 //! scope key material has a length no other purpose uses: the data key
 //! unwrap (32), CSE v2 (40 with its prefix) and CSE v1 (32) all refuse it,
 //! and a scope refuses anything but 56 labelled bytes from a current
