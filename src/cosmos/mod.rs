@@ -50,5 +50,6 @@
 
 mod error;
 mod scope_store;
+mod sql;
 
 pub use scope_store::CosmosScopeStore;
