@@ -49,7 +49,9 @@
 //! ```
 
 mod error;
+mod keys;
 mod scope_store;
 mod sql;
 
+pub use keys::{ClientEncryptionKeys, COSMOS_TOKEN_SCOPE};
 pub use scope_store::CosmosScopeStore;

@@ -162,6 +162,7 @@ mod lifecycle;
 mod policy;
 mod value;
 
+pub(crate) use cek::check_resource_id;
 pub use cek::{ClientEncryptionKey, KeyWrapMetadata, AZURE_KEY_VAULT, CMK_ENVELOPE};
 pub use item::ItemCipher;
 pub use keyring::CekKeyring;
