@@ -230,7 +230,7 @@ pub fn fuzz_kek() -> std::sync::Arc<dyn crate::KeyEncryptionKey> {
 
 /// Drives a future that needs no reactor (local KEKs) to completion.
 pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    crate::block_on::block_on(fut)
+    pollster::block_on(fut)
 }
 
 /// Fuzz: parse a header; if it parses, re-encode and compare.

@@ -1,186 +1,117 @@
-//! Write-then-rename files, so that a failed write never leaves a partial
-//! file at the destination.
+//! Whole-file writes that never leave a partial file at the destination:
+//! a `tempfile` temporary file in the destination's directory, fsynced,
+//! then renamed into place (`persist`, or `persist_noclobber`, which is
+//! atomic: there is no window between a check and the rename), then the
+//! directory fsynced so the rename survives a crash.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A file being written beside its destination under a temporary name.
-/// [`AtomicFile::commit`] flushes, fsyncs and renames it into place; if the
-/// value is dropped without `commit`, the temporary file is removed, and the
-/// destination is untouched.
-#[derive(Debug)]
-pub struct AtomicFile {
-    file: Option<File>,
-    tmp: PathBuf,
-    dest: PathBuf,
-    overwrite: bool,
-}
-
-impl AtomicFile {
-    /// Starts writing `dest`. The temporary file is created with `mode`
-    /// (on Unix) and exclusively, in the same directory so the final rename
-    /// is atomic. With `overwrite == false`, an existing `dest` is refused
-    /// now and again at commit.
-    pub fn create(dest: &Path, mode: u32, overwrite: bool) -> io::Result<AtomicFile> {
-        if !overwrite && dest.symlink_metadata().is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} already exists (use --force to overwrite)",
-                    dest.display()
-                ),
-            ));
-        }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = dest
-            .file_name()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name")
-            })?
-            .to_string_lossy()
-            .into_owned();
-        let mut last_err = None;
-        for _ in 0..16 {
-            let mut rnd = [0u8; 8];
-            crate::CryptoProvider::default_provider()
-                .fill_random(&mut rnd)
-                .map_err(|_| io::Error::other("random number generator failed"))?;
-            let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-            let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
-            let mut opts = OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(mode);
-            }
-            #[cfg(not(unix))]
-            let _ = mode;
-            match opts.open(&tmp) {
-                Ok(file) => {
-                    return Ok(AtomicFile {
-                        file: Some(file),
-                        tmp,
-                        dest: dest.to_path_buf(),
-                        overwrite,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| io::Error::other("cannot create a temporary file")))
+/// Writes `bytes` to `dest` atomically, with file mode `mode` (on Unix,
+/// subject to the umask). With `replace == false` an existing `dest` is
+/// never replaced: the result is an [`io::ErrorKind::AlreadyExists`] error
+/// naming the file. On any error the destination is untouched and the
+/// temporary file is removed.
+///
+/// Cost: one file creation, one write, two fsyncs (file and directory),
+/// one rename.
+pub(crate) fn write(dest: &Path, mode: u32, replace: bool, bytes: &[u8]) -> io::Result<()> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".cmk-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode));
     }
-
-    /// Flushes and fsyncs the data, renames the file onto its destination
-    /// and fsyncs the directory.
-    pub fn commit(mut self) -> io::Result<()> {
-        let file = self.file.take().expect("file present until commit");
-        file.sync_all()?;
-        drop(file);
-        if !self.overwrite && self.dest.symlink_metadata().is_ok() {
-            let _ = fs::remove_file(&self.tmp);
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} already exists (use --force to overwrite)",
-                    self.dest.display()
-                ),
-            ));
-        }
-        if let Err(e) = fs::rename(&self.tmp, &self.dest) {
-            let _ = fs::remove_file(&self.tmp);
-            return Err(e);
-        }
-        #[cfg(unix)]
-        if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    let persisted = if replace {
+        tmp.persist(dest)
+    } else {
+        tmp.persist_noclobber(dest)
+    };
+    // On failure the temporary file is dropped with the error, which
+    // removes it.
+    persisted.map_err(|e| match e.error.kind() {
+        io::ErrorKind::AlreadyExists => io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists and is not replaced", dest.display()),
+        ),
+        _ => e.error,
+    })?;
+    // The rename is durable once the directory is synced; a directory
+    // that cannot be opened for that (some platforms) is left as it is.
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        d.sync_all()?;
     }
-}
-
-impl Write for AtomicFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file
-            .as_mut()
-            .expect("file present until commit")
-            .write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file
-            .as_mut()
-            .expect("file present until commit")
-            .flush()
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tmpdir() -> PathBuf {
-        let mut rnd = [0u8; 8];
-        crate::CryptoProvider::default_provider()
-            .fill_random(&mut rnd)
-            .unwrap();
-        let d = std::env::temp_dir().join(format!("cmk-atomic-{}", u64::from_le_bytes(rnd)));
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
-    fn dropped_leaves_nothing() {
-        let d = tmpdir();
-        let dest = d.join("out");
-        {
-            let mut f = AtomicFile::create(&dest, 0o600, false).unwrap();
-            f.write_all(b"partial").unwrap();
-        }
-        assert!(!dest.exists());
-        assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
-        fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn commit_and_no_overwrite() {
-        let d = tmpdir();
-        let dest = d.join("out");
-        let mut f = AtomicFile::create(&dest, 0o600, false).unwrap();
-        f.write_all(b"one").unwrap();
-        f.commit().unwrap();
-        assert_eq!(fs::read(&dest).unwrap(), b"one");
+    fn writes_refuses_to_clobber_and_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out");
+        write(&dest, 0o600, false, b"one").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(
-            AtomicFile::create(&dest, 0o600, false).unwrap_err().kind(),
-            io::ErrorKind::AlreadyExists
-        );
-        let mut f = AtomicFile::create(&dest, 0o600, true).unwrap();
-        f.write_all(b"two").unwrap();
-        f.commit().unwrap();
-        assert_eq!(fs::read(&dest).unwrap(), b"two");
-        fs::remove_dir_all(d).unwrap();
+        let e = write(&dest, 0o600, false, b"two").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("out already exists"), "{e}");
+        assert!(!e.to_string().contains("--force"), "{e}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"one");
+        write(&dest, 0o600, true, b"two").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"two");
+        // no temporary file is left behind, after success or refusal
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn racing_writers_never_clobber() {
+        // Many threads create the same file without replacing: exactly one
+        // wins and the file holds its bytes (a check-then-rename would let
+        // several "win" and the last rename decide).
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("contended");
+        let wins: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0u8..16)
+                .map(|i| {
+                    let dest = &dest;
+                    s.spawn(move || write(dest, 0o600, false, &[i; 64]).ok().map(|_| i))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(wins.len(), 1, "{wins:?}");
+        assert_eq!(std::fs::read(&dest).unwrap(), vec![wins[0]; 64]);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_and_creates_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("no-such-dir").join("out");
+        assert!(write(&dest, 0o600, true, b"x").is_err());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
 }

@@ -425,9 +425,13 @@ impl std::error::Error for KekError {
 pub enum StorageErrorKind {
     /// The blob, item or container does not exist.
     NotFound,
-    /// The credential, account key or SAS was refused (401/403).
+    /// The caller could not be authenticated: no token could be obtained,
+    /// or the service rejected the token or account key (401).
+    Unauthenticated,
+    /// The caller is authenticated but not allowed, or the SAS does not
+    /// grant the operation (403).
     PermissionDenied,
-    /// The service throttled the request (429, 503).
+    /// The service throttled the request (429).
     Throttled,
     /// A transient failure: timeout, connection reset, 5xx.
     Transient,
@@ -439,24 +443,11 @@ pub enum StorageErrorKind {
     Other,
 }
 
-impl StorageErrorKind {
-    /// The kind of a failed HTTP response with status `status`.
-    #[cfg(any(feature = "blob", feature = "cosmos"))]
-    pub(crate) fn from_status(status: u16) -> StorageErrorKind {
-        match status {
-            404 => StorageErrorKind::NotFound,
-            401 | 403 => StorageErrorKind::PermissionDenied,
-            429 | 503 => StorageErrorKind::Throttled,
-            408 | 500..=599 => StorageErrorKind::Transient,
-            _ => StorageErrorKind::Other,
-        }
-    }
-}
-
 impl fmt::Display for StorageErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             StorageErrorKind::NotFound => "not found",
+            StorageErrorKind::Unauthenticated => "not authenticated",
             StorageErrorKind::PermissionDenied => "permission denied",
             StorageErrorKind::Throttled => "throttled",
             StorageErrorKind::Transient => "transient failure",

@@ -1,4 +1,7 @@
 #![doc = include_str!("../README.md")]
+// On docs.rs (and in scripts/docs-rs.sh): mark every item gated by a
+// feature with that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms, unreachable_pub)]
@@ -8,7 +11,8 @@ mod atomic_file;
 pub mod azure_cse;
 #[cfg(feature = "blob")]
 pub mod blob;
-mod block_on;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 #[cfg(feature = "cosmos")]
 pub mod cosmos;
 #[cfg(feature = "cosmos-ae")]
@@ -18,6 +22,8 @@ pub mod document;
 pub mod envelope;
 mod error;
 pub mod format;
+#[cfg(feature = "azure")]
+mod http;
 #[cfg(feature = "index")]
 pub mod index;
 #[cfg(any(feature = "azure-cse", feature = "cosmos-ae"))]
@@ -27,6 +33,8 @@ mod key;
 #[cfg(any(feature = "azure-cse", feature = "cosmos-ae"))]
 mod pkcs7;
 mod provider;
+#[cfg(any(feature = "azure", feature = "pkcs11"))]
+mod retry;
 pub mod scope;
 pub mod stream;
 mod util;
@@ -34,7 +42,6 @@ mod util;
 #[doc(hidden)]
 pub mod __private;
 
-pub use atomic_file::AtomicFile;
 #[cfg(feature = "blob")]
 pub use blob::{BlobScopeStore, EncryptedBlobClient};
 pub use envelope::{
@@ -52,6 +59,8 @@ pub use kek::{
 };
 pub use key::{DataKey, KeyMaterial, DATA_KEY_LEN, KEY_MATERIAL_MAX_LEN, KEY_MATERIAL_MIN_LEN};
 pub use provider::CryptoProvider;
+#[cfg(any(feature = "azure", feature = "pkcs11"))]
+pub use retry::RetryConfig;
 #[cfg(feature = "tokio")]
 pub use stream::{AsyncDecryptingReader, AsyncEncryptingWriter};
 pub use stream::{DecryptingReader, EncryptingWriter, RangePlan};

@@ -7,23 +7,22 @@
 #[path = "common/azurite.rs"]
 mod azurite;
 mod common;
-#[path = "common/store_conformance.rs"]
-mod store_conformance;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::http::{RetryOptions, Url};
+use azure_core::http::Url;
 use azure_storage_blob::BlobContainerClient;
 use cmk_envelope::blob::{
     BlobScopeStore, EncryptedBlobClient, WriteCondition, HEADER_METADATA_KEY,
 };
+use cmk_envelope::conformance::store as store_conformance;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, ScopeStore};
 use cmk_envelope::stream::layout;
 use cmk_envelope::{
-    Error, KeyEncryptionKey, KeyResolver, LocalKek, RangePlan, StaticResolver, StorageErrorKind,
-    WrapAlgorithm,
+    Error, KeyEncryptionKey, KeyResolver, LocalKek, RangePlan, RetryConfig, StaticResolver,
+    StorageErrorKind, WrapAlgorithm,
 };
 use tokio::io::AsyncReadExt;
 
@@ -434,19 +433,19 @@ async fn store(prefix: &str) -> Arc<dyn ScopeStore> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_scope_store_semantics() {
-    store_conformance::basic_semantics(store("ss").await, "res-1").await;
+    store_conformance::basic_semantics(store("ss").await.as_ref(), "res-1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blob_scope_store_cas_race_8_tasks_20_rounds() {
-    store_conformance::many_writers_one_winner_per_round(store("race").await, "res-race", 8, 20)
+    store_conformance::many_writers_one_winner_per_round(&store("race").await, "res-race", 8, 20)
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_machines_rotating_one_scope_one_wins() {
     let kek = file_kek("cmk");
-    store_conformance::concurrent_rotation_one_winner(store("rot").await, "res-rot", kek).await;
+    store_conformance::concurrent_rotation_one_winner(&store("rot").await, "res-rot", kek).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,14 +502,13 @@ fn no_retry_client(
     kek: &Arc<dyn KeyEncryptionKey>,
     recorder: Arc<Recorder>,
 ) -> EncryptedBlobClient {
-    let mut options = options_with(recorder);
-    options.client_options.retry = RetryOptions::none();
     EncryptedBlobClient::builder(&azurite::container_url_at(endpoint, container), None)
         .unwrap()
         .keks(vec![kek.clone()], resolver(&[kek]))
         .block_size(256 * 1024)
         .concurrency(2)
-        .client_options(options)
+        .client_options(options_with(recorder))
+        .retry(RetryConfig::default().max_retries(0))
         .build()
         .unwrap()
 }
@@ -591,5 +589,184 @@ async fn azurite_killed_mid_upload_leaves_no_half_object() {
         other => panic!("a half-uploaded object is visible: {other:?}"),
     }
     az.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_past_the_block_limit_is_refused_before_any_request() {
+    let f = fixture("limit").await;
+    let client = EncryptedBlobClient::builder(&f.url, None)
+        .unwrap()
+        .keks(vec![f.kek.clone()], resolver(&[&f.kek]))
+        .block_size(64 * 1024)
+        .client_options(options_with(f.recorder.clone()))
+        .build()
+        .unwrap();
+    // 50,000 blocks of 64 KiB of plaintext need more than 50,000 blocks of
+    // 64 KiB of body (every chunk adds a tag): refused before the reader
+    // is read or any request is made.
+    let len = 50_000 * 64 * 1024;
+    f.recorder.take();
+    let r = client
+        .upload_with_len(
+            "huge",
+            tokio::io::repeat(0).take(len),
+            len,
+            WriteCondition::IfNotExists,
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(Error::TooLarge(m)) if m.contains("50,000 blocks")),
+        "{r:?}"
+    );
+    assert!(f.recorder.take().is_empty(), "no request was made");
+    // Past the format's 2^38 chunks, too.
+    let r = client
+        .upload_with_len("huge", &b""[..], u64::MAX, WriteCondition::IfNotExists)
+        .await;
+    assert!(matches!(r, Err(Error::TooLarge(_))), "{r:?}");
+    assert!(f.recorder.take().is_empty(), "no request was made");
+    // Within the limit it uploads as `upload` does.
+    let data = common::data(200_000, 5);
+    let out = client
+        .upload_with_len("fits", &data[..], 200_000, WriteCondition::IfNotExists)
+        .await
+        .unwrap();
+    assert_eq!(out.body_len, layout::body_len(200_000));
+    assert_eq!(read_all(&client, "fits").await.unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_with_len_refuses_a_reader_of_another_length_and_writes_nothing() {
+    let f = fixture("exactlen").await;
+    let data = common::data(300_000, 6);
+    for (announced, name) in [(299_999u64, "longer"), (300_001, "shorter")] {
+        let r = f
+            .client
+            .upload_with_len(name, &data[..], announced, WriteCondition::IfNotExists)
+            .await;
+        match &r {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        match f.client.download(name).await {
+            Err(Error::Storage(e)) => assert_eq!(e.kind(), StorageErrorKind::NotFound),
+            other => panic!("{name} was committed: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_replaced_during_a_download_is_a_conflict() {
+    let f = fixture("middl").await;
+    // 64 KiB ranged GETs, one at a time: the download fetches the blob in
+    // about 32 requests, a few ahead of the reader.
+    let client = EncryptedBlobClient::builder(&f.url, None)
+        .unwrap()
+        .keks(vec![f.kek.clone()], resolver(&[&f.kek]))
+        .block_size(64 * 1024)
+        .concurrency(1)
+        .build()
+        .unwrap();
+    let old = common::data(2 * 1024 * 1024, 7);
+    client
+        .upload("obj", &old[..], WriteCondition::Overwrite)
+        .await
+        .unwrap();
+    let mut reader = client.download("obj").await.unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    reader.read_exact(&mut first).await.unwrap();
+    assert_eq!(first, old[..64 * 1024]);
+    // another writer replaces the blob
+    let new = common::data(2 * 1024 * 1024, 8);
+    client
+        .upload("obj", &new[..], WriteCondition::Overwrite)
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let e = reader.read_to_end(&mut rest).await.unwrap_err();
+    let e = Error::from_io(e);
+    assert!(
+        matches!(&e, Error::BlobConflict { blob } if blob == "obj"),
+        "{e:?}"
+    );
+    // nothing of the new version was released as the old one's
+    assert!(
+        old[64 * 1024..].starts_with(&rest),
+        "released bytes not of the old version"
+    );
+    assert_eq!(read_all(&client, "obj").await.unwrap(), new);
+}
+
+/// A client and a scope store on a dead endpoint, retrying under `retry`,
+/// with a recorder that sees every attempt (a per-try policy).
+fn dead_endpoint_clients(
+    endpoint: &str,
+    kek: &Arc<dyn KeyEncryptionKey>,
+    retry: RetryConfig,
+) -> (EncryptedBlobClient, BlobScopeStore, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let mut options = azure_storage_blob::BlobContainerClientOptions::default();
+    options
+        .client_options
+        .per_try_policies
+        .push(recorder.clone());
+    let url = azurite::container_url_at(endpoint, "gone");
+    let client = EncryptedBlobClient::builder(&url, None)
+        .unwrap()
+        .keks(vec![kek.clone()], resolver(&[kek]))
+        .client_options(options.clone())
+        .retry(retry.clone())
+        .build()
+        .unwrap();
+    let store = BlobScopeStore::with_retry(&url, None, "", Some(options), retry).unwrap();
+    (client, store, recorder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_retried_under_the_crate_retry_config() {
+    let dir = common::tempdir();
+    let az = azurite::OwnAzurite::start(&dir);
+    let endpoint = az.endpoint.clone();
+    az.kill();
+    let kek = common::aes_kek("retry", WrapAlgorithm::A256Kw);
+    let fast = RetryConfig::default()
+        .backoff(Duration::from_millis(1), Duration::from_millis(4))
+        .seed(9);
+    for retries in [0u32, 3] {
+        let (client, store, recorder) =
+            dead_endpoint_clients(&endpoint, &kek, fast.clone().max_retries(retries));
+        match client.download("x").await {
+            Err(Error::Storage(e)) => {
+                assert_eq!(e.kind(), StorageErrorKind::Transient, "{e}");
+                assert!(e.is_retryable());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            recorder.take().len() as u32,
+            retries + 1,
+            "one attempt plus max_retries = {retries}"
+        );
+        assert!(store.get("s").await.unwrap_err().is_retryable());
+        assert_eq!(recorder.take().len() as u32, retries + 1);
+    }
+    // The budget bounds a call whatever the retry count.
+    let (client, _, recorder) = dead_endpoint_clients(
+        &endpoint,
+        &kek,
+        fast.max_retries(1_000)
+            .backoff(Duration::from_millis(20), Duration::from_millis(40))
+            .max_total_time(Duration::from_millis(300)),
+    );
+    let start = std::time::Instant::now();
+    assert!(client.download("x").await.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let attempts = recorder.take().len();
+    assert!((2..1_000).contains(&attempts), "{attempts}");
     let _ = std::fs::remove_dir_all(&dir);
 }

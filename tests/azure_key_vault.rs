@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, Method, Request, Transport, Url};
+use cmk_envelope::conformance::kek as kek_conformance;
 use cmk_envelope::kek::azure::{
     AzureKeyVaultKek, AzureKeyVaultResolver, CredentialChain, CredentialChainOptions,
     CredentialKind, HttpConfig, PreflightProblem, RetryConfig,
@@ -23,7 +24,6 @@ use cmk_envelope::{
     open, seal, CryptoProvider, DataKey, Error, Header, KekErrorKind, KeyEncryptionKey,
     KeyResolver, Profile, WrapAlgorithm,
 };
-use common::kek_conformance;
 use keyvault_server::{
     Fault, KeySpec, KeyVaultServer, RandomFaults, HSM_HOST, LOGIN_HOST, TENANT, VAULT_HOST,
 };
@@ -117,6 +117,7 @@ async fn conformance_rsa_oaep_256_and_rsa_oaep() {
         println!("conformance azure {alg}: {r:?}");
         assert_eq!(r.modifications_rejected, 256 * 2);
         assert_eq!(r.material_round_trips, 4);
+        assert_eq!(r.lengths_refused, 0);
     }
 }
 
@@ -143,6 +144,7 @@ async fn conformance_managed_hsm_a256kw() {
     println!("conformance azure managed HSM A256KW: {r:?}");
     assert_eq!(r.modifications_rejected, 40 * 2);
     assert_eq!(r.material_round_trips, 4);
+    assert_eq!(r.lengths_refused, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

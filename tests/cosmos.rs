@@ -6,8 +6,6 @@
 mod common;
 #[path = "common/cosmos.rs"]
 mod cosmos;
-#[path = "common/store_conformance.rs"]
-mod store_conformance;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -18,6 +16,7 @@ use azure_data_cosmos::feed::ContinuationToken;
 use azure_data_cosmos::models::ContainerProperties;
 use azure_data_cosmos::options::{ItemWriteOptions, MaxItemCountHint, Precondition, QueryOptions};
 use azure_data_cosmos::{FeedScope, Query};
+use cmk_envelope::conformance::store as store_conformance;
 use cmk_envelope::cosmos::CosmosScopeStore;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, ScopeStore};
 use cmk_envelope::{open, seal, Error, Profile, StorageErrorKind};
@@ -200,7 +199,7 @@ async fn store(prefix: &str, pk_path: &str) -> Arc<dyn ScopeStore> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cosmos_scope_store_semantics() {
-    store_conformance::basic_semantics(store("ss", "/id").await, "res-1").await;
+    store_conformance::basic_semantics(store("ss", "/id").await.as_ref(), "res-1").await;
 }
 
 /// A container shared with other metadata, partitioned on `/pk`: the
@@ -210,7 +209,7 @@ async fn cosmos_scope_store_semantics() {
 async fn cosmos_scope_store_on_a_container_partitioned_on_another_path() {
     let c = cosmos::container("shared", "/pk").await;
     let store = Arc::new(CosmosScopeStore::new(c.clone()).await.unwrap());
-    store_conformance::basic_semantics(store.clone(), "res-1").await;
+    store_conformance::basic_semantics(store.as_ref(), "res-1").await;
     store.put("res-2", b"two", None).await.unwrap();
     let raw = read_value(&c, "res-2", "res-2").await;
     assert_eq!(raw["pk"], "res-2");
@@ -253,7 +252,7 @@ async fn hierarchical_partition_keys_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cosmos_scope_store_cas_race_8_tasks_20_rounds() {
     store_conformance::many_writers_one_winner_per_round(
-        store("race", "/id").await,
+        &store("race", "/id").await,
         "res-race",
         8,
         20,
@@ -264,7 +263,7 @@ async fn cosmos_scope_store_cas_race_8_tasks_20_rounds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_machines_rotating_one_scope_one_wins() {
     let kek = common::file_kek("cmk");
-    store_conformance::concurrent_rotation_one_winner(store("rot", "/id").await, "res-rot", kek)
+    store_conformance::concurrent_rotation_one_winner(&store("rot", "/id").await, "res-rot", kek)
         .await;
 }
 

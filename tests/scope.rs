@@ -3,14 +3,13 @@
 //! header rewrap.
 
 mod common;
-#[path = "common/store_conformance.rs"]
-mod store_conformance;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cmk_envelope::conformance::{kek as kek_conformance, store as store_conformance};
 use cmk_envelope::scope::{
     CachePolicy, Cmk, EncryptionScope, FsScopeStore, MemoryScopeStore, ScopeMode, ScopeStore,
 };
@@ -451,7 +450,7 @@ async fn crypto_shredding_makes_objects_unreadable() {
 async fn cas_race(store: Arc<dyn ScopeStore>) {
     let vault = common::tempdir();
     let k = file_kek(&vault, "k", WrapAlgorithm::A256Kw);
-    store_conformance::concurrent_rotation_one_winner(store, "res-cas", k).await;
+    store_conformance::concurrent_rotation_one_winner(&store, "res-cas", k).await;
 }
 
 #[tokio::test]
@@ -466,21 +465,21 @@ async fn compare_and_swap_file_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn file_store_many_writers_one_winner_per_round() {
-    let store = Arc::new(FsScopeStore::new(common::tempdir()).unwrap());
-    store_conformance::many_writers_one_winner_per_round(store, "s", 8, 20).await;
+    let store: Arc<dyn ScopeStore> = Arc::new(FsScopeStore::new(common::tempdir()).unwrap());
+    store_conformance::many_writers_one_winner_per_round(&store, "s", 8, 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_many_writers_one_winner_per_round() {
-    let store = Arc::new(MemoryScopeStore::new());
-    store_conformance::many_writers_one_winner_per_round(store, "s", 8, 20).await;
+    let store: Arc<dyn ScopeStore> = Arc::new(MemoryScopeStore::new());
+    store_conformance::many_writers_one_winner_per_round(&store, "s", 8, 20).await;
 }
 
 #[tokio::test]
 async fn store_semantics_memory_and_file() {
-    store_conformance::basic_semantics(Arc::new(MemoryScopeStore::new()), "s").await;
+    store_conformance::basic_semantics(&MemoryScopeStore::new(), "s").await;
     let fs = FsScopeStore::new(common::tempdir()).unwrap();
-    store_conformance::basic_semantics(Arc::new(fs), "s").await;
+    store_conformance::basic_semantics(&fs, "s").await;
 }
 
 #[tokio::test]
@@ -532,4 +531,30 @@ async fn header_rewrap_leaves_the_body_alone() {
     assert!(matches!(results[7], Err(Error::UnknownKek { .. })));
     assert_eq!(progress.lock().unwrap().len(), 20);
     assert_eq!(progress.lock().unwrap().last(), Some(&(20, 20)));
+}
+
+/// The KEK suite on a scope's KEK (A256KW under the cached scope key), with
+/// another scope's KEK as the wrong key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scope_kek_conformance() {
+    let vault = common::tempdir();
+    let cmk = file_kek(&vault, "cmk", WrapAlgorithm::A256Kw);
+    let store: Arc<dyn ScopeStore> = Arc::new(MemoryScopeStore::new());
+    let mut keks = Vec::new();
+    for id in ["conf-a", "conf-b"] {
+        let scope = EncryptionScope::create(
+            store.clone(),
+            id,
+            Cmk::CustomerManaged(cmk.clone()),
+            policy(60_000),
+        )
+        .await
+        .unwrap();
+        keks.push(scope.kek());
+    }
+    let r = kek_conformance::run(keks[0].clone(), keks[1].clone()).await;
+    println!("conformance scope KEK: {r:?}");
+    assert_eq!(r.modifications_rejected, 40 * 2);
+    assert_eq!(r.material_round_trips, 4);
+    assert_eq!(r.lengths_refused, 2);
 }

@@ -17,8 +17,10 @@ use super::context::blob_app_context;
 use super::error::{is_conflict, not_envelope, storage};
 use crate::error::Error;
 use crate::format::{Header, Profile};
+use crate::http::SdkRetryPolicy;
 use crate::kek::{KeyEncryptionKey, KeyResolver};
 use crate::scope::{EncryptionScope, Etag};
+use crate::RetryConfig;
 
 /// The metadata key holding the envelope header (standard base64).
 pub const HEADER_METADATA_KEY: &str = "cmkenvelope";
@@ -120,6 +122,7 @@ pub struct EncryptedBlobClientBuilder {
     block_size: usize,
     concurrency: usize,
     options: Option<BlobContainerClientOptions>,
+    retry: RetryConfig,
 }
 
 impl fmt::Debug for EncryptedBlobClientBuilder {
@@ -147,17 +150,22 @@ pub(super) fn parse_container_url(url: &str) -> crate::Result<(Url, String)> {
     Ok((url, name))
 }
 
+/// The SDK client of a container, retrying under `retry` instead of the
+/// SDK's own policy (whatever `options.client_options.retry` says).
 pub(super) fn container_client(
     url: Url,
     credential: Option<Arc<dyn TokenCredential>>,
     options: Option<BlobContainerClientOptions>,
+    retry: RetryConfig,
 ) -> crate::Result<BlobContainerClient> {
     if credential.is_some() && url.scheme() != "https" {
         return Err(Error::ApiMisuse(
             "a token credential is only sent over https",
         ));
     }
-    BlobContainerClient::new(url, credential, options)
+    let mut options = options.unwrap_or_default();
+    SdkRetryPolicy::install(&mut options.client_options, retry);
+    BlobContainerClient::new(url, credential, Some(options))
         .map_err(|e| storage("create the container client", e))
 }
 
@@ -187,22 +195,37 @@ impl EncryptedBlobClientBuilder {
         self
     }
 
-    /// Size of the staged blocks of an upload (default 4 MiB; 64 KiB to
-    /// 256 MiB). An object whose body fits one block is written with a
-    /// single *Put Blob*.
+    /// Size of the staged blocks of an upload and of the ranged GETs of a
+    /// download (default 4 MiB; 64 KiB to 256 MiB). An object whose body
+    /// fits one block is written with a single *Put Blob*. A blob has at
+    /// most 50,000 blocks, so this also bounds the largest upload
+    /// (50,000 × `bytes` of body). Each block is one request under the
+    /// [`RetryConfig`]'s `per_request_timeout`: raise that with the block
+    /// size on slow links.
     pub fn block_size(mut self, bytes: usize) -> Self {
         self.block_size = bytes;
         self
     }
 
-    /// How many blocks an upload stages at once (default 4, at least 1).
-    /// Memory per upload is about `(concurrency + 1) × block_size`.
+    /// How many blocks an upload stages, and how many ranged GETs a
+    /// download runs, at once (default 4, at least 1). Memory per upload is
+    /// about `(concurrency + 1) × block_size`, per download about
+    /// `2 × concurrency × block_size`.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
     }
 
-    /// SDK client options (retries, transport, extra pipeline policies).
+    /// How requests are retried (default [`RetryConfig::default`]): the
+    /// crate's one retry policy, the same as the Key Vault backend's, in
+    /// place of the SDK's.
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// SDK client options: transport, extra pipeline policies. Their
+    /// `retry` field is not used: retries follow [`retry`](Self::retry).
     pub fn client_options(mut self, options: BlobContainerClientOptions) -> Self {
         self.options = Some(options);
         self
@@ -218,7 +241,12 @@ impl EncryptedBlobClientBuilder {
             return Err(Error::ApiMisuse("the block size must be 64 KiB to 256 MiB"));
         }
         let (url, container_name) = (self.url.clone(), container_name_of(&self.url)?);
-        let container = Arc::new(container_client(url, self.credential, self.options)?);
+        let container = Arc::new(container_client(
+            url,
+            self.credential,
+            self.options,
+            self.retry,
+        )?);
         Ok(EncryptedBlobClient {
             container,
             container_name,
@@ -255,6 +283,7 @@ impl EncryptedBlobClient {
             block_size: 4 * 1024 * 1024,
             concurrency: 4,
             options: None,
+            retry: RetryConfig::default(),
         })
     }
 

@@ -24,10 +24,11 @@ use crate::format::Header;
 use crate::scope::Etag;
 use crate::stream::{layout, AsyncDecryptingReader, RangePlan};
 
-/// An [`AsyncRead`] over the SDK's response body stream.
+/// An [`AsyncRead`] over the SDK's response body stream of blob `name`.
 struct BodyReader {
     stream: AsyncResponseBody,
     current: Bytes,
+    name: String,
 }
 
 impl AsyncRead for BodyReader {
@@ -47,8 +48,11 @@ impl AsyncRead for BodyReader {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Ready(Some(Ok(bytes))) => self.current = bytes,
+                // The ranged GETs after the first are conditional on its
+                // ETag: a blob replaced meanwhile fails them (412).
                 Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(Err(storage("download", e).into_io()))
+                    let name = &self.name;
+                    return Poll::Ready(Err(conflict_or_storage(name, "download", e).into_io()));
                 }
             }
         }
@@ -63,7 +67,9 @@ impl AsyncRead for BodyReader {
 /// object is authenticated by its final chunk: what was read is the whole,
 /// genuine object only once a read returns end-of-file without an error.
 /// Errors come as `io::Error`; [`Error::from_io`] recovers the crate error
-/// ([`Error::ChunkAuthentication`], [`Error::Truncated`], [`Error::Storage`]).
+/// ([`Error::ChunkAuthentication`], [`Error::Truncated`], [`Error::Storage`],
+/// or [`Error::BlobConflict`] when the blob was replaced while it was being
+/// read: nothing of the new version is ever mixed in).
 pub struct BlobReader {
     inner: AsyncDecryptingReader<BodyReader>,
     etag: Etag,
@@ -233,18 +239,26 @@ struct Fetched {
 impl EncryptedBlobClient {
     /// Opens blob `name` as a stream of plaintext.
     ///
-    /// One download (split by the SDK into ranged GETs pinned to the first
-    /// response's ETag, so header and body come from one version): the
-    /// header is read from the first response's metadata, the data key
-    /// unwrapped, and the key commitment checked before this returns.
+    /// One download, split by the SDK into ranged GETs of the client's
+    /// block size, [`concurrency`](super::EncryptedBlobClientBuilder::concurrency)
+    /// at a time, pinned to the first response's ETag, so header and body
+    /// come from one version. The header is read from the first response's
+    /// metadata, the data key unwrapped, and the key commitment checked
+    /// before this returns.
     ///
     /// Errors: [`Error::Storage`] (not found, permission), the unwrap
     /// errors of [`Decryptor::new`], [`Error::CommitmentMismatch`] when the
-    /// header belongs to another blob (or the blob was renamed).
+    /// header belongs to another blob (or the blob was renamed); while
+    /// reading, [`Error::BlobConflict`] when the blob is replaced.
     pub async fn download(&self, name: &str) -> crate::Result<BlobReader> {
         let blob = self.blob(name)?;
+        let options = BlobClientDownloadOptions {
+            partition_size: NonZero::new(self.block_size),
+            parallel: NonZero::new(self.concurrency),
+            ..Default::default()
+        };
         let res = blob
-            .download(None)
+            .download(Some(options))
             .await
             .map_err(|e| storage("download", e))?;
         let header = header_from_metadata(&res.properties.metadata)?;
@@ -259,6 +273,7 @@ impl EncryptedBlobClient {
         let body = BodyReader {
             stream: res.body,
             current: Bytes::new(),
+            name: name.to_owned(),
         };
         let inner = decryptor.async_reader(body).await?;
         Ok(BlobReader {

@@ -3,6 +3,7 @@
 use azure_core::error::ErrorKind;
 
 use crate::error::{Error, StorageError, StorageErrorKind};
+use crate::http::StatusKind;
 use crate::scope::Etag;
 
 /// Whether `e` is a lost compare-and-swap: `412 Precondition Failed`
@@ -33,18 +34,22 @@ pub(super) fn is_not_found(e: &azure_core::Error) -> bool {
 }
 
 /// A crate error for the failed operation `op` (a fixed name such as
-/// `"download"`). Only the status and the service's error code are kept
-/// from an HTTP failure; other failures keep their text with any SAS
-/// signature redacted.
+/// `"download"`). An HTTP failure's kind comes from the crate's one status
+/// table (the Key Vault backend reads it too), and only the status and the
+/// service's error code are kept; other failures keep their text with any
+/// SAS signature redacted.
 pub(super) fn storage(op: &'static str, e: azure_core::Error) -> Error {
     let (kind, status, message) = match e.kind() {
         ErrorKind::HttpResponse {
             status, error_code, ..
         } => {
             let s = u16::from(*status);
-            let kind = StorageErrorKind::from_status(s);
             let code = error_code.as_deref().unwrap_or("no error code");
-            (kind, Some(s), format!("{op}: {}", redact(code)))
+            (
+                StatusKind::of(s).into(),
+                Some(s),
+                format!("{op}: {}", redact(code)),
+            )
         }
         ErrorKind::Io | ErrorKind::Connection => (
             StorageErrorKind::Transient,
@@ -52,7 +57,7 @@ pub(super) fn storage(op: &'static str, e: azure_core::Error) -> Error {
             format!("{op}: {}", redact(&e.to_string())),
         ),
         ErrorKind::Credential => (
-            StorageErrorKind::PermissionDenied,
+            StorageErrorKind::Unauthenticated,
             None,
             format!(
                 "{op}: the token credential failed: {}",
@@ -119,6 +124,62 @@ pub(crate) fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use azure_core::http::StatusCode;
+
+    fn http(status: u16, code: &str) -> azure_core::Error {
+        let kind = ErrorKind::HttpResponse {
+            status: StatusCode::from(status),
+            error_code: Some(code.to_owned()),
+            raw_response: None,
+        };
+        azure_core::Error::with_message(kind, "the service said no")
+    }
+
+    fn kind_of(e: Error) -> (StorageErrorKind, bool) {
+        match e {
+            Error::Storage(s) => (s.kind(), s.is_retryable()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn statuses_follow_the_crate_table() {
+        use StorageErrorKind::*;
+        for (status, kind, retryable) in [
+            (401, Unauthenticated, false),
+            (403, PermissionDenied, false),
+            (404, NotFound, false),
+            (408, Transient, true),
+            (429, Throttled, true),
+            (500, Transient, true),
+            (501, Other, false),
+            (503, Transient, true),
+            (505, Other, false),
+            (507, Transient, true),
+        ] {
+            let got = kind_of(storage("download", http(status, "Code")));
+            assert_eq!(got, (kind, retryable), "HTTP {status}");
+        }
+        let token = azure_core::Error::with_message(ErrorKind::Credential, "no token");
+        assert_eq!(
+            kind_of(storage("download", token)),
+            (Unauthenticated, false)
+        );
+    }
+
+    #[test]
+    fn lost_compare_and_swap_is_a_conflict() {
+        for e in [http(412, "ConditionNotMet"), http(409, "BlobAlreadyExists")] {
+            assert!(matches!(
+                conflict_or_storage("b", "download", e),
+                Error::BlobConflict { blob } if blob == "b"
+            ));
+        }
+        assert!(matches!(
+            conflict_or_storage("b", "download", http(409, "LeaseIdMissing")),
+            Error::Storage(_)
+        ));
+    }
 
     #[test]
     fn redacts_signatures() {

@@ -16,6 +16,7 @@ use super::client::{container_client, parse_container_url, redacted_url};
 use super::error::{is_conflict, is_not_found, require_etag, storage};
 use crate::error::Error;
 use crate::scope::{Etag, ScopeStore};
+use crate::RetryConfig;
 
 /// A [`ScopeStore`] on Azure Blob Storage: the record of scope `id` is the
 /// blob `<prefix><id>.json` of one container, shared by every service
@@ -51,16 +52,39 @@ impl BlobScopeStore {
     /// [`CredentialChain`](crate::kek::azure::CredentialChain)), or with a
     /// SAS in the URL when `None`. Record blobs are named
     /// `<prefix><scope-id>.json` (`prefix` may be empty, or a folder such
-    /// as `"scopes/"`).
+    /// as `"scopes/"`). `options` sets the SDK's transport and extra
+    /// pipeline policies; requests are retried under
+    /// [`RetryConfig::default`] (see [`with_retry`](Self::with_retry)).
+    ///
+    /// No request is made here.
     pub fn new(
         container_url: &str,
         credential: Option<Arc<dyn TokenCredential>>,
         prefix: &str,
         options: Option<BlobContainerClientOptions>,
     ) -> crate::Result<Self> {
+        Self::with_retry(
+            container_url,
+            credential,
+            prefix,
+            options,
+            RetryConfig::default(),
+        )
+    }
+
+    /// [`new`](Self::new) with requests retried under `retry` (the crate's
+    /// one retry policy, the same as the Key Vault backend's) in place of
+    /// the SDK's own policy; `options`' `retry` field is not used.
+    pub fn with_retry(
+        container_url: &str,
+        credential: Option<Arc<dyn TokenCredential>>,
+        prefix: &str,
+        options: Option<BlobContainerClientOptions>,
+        retry: RetryConfig,
+    ) -> crate::Result<Self> {
         let (url, _) = parse_container_url(container_url)?;
         Ok(BlobScopeStore {
-            container: Arc::new(container_client(url, credential, options)?),
+            container: Arc::new(container_client(url, credential, options, retry)?),
             prefix: prefix.to_owned(),
         })
     }

@@ -22,6 +22,7 @@ use crate::envelope::Encryptor;
 use crate::error::Error;
 use crate::provider::CryptoProvider;
 use crate::scope::Etag;
+use crate::stream::{layout, CHUNK_SIZE, MAX_CHUNKS};
 
 /// When an upload may replace what is stored under its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,37 @@ pub struct UploadOutcome {
 
 /// The plaintext read buffer.
 const READ_BUF: usize = 64 * 1024;
+
+/// The most blocks a block blob can commit (Azure Blob Storage's limit).
+const MAX_BLOCKS: u64 = 50_000;
+
+/// The blocks of `block_size` bytes an upload of a `body_len`-byte body
+/// stages: none when the body fits one *Put Blob*, else one per started
+/// block (the last one short).
+fn blocks_for(body_len: u64, block_size: usize) -> u64 {
+    let size = block_size as u64;
+    if body_len <= size {
+        0
+    } else {
+        body_len.div_ceil(size)
+    }
+}
+
+/// The error of a reader that did not yield the `expected` length (`read`
+/// bytes read when it was noticed).
+fn length_mismatch(expected: u64, read: u64) -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the upload's reader did not yield the {expected} bytes announced ({read} read)"),
+    ))
+}
+
+/// The error of an upload that would need more than [`MAX_BLOCKS`] blocks.
+fn too_many_blocks() -> Error {
+    Error::TooLarge(
+        "the blob would need more than 50,000 blocks: use a larger block size (EncryptedBlobClientBuilder::block_size)",
+    )
+}
 
 /// The ciphertext the encrypting writer emits, taken out block by block.
 /// (The writer owns its sink, so the sink shares its buffer; the lock is
@@ -138,13 +170,55 @@ impl EncryptedBlobClient {
     /// written), [`Error::Storage`] for service failures, [`Error::Io`]
     /// from `reader`.
     ///
+    /// A blob commits at most 50,000 blocks: a body that needs more (more
+    /// than 50,000 × the block size) fails with [`Error::TooLarge`] before
+    /// the block past the limit is staged, and nothing is committed. When
+    /// the length is known, [`upload_with_len`](Self::upload_with_len)
+    /// refuses it before the first request.
+    ///
     /// Cost: one wrap per KEK (none with a cached scope key), one request
     /// per block plus one. Blocks are staged on spawned Tokio tasks: call
     /// this inside a Tokio runtime.
     pub async fn upload<R: AsyncRead + Unpin + Send>(
         &self,
         name: &str,
+        reader: R,
+        condition: WriteCondition,
+    ) -> crate::Result<UploadOutcome> {
+        self.upload_inner(name, reader, None, condition).await
+    }
+
+    /// [`upload`](Self::upload) of exactly `len` plaintext bytes.
+    ///
+    /// The length is checked first: an object whose body would need more
+    /// than 50,000 blocks (or more than the format's 2^38 chunks) fails
+    /// with [`Error::TooLarge`] before any request and before `reader` is
+    /// read. A reader that yields another number of bytes fails with an
+    /// [`Error::Io`] of kind `InvalidData` before the commit: nothing is
+    /// written.
+    pub async fn upload_with_len<R: AsyncRead + Unpin + Send>(
+        &self,
+        name: &str,
+        reader: R,
+        len: u64,
+        condition: WriteCondition,
+    ) -> crate::Result<UploadOutcome> {
+        if len / CHUNK_SIZE as u64 >= MAX_CHUNKS {
+            return Err(Error::TooLarge("more than 2^38 chunks"));
+        }
+        if blocks_for(layout::body_len(len), self.block_size) > MAX_BLOCKS {
+            return Err(too_many_blocks());
+        }
+        self.upload_inner(name, reader, Some(len), condition).await
+    }
+
+    /// The upload; with `expected`, a reader yielding another length fails
+    /// before the commit.
+    async fn upload_inner<R: AsyncRead + Unpin + Send>(
+        &self,
+        name: &str,
         mut reader: R,
+        expected: Option<u64>,
         condition: WriteCondition,
     ) -> crate::Result<UploadOutcome> {
         let blob = self.blob(name)?;
@@ -189,7 +263,14 @@ impl EncryptedBlobClient {
                 Err(e) => return Err(Error::Io(e)),
             };
             writer.write_all(&buf[..n]).map_err(Error::from_io)?;
+            if let Some(len) = expected.filter(|len| writer.plaintext_len() > *len) {
+                return Err(length_mismatch(len, writer.plaintext_len()));
+            }
             while let Some(block) = sink.take_block(self.block_size) {
+                // The block left in the sink always follows this one.
+                if ids.len() as u64 + 2 > MAX_BLOCKS {
+                    return Err(too_many_blocks());
+                }
                 body_len += block.len() as u64;
                 let id = block_id(&upload_id, ids.len());
                 ids.push(id.clone());
@@ -200,6 +281,9 @@ impl EncryptedBlobClient {
             }
         }
         let plaintext_len = writer.plaintext_len();
+        if let Some(len) = expected.filter(|len| plaintext_len != *len) {
+            return Err(length_mismatch(len, plaintext_len));
+        }
         writer.finish()?;
         let rest = sink.take_all();
         body_len += rest.len() as u64;
@@ -257,5 +341,21 @@ impl EncryptedBlobClient {
             plaintext_len,
             body_len,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_counts_and_the_limit() {
+        const B: usize = 64 * 1024;
+        assert_eq!(blocks_for(0, B), 0);
+        assert_eq!(blocks_for(B as u64, B), 0, "one Put Blob");
+        assert_eq!(blocks_for(B as u64 + 1, B), 2);
+        assert_eq!(blocks_for(2 * B as u64, B), 2);
+        assert_eq!(blocks_for(MAX_BLOCKS * B as u64, B), MAX_BLOCKS);
+        assert_eq!(blocks_for(MAX_BLOCKS * B as u64 + 1, B), MAX_BLOCKS + 1);
     }
 }

@@ -4,6 +4,7 @@
 use azure_data_cosmos::CosmosError;
 
 use crate::error::{Error, StorageError, StorageErrorKind};
+use crate::http::StatusKind;
 
 /// The name errors of this module start with.
 const SERVICE: &str = "Cosmos DB";
@@ -37,7 +38,7 @@ pub(super) fn storage(op: &'static str, e: &CosmosError) -> Error {
     let http = u16::from(status.status_code());
     if !e.is_from_wire() {
         let message = format!("{op}: no response from the service (SDK status {status})");
-        let kind = StorageErrorKind::from_status(http);
+        let kind = StatusKind::of(http).into();
         return Error::Storage(StorageError::new(kind, None, message).in_service(SERVICE));
     }
     let body = e.response().and_then(|r| r.body().clone().single().ok());
@@ -54,8 +55,9 @@ pub(super) fn answered(op: &'static str, status: u16, sub: Option<u32>, body: &[
         Some(s) => format!("{op}: {code} (status {status}, sub-status {s})"),
         None => format!("{op}: {code}"),
     };
-    let kind = StorageErrorKind::from_status(status);
-    Error::Storage(StorageError::new(kind, Some(status), message).in_service(SERVICE))
+    Error::Storage(
+        StorageError::new(StatusKind::of(status).into(), Some(status), message).in_service(SERVICE),
+    )
 }
 
 /// A storage error for an item this crate cannot use.

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use azure_core::credentials::TokenCredential;
 use azure_data_cosmos::CosmosCredential;
@@ -13,8 +13,10 @@ use reqwest::{Method, StatusCode, Url};
 use super::error::{answered, not_ours};
 use crate::cosmos_ae::{ClientEncryptionKey, VaultRule};
 use crate::error::{Error, StorageError, StorageErrorKind};
+use crate::http::StatusKind;
 use crate::kek::{KeyEncryptionKey, KeyResolver};
 use crate::provider::{CryptoProvider, HmacSha256Key};
+use crate::retry::{parse_retry_after, Backoff, RetryConfig};
 use crate::scope::Etag;
 
 /// The scope of the Entra ID tokens Cosmos DB's data plane accepts: the one
@@ -24,9 +26,6 @@ pub const COSMOS_TOKEN_SCOPE: &str = "https://cosmos.azure.com/.default";
 
 /// The REST API version the official SDKs send (`x-ms-version`).
 const API_VERSION: &str = "2020-07-15";
-
-/// One request's time limit.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How requests are authorized.
 enum Auth {
@@ -60,13 +59,19 @@ enum Auth {
 ///
 /// Cost: every method is one HTTPS request (plus a token request when the
 /// credential's cached token has expired); [`rewrap`](Self::rewrap) is two
-/// requests and one unwrap and one wrap by KEKs. Requests time out after
-/// 30 seconds and are not retried.
+/// requests and one unwrap and one wrap by KEKs. Requests that time out,
+/// cannot connect, or get a status the crate's status table retries (408,
+/// 429, 5xx but 501 and 505) are retried under a
+/// [`RetryConfig`] ([`with_retry`](Self::with_retry); the default
+/// otherwise), honouring the service's `x-ms-retry-after-ms`. A retried
+/// write whose first attempt took effect unseen reports
+/// [`Error::CosmosConflict`] (409 or 412): re-read to see the state.
 pub struct ClientEncryptionKeys {
     http: reqwest::Client,
     endpoint: Url,
     database: String,
     auth: Auth,
+    backoff: Backoff,
 }
 
 impl fmt::Debug for ClientEncryptionKeys {
@@ -172,7 +177,15 @@ impl ClientEncryptionKeys {
             endpoint,
             database: database.to_owned(),
             auth,
+            backoff: Backoff::new(RetryConfig::default()),
         })
+    }
+
+    /// The same client, retrying under `retry` instead of
+    /// [`RetryConfig::default`].
+    pub fn with_retry(mut self, retry: RetryConfig) -> ClientEncryptionKeys {
+        self.backoff = Backoff::new(retry);
+        self
     }
 
     /// The database's id.
@@ -262,9 +275,9 @@ impl ClientEncryptionKeys {
         Ok((rewrapped, etag))
     }
 
-    /// One request. `id` is the key's id (`None` for the collection);
-    /// 404 and 2xx are answers, anything else an error (412 and 409 a
-    /// conflict).
+    /// One request, retried (see the type's docs). `id` is the key's id
+    /// (`None` for the collection); 404 and 2xx are answers, anything
+    /// else an error (412 and 409 a conflict).
     async fn send(
         &self,
         op: &'static str,
@@ -273,33 +286,56 @@ impl ClientEncryptionKeys {
         body: Option<Vec<u8>>,
         if_match: Option<&Etag>,
     ) -> crate::Result<Answer> {
-        // The resource link is signed unencoded; the URL is encoded.
-        let mut link = format!("dbs/{}/clientencryptionkeys", self.database);
-        let mut url = self.endpoint.clone();
-        {
-            let mut segs = url
-                .path_segments_mut()
-                .map_err(|_| Error::ApiMisuse("the endpoint URL cannot take a path"))?;
-            segs.clear()
-                .extend(["dbs", &self.database, "clientencryptionkeys"]);
-            if let Some(id) = id {
-                segs.push(id);
+        let start = Instant::now();
+        let mut n = 0;
+        loop {
+            let limit = self.backoff.attempt_limit(start.elapsed());
+            let attempt = self.attempt(op, method.clone(), id, body.clone(), if_match);
+            let (e, retry_after) = match tokio::time::timeout(limit, attempt).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(Failure::Fatal(e))) => return Err(e),
+                Ok(Err(Failure::Retryable(e, retry_after))) => (e, retry_after),
+                Err(_) => (
+                    transport_error(op, StorageErrorKind::Transient, "timed out"),
+                    None,
+                ),
+            };
+            match self.backoff.next(n, start.elapsed(), retry_after) {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(_) => return Err(e),
             }
+            n += 1;
         }
+    }
+
+    /// One attempt of [`send`](Self::send).
+    async fn attempt(
+        &self,
+        op: &'static str,
+        method: Method,
+        id: Option<&str>,
+        body: Option<Vec<u8>>,
+        if_match: Option<&Etag>,
+    ) -> Result<Answer, Failure> {
+        // The resource link is signed unencoded; the URL is encoded.
+        let mut url = self.endpoint.clone();
+        url.path_segments_mut()
+            .map_err(|_| Failure::Fatal(Error::ApiMisuse("the endpoint URL cannot take a path")))?
+            .clear()
+            .extend(["dbs", &self.database, "clientencryptionkeys"])
+            .extend(id);
         let signed_link = match id {
-            Some(id) => {
-                link.push('/');
-                link.push_str(id);
-                link.clone()
-            }
+            Some(id) => format!("dbs/{}/clientencryptionkeys/{id}", self.database),
             None => format!("dbs/{}", self.database),
         };
         let date = azure_core::time::to_rfc7231(&azure_core::time::OffsetDateTime::now_utc());
-        let auth = self.authorization(&method, &signed_link, &date).await?;
+        let auth = self
+            .authorization(&method, &signed_link, &date)
+            .await
+            .map_err(Failure::Fatal)?;
         let mut req = self
             .http
             .request(method, url)
-            .timeout(REQUEST_TIMEOUT)
             .header("x-ms-date", &date)
             .header("x-ms-version", API_VERSION)
             .header("accept", "application/json")
@@ -312,19 +348,22 @@ impl ClientEncryptionKeys {
         }
         let res = req.send().await.map_err(|e| no_answer(op, &e))?;
         let status = res.status();
-        let sub = res
-            .headers()
-            .get("x-ms-substatus")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let etag = res
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| Etag(v.to_owned()));
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let sub = header("x-ms-substatus").and_then(|v| v.parse().ok());
+        let etag = header("etag").map(Etag);
+        let retry_after = parse_retry_after(
+            header("retry-after").as_deref(),
+            header("x-ms-retry-after-ms").as_deref(),
+        );
         let body = res.bytes().await.map_err(|e| no_answer(op, &e))?;
         if status.is_success() {
-            let etag = etag.ok_or_else(|| not_ours("the service returned no ETag"))?;
+            let etag =
+                etag.ok_or_else(|| Failure::Fatal(not_ours("the service returned no ETag")))?;
             return Ok(Answer::Ok {
                 body: body.to_vec(),
                 etag,
@@ -333,9 +372,16 @@ impl ClientEncryptionKeys {
         match status {
             StatusCode::NOT_FOUND if sub.is_none_or(|s| s == 0) => Ok(Answer::NotFound),
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
-                Err(conflict(id.unwrap_or_default()))
+                Err(Failure::Fatal(conflict(id.unwrap_or_default())))
             }
-            _ => Err(answered(op, status.as_u16(), sub, &body)),
+            _ => {
+                let e = answered(op, status.as_u16(), sub, &body);
+                if StatusKind::of(status.as_u16()).is_retryable() {
+                    Err(Failure::Retryable(e, retry_after))
+                } else {
+                    Err(Failure::Fatal(e))
+                }
+            }
         }
     }
 
@@ -354,7 +400,7 @@ impl ClientEncryptionKeys {
                     .map_err(|_| {
                         Error::Storage(
                             StorageError::new(
-                                StorageErrorKind::PermissionDenied,
+                                StorageErrorKind::Unauthenticated,
                                 None,
                                 "no Entra ID token for Cosmos DB could be obtained",
                             )
@@ -385,6 +431,13 @@ enum Answer {
     NotFound,
 }
 
+/// Why an attempt failed.
+enum Failure {
+    Fatal(Error),
+    /// Worth another attempt, after the service's `Retry-After` if any.
+    Retryable(Error, Option<Duration>),
+}
+
 fn conflict(id: &str) -> Error {
     Error::CosmosConflict {
         resource: "client encryption key",
@@ -393,17 +446,26 @@ fn conflict(id: &str) -> Error {
 }
 
 /// A request that got no answer: what kind of failure, never its text
-/// (which may hold the URL).
-fn no_answer(op: &'static str, e: &reqwest::Error) -> Error {
-    let (kind, what) = if e.is_timeout() {
-        (StorageErrorKind::Transient, "timed out")
+/// (which may hold the URL). Connection failures, timeouts and cut-off
+/// responses are retried.
+fn no_answer(op: &'static str, e: &reqwest::Error) -> Failure {
+    let what = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        (StorageErrorKind::Transient, "could not connect")
-    } else if e.is_body() || e.is_decode() {
-        (StorageErrorKind::Transient, "the response was cut off")
+        "could not connect"
+    } else if e.is_body() || e.is_decode() || e.is_request() {
+        "the connection failed"
     } else {
-        (StorageErrorKind::Other, "the request failed")
+        return Failure::Fatal(transport_error(
+            op,
+            StorageErrorKind::Other,
+            "the request failed",
+        ));
     };
+    Failure::Retryable(transport_error(op, StorageErrorKind::Transient, what), None)
+}
+
+fn transport_error(op: &'static str, kind: StorageErrorKind, what: &str) -> Error {
     Error::Storage(StorageError::new(kind, None, format!("{op}: {what}")).in_service("Cosmos DB"))
 }
 

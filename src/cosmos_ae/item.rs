@@ -330,11 +330,11 @@ fn decrypt_tree<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::__private::block_on;
     use crate::cosmos_ae::{ClientEncryptionKey, EncryptionType};
     use crate::kek::{LocalKek, StaticResolver, WrapAlgorithm};
     use crate::scope::CachePolicy;
     use crate::KeyEncryptionKey;
+    use pollster::block_on;
     use serde_json::json;
 
     fn setup() -> ItemCipher {

@@ -57,12 +57,12 @@ pub use file::EncryptedFileError;
 
 use self::cache::ChunkCache;
 use self::file::{io_err, EncryptedFile};
-use crate::block_on::block_on;
 use crate::envelope::{Decryptor, Encryptor};
 use crate::error::Error;
 use crate::format::{Header, Profile};
 use crate::scope::{EncryptionScope, ScopeResolver};
 use crate::stream::{EncryptingWriter, BODY_PREFIX_LEN, CHUNK_SIZE};
+use pollster::block_on;
 
 /// Default size of the decrypted-chunk cache, in 16 KiB chunks (4 MiB).
 pub const DEFAULT_CACHE_CHUNKS: usize = 256;

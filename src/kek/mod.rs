@@ -5,15 +5,18 @@
 //!
 //! * [`LocalKek`]: a JWK file (`oct` A256KW/A256KWP, or RSA-OAEP), always
 //!   available;
-//! * Azure Key Vault / Managed HSM (feature `azure`) and PKCS#11 HSMs
-//!   (feature `pkcs11`), in later modules.
+//! * Azure Key Vault / Managed HSM keys (feature `azure`, [`azure`]);
+//! * keys in PKCS#11 HSMs (feature `pkcs11`, [`pkcs11`]);
+//! * the scope key of an [`EncryptionScope`](crate::scope::EncryptionScope)
+//!   ([`EncryptionScope::kek`](crate::scope::EncryptionScope::kek)).
 //!
 //! Reading an envelope goes through a [`KeyResolver`], an allow-list from the
 //! key ids found in headers to KEKs. A header is untrusted, so the crate
 //! never contacts a key just because a header names it.
 //!
-//! `tests/common/kek_conformance.rs` holds the conformance suite every
-//! backend runs in this crate's tests.
+//! Every backend passes one conformance suite, which another implementation
+//! of [`KeyEncryptionKey`] can run too: `cmk_envelope::conformance`
+//! (feature `conformance`).
 
 use std::fmt::{self, Debug};
 use std::sync::Arc;
@@ -181,7 +184,13 @@ pub trait KeyEncryptionKey: Send + Sync + Debug {
     /// encryption). Cost: one backend call.
     ///
     /// AES key wrap (`A256KW`, RFC 3394) needs a multiple of 8 bytes;
-    /// backends refuse other lengths.
+    /// backends refuse other lengths with
+    /// [`Error::InvalidKey`](crate::Error::InvalidKey), before any backend
+    /// call. A backend whose device cannot wrap other lengths exactly may
+    /// refuse them the same way for `A256KWP` (the PKCS#11 key-object
+    /// path does); it never returns a wrapped key that unwraps to anything
+    /// but the material given. The crate's own material (data keys, scope
+    /// keys, Azure CSE content keys) is always a multiple of 8 bytes.
     async fn wrap_key_material(&self, material: &KeyMaterial) -> crate::Result<WrappedKey>;
 
     /// Unwraps `wrapped` into key material of whatever length was wrapped

@@ -307,7 +307,7 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::__private::block_on;
+    use pollster::block_on;
 
     fn key(b: u8) -> crate::Result<Zeroizing<[u8; 32]>> {
         Ok(Zeroizing::new([b; 32]))

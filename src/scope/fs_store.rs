@@ -1,14 +1,13 @@
 //! A [`ScopeStore`] on a local file system.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
 use super::record::validate_scope_id;
 use super::store::{Etag, ScopeStore};
-use crate::atomic_file::AtomicFile;
+use crate::atomic_file;
 use crate::error::Error;
 
 /// Scope key records as files `<dir>/<scope-id>.json` (mode 0600).
@@ -99,9 +98,7 @@ impl ScopeStore for FsScopeStore {
         if current.as_ref() != expected {
             return Err(Error::scope_conflict(scope_id));
         }
-        let mut f = AtomicFile::create(&path, 0o600, true)?;
-        f.write_all(record)?;
-        f.commit()?;
+        atomic_file::write(&path, 0o600, true, record)?;
         Ok(etag_of(record))
     }
 

@@ -17,10 +17,12 @@ pub struct Etag(pub String);
 /// Persists scope key records with compare-and-swap, so that two processes
 /// can never lose each other's update.
 ///
-/// Implementations: [`MemoryScopeStore`], [`FsScopeStore`](crate::scope::FsScopeStore);
-/// a blob-storage store can implement the same trait with `If-Match` /
-/// `If-None-Match: *`. Records hold only wrapped keys, but a store must
-/// still not be world-readable.
+/// Implementations: [`MemoryScopeStore`], [`FsScopeStore`](crate::scope::FsScopeStore),
+/// and, with feature `blob`, `BlobScopeStore` (Azure Blob Storage, with
+/// `If-Match` / `If-None-Match: *`). Another implementation can check itself
+/// with the store suite of `cmk_envelope::conformance` (feature
+/// `conformance`). Records hold only wrapped keys, but a store must still
+/// not be world-readable.
 #[async_trait]
 pub trait ScopeStore: Send + Sync + Debug {
     /// The record of `scope_id` and its tag, or `None`.

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod kek_conformance;
-
 use std::sync::{Arc, OnceLock};
 
 use cmk_envelope::{CryptoProvider, KeyEncryptionKey, LocalKek, WrapAlgorithm};

@@ -34,12 +34,7 @@ impl CliError {
     }
 
     fn from_plain_io(context: &str, e: io::Error) -> CliError {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            // AtomicFile's message already names the file and --force.
-            CliError(format!("{context}: {e}"))
-        } else {
-            CliError(format!("{context}: I/O error: {e}"))
-        }
+        CliError(format!("{context}: I/O error: {e}"))
     }
 }
 

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use cmk_envelope::AtomicFile;
+use tempfile::NamedTempFile;
 
 use crate::error::CliError;
 
@@ -15,7 +15,7 @@ pub(crate) const MODE_PRIVATE: u32 = 0o600;
 
 enum Sink {
     Stdout(Box<dyn Write>),
-    File(AtomicFile),
+    File { tmp: NamedTempFile, force: bool },
 }
 
 /// An output: stdout, or a temporary file beside the destination that is
@@ -37,12 +37,32 @@ impl Output {
         }
     }
 
-    /// A file output at `dest`.
+    /// A file output at `dest`: a temporary file in its directory, created
+    /// with `mode` (on Unix). Without `force` an existing `dest` is refused
+    /// now, and the final rename never replaces one that appeared since.
     pub(crate) fn file(dest: &Path, mode: u32, force: bool) -> Result<Output, CliError> {
-        let f = AtomicFile::create(dest, mode, force)
-            .map_err(|e| CliError::io(&format!("cannot create {}", dest.display()), e))?;
+        let context = || format!("cannot create {}", dest.display());
+        if !force && dest.symlink_metadata().is_ok() {
+            return Err(CliError::msg(format!("{}: {}", context(), exists(dest))));
+        }
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".cmk-envelope-").suffix(".tmp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(mode));
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let tmp = builder
+            .tempfile_in(dir)
+            .map_err(|e| CliError::io(&context(), e))?;
         Ok(Output {
-            sink: Sink::File(f),
+            sink: Sink::File { tmp, force },
             path: Some(dest.to_path_buf()),
         })
     }
@@ -67,14 +87,45 @@ impl Output {
         }
     }
 
-    /// Flushes stdout, or fsyncs and renames the file into place.
+    /// Flushes stdout, or fsyncs the file, renames it into place (without
+    /// `--force`, never over a file that appeared meanwhile) and fsyncs its
+    /// directory.
     pub(crate) fn commit(self) -> Result<(), CliError> {
         let ctx = self.write_context();
-        match self.sink {
-            Sink::Stdout(mut w) => w.flush().map_err(|e| CliError::io(&ctx, e)),
-            Sink::File(f) => f.commit().map_err(|e| CliError::io(&ctx, e)),
+        let (tmp, force) = match self.sink {
+            Sink::Stdout(mut w) => return w.flush().map_err(|e| CliError::io(&ctx, e)),
+            Sink::File { tmp, force } => (tmp, force),
+        };
+        let dest = self.path.expect("a file output has a path");
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| CliError::io(&ctx, e))?;
+        let persisted = if force {
+            tmp.persist(&dest)
+        } else {
+            tmp.persist_noclobber(&dest)
+        };
+        // A failed persist drops the temporary file, which removes it.
+        persisted.map_err(|e| match e.error.kind() {
+            io::ErrorKind::AlreadyExists => CliError::msg(format!("{ctx}: {}", exists(&dest))),
+            _ => CliError::io(&ctx, e.error),
+        })?;
+        #[cfg(unix)]
+        if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                d.sync_all().map_err(|e| CliError::io(&ctx, e))?;
+            }
         }
+        Ok(())
     }
+}
+
+/// The refusal to replace an existing output.
+fn exists(dest: &Path) -> String {
+    format!(
+        "{} already exists (use --force to overwrite)",
+        dest.display()
+    )
 }
 
 /// Flushes the buffer of `sink` and returns its output, to commit; a
@@ -90,21 +141,21 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.sink {
             Sink::Stdout(w) => w.write(buf),
-            Sink::File(f) => f.write(buf),
+            Sink::File { tmp, .. } => tmp.write(buf),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.sink {
             Sink::Stdout(w) => w.write_all(buf),
-            Sink::File(f) => f.write_all(buf),
+            Sink::File { tmp, .. } => tmp.write_all(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.sink {
             Sink::Stdout(w) => w.flush(),
-            Sink::File(f) => f.flush(),
+            Sink::File { tmp, .. } => tmp.flush(),
         }
     }
 }

@@ -54,13 +54,16 @@ pub use self::credential::{CredentialChain, CredentialChainOptions, CredentialKi
 pub use self::http::HttpConfig;
 pub use self::preflight::{PreflightProblem, VerifiedKey};
 pub use self::resolver::AzureKeyVaultResolver;
-pub use self::retry::RetryConfig;
 pub use self::url::{KeyUrl, VaultKind};
+#[doc(no_inline)]
+pub use crate::RetryConfig;
 
-use self::retry::{fmt_duration, parse_retry_after, AttemptError, Retrier, Stats};
+use self::retry::{AttemptError, Retrier, Stats};
 use super::{KeyEncryptionKey, WrapAlgorithm, WrappedKey};
 use crate::error::{Error, KekError, KekErrorKind};
+use crate::http::StatusKind;
 use crate::key::KeyMaterial;
+use crate::retry::{fmt_duration, parse_retry_after};
 
 /// The backend name in [`KekError`]s.
 pub(crate) const BACKEND: &str = "azure-key-vault";
@@ -236,7 +239,7 @@ impl AzureKeyVaultKekBuilder {
             None => CredentialChain::from_env(),
         };
         let client_options = ClientOptions {
-            // Our Retrier is the only retry layer (see retry.rs).
+            // Our Retrier is the only retry layer (see src/retry.rs).
             retry: RetryOptions::none(),
             transport,
             ..Default::default()
@@ -460,40 +463,41 @@ impl AzureKeyVaultKek {
                             .or_else(|| h.get_optional_str(&X_MS_RETRY_AFTER_MS)),
                     )
                 });
-                match code {
-                    401 => fatal(
-                        KekErrorKind::Unauthenticated,
+                let kind = StatusKind::of(code);
+                match (code, kind) {
+                    (403, _) if op == Op::Get => AttemptError::Fatal(PreflightProblem::GetForbidden.into_error(&self.url)),
+                    (404, _) if op == Op::Get => AttemptError::Fatal(PreflightProblem::NotFound.into_error(&self.url)),
+                    (400, _) if op == Op::Unwrap => AttemptError::Fatal(self.unwrap_failed()),
+                    (_, StatusKind::Unauthenticated) => fatal(
+                        kind.into(),
                         format!(
-                            "{perm} on {}: Key Vault rejected the caller's token (HTTP 401{service_code}): \
+                            "{perm} on {}: Key Vault rejected the caller's token (HTTP {code}{service_code}): \
                              check the identity's tenant and that it is not disabled",
                             self.url
                         ),
                     ),
-                    403 if op == Op::Get => AttemptError::Fatal(PreflightProblem::GetForbidden.into_error(&self.url)),
-                    403 => fatal(
-                        KekErrorKind::PermissionDenied,
+                    (_, StatusKind::PermissionDenied) => fatal(
+                        kind.into(),
                         format!(
-                            "{perm} on {} was refused (HTTP 403{service_code}): grant the keys/{perm} permission \
+                            "{perm} on {} was refused (HTTP {code}{service_code}): grant the keys/{perm} permission \
                              (for example the \"Key Vault Crypto Service Encryption User\" role) and check that \
                              the key's key_ops include {perm}",
                             self.url
                         ),
                     ),
-                    404 if op == Op::Get => AttemptError::Fatal(PreflightProblem::NotFound.into_error(&self.url)),
-                    404 => fatal(
-                        KekErrorKind::NotFound,
-                        format!("{perm} on {}: the key or key version does not exist (HTTP 404{service_code})", self.url),
+                    (_, StatusKind::NotFound) => fatal(
+                        kind.into(),
+                        format!("{perm} on {}: the key or key version does not exist (HTTP {code}{service_code})", self.url),
                     ),
-                    400 if op == Op::Unwrap => AttemptError::Fatal(self.unwrap_failed()),
-                    408 | 429 | 500 | 502..=504 | 506..=599 => AttemptError::Retryable {
-                        kind: if code == 429 { KekErrorKind::Throttled } else { KekErrorKind::Transient },
+                    _ if kind.is_retryable() => AttemptError::Retryable {
+                        kind: kind.into(),
                         message: format!(
                             "HTTP {code}{service_code}{}",
                             retry_after.map(|d| format!(" (Retry-After {})", fmt_duration(d))).unwrap_or_default()
                         ),
                         retry_after,
                     },
-                    _ => fatal(KekErrorKind::Other, format!("{perm} on {} failed: HTTP {code}{service_code}", self.url)),
+                    _ => fatal(kind.into(), format!("{perm} on {} failed: HTTP {code}{service_code}", self.url)),
                 }
             }
             ErrorKind::Connection | ErrorKind::Io => AttemptError::Retryable {

@@ -1,21 +1,18 @@
-//! The little DER this crate needs: RSA keys as PKCS#8 `PrivateKeyInfo`
-//! (RFC 5208 / RFC 8017 `RSAPrivateKey`) and X.509 `SubjectPublicKeyInfo`
-//! (RFC 5280 / RFC 8017 `RSAPublicKey`), built from and split into the JWK
-//! integer fields. Pure functions, no I/O; every intermediate buffer that
-//! holds private key material is zeroized.
+//! RSA keys between the JWK integer fields and the DER forms the providers
+//! load: PKCS#8 `PrivateKeyInfo` (RFC 5208) holding a PKCS#1
+//! `RSAPrivateKey` (RFC 8017), and X.509 `SubjectPublicKeyInfo` (RFC 5280)
+//! holding a PKCS#1 `RSAPublicKey`.
+//!
+//! Encoding and decoding are the RustCrypto `pkcs1`/`pkcs8` crates' (the
+//! `der` encoder underneath): pure functions, no I/O. Every encoding that
+//! holds private key material is a [`SecretDocument`], wiped on drop.
 
+use pkcs1::{RsaPrivateKeyRef, RsaPublicKeyRef};
+use pkcs8::der::asn1::{BitStringRef, OctetStringRef, UintRef};
+use pkcs8::der::{Decode, Encode, SecretDocument};
+use pkcs8::spki::SubjectPublicKeyInfoRef;
+use pkcs8::PrivateKeyInfoRef;
 use zeroize::Zeroizing;
-
-/// `rsaEncryption` OID 1.2.840.113549.1.1.1, DER-encoded with its tag.
-const RSA_ENCRYPTION_OID: [u8; 11] = [
-    0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01,
-];
-const NULL: [u8; 2] = [0x05, 0x00];
-
-const TAG_INTEGER: u8 = 0x02;
-const TAG_BIT_STRING: u8 = 0x03;
-const TAG_OCTET_STRING: u8 = 0x04;
-const TAG_SEQUENCE: u8 = 0x30;
 
 /// The eight big-endian unsigned integers of an RSA private key, in
 /// `RSAPrivateKey` order after the version: n, e, d, p, q, dp, dq, qi.
@@ -32,214 +29,125 @@ impl RsaParts {
     }
 }
 
-fn push_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
+/// PKCS#8 `PrivateKeyInfo` for an RSA key; `None` if an integer cannot be
+/// encoded.
+pub(crate) fn rsa_pkcs8_from_parts(parts: &RsaParts) -> Option<SecretDocument> {
+    let [n, e, d, p, q, dp, dq, qi] = &parts.ints;
+    fn int(be: &[u8]) -> Option<UintRef<'_>> {
+        UintRef::new(be).ok()
     }
-}
-
-fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
-    out.push(tag);
-    push_len(out, value.len());
-    out.extend_from_slice(value);
-}
-
-/// Appends an unsigned big-endian integer as a minimal DER INTEGER.
-fn push_uint(out: &mut Vec<u8>, be: &[u8]) {
-    let skip = be.iter().take_while(|b| **b == 0).count();
-    let mag = &be[skip..];
-    let pad = mag.first().map(|b| b & 0x80 != 0).unwrap_or(true);
-    out.push(TAG_INTEGER);
-    push_len(out, mag.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(mag);
-}
-
-/// PKCS#8 `PrivateKeyInfo` for an RSA key.
-pub(crate) fn rsa_pkcs8_from_parts(parts: &RsaParts) -> Zeroizing<Vec<u8>> {
-    let mut body = Zeroizing::new(Vec::with_capacity(2400));
-    push_uint(&mut body, &[0]);
-    for i in parts.ints.iter() {
-        push_uint(&mut body, i);
-    }
-    let mut rsa_key = Zeroizing::new(Vec::with_capacity(body.len() + 8));
-    push_tlv(&mut rsa_key, TAG_SEQUENCE, &body);
-
-    let mut info = Zeroizing::new(Vec::with_capacity(rsa_key.len() + 32));
-    push_uint(&mut info, &[0]);
-    push_tlv(
-        &mut info,
-        TAG_SEQUENCE,
-        &[&RSA_ENCRYPTION_OID[..], &NULL[..]].concat(),
+    let key = RsaPrivateKeyRef {
+        modulus: int(n)?,
+        public_exponent: int(e)?,
+        private_exponent: int(d)?,
+        prime1: int(p)?,
+        prime2: int(q)?,
+        exponent1: int(dp)?,
+        exponent2: int(dq)?,
+        coefficient: int(qi)?,
+        other_prime_infos: None,
+    };
+    let rsa_key = SecretDocument::encode_msg(&key).ok()?;
+    let info = PrivateKeyInfoRef::new(
+        pkcs1::ALGORITHM_ID,
+        OctetStringRef::new(rsa_key.as_bytes()).ok()?,
     );
-    push_tlv(&mut info, TAG_OCTET_STRING, &rsa_key);
-    let mut out = Zeroizing::new(Vec::with_capacity(info.len() + 8));
-    push_tlv(&mut out, TAG_SEQUENCE, &info);
-    out
+    SecretDocument::encode_msg(&info).ok()
 }
 
-/// X.509 `SubjectPublicKeyInfo` for an RSA public key.
-pub(crate) fn rsa_spki_from_parts(n: &[u8], e: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
-    push_uint(&mut body, n);
-    push_uint(&mut body, e);
-    let mut rsa_pub = Vec::with_capacity(body.len() + 8);
-    push_tlv(&mut rsa_pub, TAG_SEQUENCE, &body);
-    let mut bits = Vec::with_capacity(rsa_pub.len() + 1);
-    bits.push(0); // no unused bits
-    bits.extend_from_slice(&rsa_pub);
-
-    let mut info = Vec::with_capacity(bits.len() + 32);
-    push_tlv(
-        &mut info,
-        TAG_SEQUENCE,
-        &[&RSA_ENCRYPTION_OID[..], &NULL[..]].concat(),
-    );
-    push_tlv(&mut info, TAG_BIT_STRING, &bits);
-    let mut out = Vec::with_capacity(info.len() + 8);
-    push_tlv(&mut out, TAG_SEQUENCE, &info);
-    out
-}
-
-/// A DER reader over a byte slice.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn tlv(&mut self, tag: u8) -> Option<&'a [u8]> {
-        let (&t, rest) = self.rest.split_first()?;
-        if t != tag {
-            return None;
-        }
-        let (&l0, mut rest) = rest.split_first()?;
-        let len = if l0 < 0x80 {
-            usize::from(l0)
-        } else {
-            let n = usize::from(l0 & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let mut len = 0usize;
-            for &b in &rest[..n] {
-                len = (len << 8) | usize::from(b);
-            }
-            rest = &rest[n..];
-            if len < 0x80 {
-                return None; // not minimal
-            }
-            len
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let (value, rest) = rest.split_at(len);
-        self.rest = rest;
-        Some(value)
+/// X.509 `SubjectPublicKeyInfo` for an RSA public key; `None` if an integer
+/// cannot be encoded.
+pub(crate) fn rsa_spki_from_parts(n: &[u8], e: &[u8]) -> Option<Vec<u8>> {
+    let key = RsaPublicKeyRef {
+        modulus: UintRef::new(n).ok()?,
+        public_exponent: UintRef::new(e).ok()?,
+    };
+    let key = key.to_der().ok()?;
+    SubjectPublicKeyInfoRef {
+        algorithm: pkcs1::ALGORITHM_ID,
+        subject_public_key: BitStringRef::from_bytes(&key).ok()?,
     }
-
-    /// A non-negative INTEGER as minimal big-endian bytes.
-    fn uint(&mut self) -> Option<&'a [u8]> {
-        let v = self.tlv(TAG_INTEGER)?;
-        match v {
-            [] => None,
-            [first, ..] if first & 0x80 != 0 => None, // negative
-            [0, rest @ ..] if !rest.is_empty() => Some(rest),
-            _ => Some(v),
-        }
-    }
-
-    fn done(&self) -> bool {
-        self.rest.is_empty()
-    }
+    .to_der()
+    .ok()
 }
 
 /// Splits a PKCS#8 `PrivateKeyInfo` holding a two-prime RSA key into its
-/// integers. Returns `None` for anything else.
+/// integers. Returns `None` for anything else (another algorithm, a
+/// multi-prime key, trailing data, non-DER input).
 pub(crate) fn rsa_parts_from_pkcs8(der: &[u8]) -> Option<RsaParts> {
-    let mut outer = Reader { rest: der };
-    let info = outer.tlv(TAG_SEQUENCE)?;
-    if !outer.done() {
+    let info = PrivateKeyInfoRef::from_der(der).ok()?;
+    if info.algorithm.oid != pkcs1::ALGORITHM_OID {
         return None;
     }
-    let mut r = Reader { rest: info };
-    if r.uint()? != [0] {
+    let key = RsaPrivateKeyRef::from_der(info.private_key.as_bytes()).ok()?;
+    if key.other_prime_infos.is_some() {
         return None;
     }
-    let alg = r.tlv(TAG_SEQUENCE)?;
-    let mut a = Reader { rest: alg };
-    let oid = a.tlv(0x06)?;
-    if oid != &RSA_ENCRYPTION_OID[2..] {
-        return None;
-    }
-    let key = r.tlv(TAG_OCTET_STRING)?;
-    let mut k = Reader { rest: key };
-    let seq = k.tlv(TAG_SEQUENCE)?;
-    let mut s = Reader { rest: seq };
-    if s.uint()? != [0] {
-        return None; // multi-prime keys (version 1) are not supported
-    }
-    let mut take = || s.uint().map(|v| Zeroizing::new(v.to_vec()));
-    let ints = [
-        take()?,
-        take()?,
-        take()?,
-        take()?,
-        take()?,
-        take()?,
-        take()?,
-        take()?,
-    ];
-    Some(RsaParts { ints })
+    let int = |u: UintRef<'_>| Zeroizing::new(u.as_bytes().to_vec());
+    Some(RsaParts {
+        ints: [
+            int(key.modulus),
+            int(key.public_exponent),
+            int(key.private_exponent),
+            int(key.prime1),
+            int(key.prime2),
+            int(key.exponent1),
+            int(key.exponent2),
+            int(key.coefficient),
+        ],
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn integers_are_minimal() {
-        let mut v = Vec::new();
-        push_uint(&mut v, &[0, 0, 0x7f]);
-        assert_eq!(v, [0x02, 0x01, 0x7f]);
-        v.clear();
-        push_uint(&mut v, &[0x80]);
-        assert_eq!(v, [0x02, 0x02, 0x00, 0x80]);
-        v.clear();
-        push_uint(&mut v, &[0, 0]);
-        assert_eq!(v, [0x02, 0x01, 0x00]);
-    }
-
-    #[test]
-    fn long_lengths() {
-        let mut v = Vec::new();
-        push_tlv(&mut v, TAG_OCTET_STRING, &[7u8; 300]);
-        assert_eq!(&v[..4], &[0x04, 0x82, 0x01, 0x2c]);
-        let mut r = Reader { rest: &v };
-        assert_eq!(r.tlv(TAG_OCTET_STRING).unwrap().len(), 300);
-        assert!(r.done());
+    fn parts() -> RsaParts {
+        RsaParts {
+            ints: std::array::from_fn(|i| Zeroizing::new(vec![0x80 | i as u8; 3 + i])),
+        }
     }
 
     #[test]
     fn pkcs8_round_trip() {
-        let ints: [Zeroizing<Vec<u8>>; 8] =
-            std::array::from_fn(|i| Zeroizing::new(vec![0x80 | i as u8; 3 + i]));
-        let parts = RsaParts { ints };
-        let der = rsa_pkcs8_from_parts(&parts);
-        let back = rsa_parts_from_pkcs8(&der).unwrap();
+        let parts = parts();
+        let der = rsa_pkcs8_from_parts(&parts).unwrap();
+        let back = rsa_parts_from_pkcs8(der.as_bytes()).unwrap();
         for i in 0..8 {
             assert_eq!(&back.ints[i][..], &parts.ints[i][..]);
         }
+        let der = der.as_bytes();
         assert!(rsa_parts_from_pkcs8(&der[..der.len() - 1]).is_none());
         let mut extra = der.to_vec();
         extra.push(0);
         assert!(rsa_parts_from_pkcs8(&extra).is_none());
+    }
+
+    #[test]
+    fn integers_are_minimal_unsigned_der() {
+        // n = 0x00 0x00 0x7f (leading zeros dropped), e = 0x80 (a 0x00 pad
+        // keeps it positive)
+        let spki = rsa_spki_from_parts(&[0, 0, 0x7f], &[0x80]).unwrap();
+        let tail = [0x30, 0x07, 0x02, 0x01, 0x7f, 0x02, 0x02, 0x00, 0x80];
+        assert!(spki.ends_with(&tail), "{spki:02x?}");
+        // rsaEncryption with NULL parameters
+        let alg = [
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+            0x00,
+        ];
+        assert!(spki.windows(alg.len()).any(|w| w == alg), "{spki:02x?}");
+    }
+
+    #[test]
+    fn other_algorithms_are_refused() {
+        // an Ed25519 PKCS#8 key (RFC 8410 example)
+        let ed = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20, 0xd4, 0xee, 0x72, 0xdb, 0xf9, 0x13, 0x58, 0x4a, 0xd5, 0xb6, 0xd8, 0xf1,
+            0xf7, 0x69, 0xf8, 0xad, 0x3a, 0xfe, 0x7c, 0x28, 0xcb, 0xf1, 0xd4, 0xfb, 0xe0, 0x97,
+            0xa8, 0x8f, 0x44, 0x75, 0x58, 0x42,
+        ];
+        assert!(rsa_parts_from_pkcs8(&ed).is_none());
+        assert!(rsa_parts_from_pkcs8(&[]).is_none());
     }
 }

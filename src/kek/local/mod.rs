@@ -4,7 +4,6 @@ mod der;
 mod jwk;
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -12,7 +11,7 @@ use zeroize::Zeroizing;
 
 use self::jwk::{Jwk, JwkKey};
 use super::{KeyEncryptionKey, WrapAlgorithm, WrappedKey};
-use crate::atomic_file::AtomicFile;
+use crate::atomic_file;
 use crate::error::{Error, KekError, KekErrorKind};
 #[cfg(test)]
 use crate::key::DataKey;
@@ -206,12 +205,14 @@ impl LocalKek {
         let material = match &jwk.key {
             JwkKey::Oct(k) => Material::Aes(Zeroizing::new(**k)),
             JwkKey::RsaPrivate(parts) => {
-                let pkcs8 = der::rsa_pkcs8_from_parts(parts);
+                let invalid = || "the RSA private key is inconsistent or invalid".to_string();
+                let pkcs8 = der::rsa_pkcs8_from_parts(parts).ok_or_else(invalid)?;
                 let private = provider
                     .rsa
-                    .private_key_from_pkcs8(&pkcs8)
-                    .map_err(|_| "the RSA private key is inconsistent or invalid".to_string())?;
-                let spki = der::rsa_spki_from_parts(parts.n(), parts.e());
+                    .private_key_from_pkcs8(pkcs8.as_bytes())
+                    .map_err(|_| invalid())?;
+                let spki = der::rsa_spki_from_parts(parts.n(), parts.e())
+                    .ok_or_else(|| "the RSA public key is invalid".to_string())?;
                 let public = provider
                     .rsa
                     .public_key_from_spki(&spki)
@@ -222,7 +223,8 @@ impl LocalKek {
                 }
             }
             JwkKey::RsaPublic { n, e } => {
-                let spki = der::rsa_spki_from_parts(n, e);
+                let spki = der::rsa_spki_from_parts(n, e)
+                    .ok_or_else(|| "the RSA public key is invalid".to_string())?;
                 let public = provider
                     .rsa
                     .public_key_from_spki(&spki)
@@ -268,11 +270,8 @@ impl LocalKek {
         };
         let text = jwk::serialize(&self.jwk, public_only).map_err(kf)?;
         let mode = if public_only { 0o644 } else { 0o600 };
-        let mut f = AtomicFile::create(path, mode, overwrite)
-            .map_err(|e| kf(format!("cannot write: {e}")))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| kf(format!("cannot write: {e}")))?;
-        f.commit().map_err(|e| kf(format!("cannot write: {e}")))
+        atomic_file::write(path, mode, overwrite, text.as_bytes())
+            .map_err(|e| kf(format!("cannot write: {e}")))
     }
 
     /// What kind of key this is.

@@ -84,6 +84,33 @@ pub(super) fn is_stale_handle(e: &CkError) -> bool {
     )
 }
 
+/// The return codes of a token that failed for now (device, memory, lock
+/// or session trouble, too many sessions): the table's "transient" row.
+fn is_transient_code(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::DeviceError
+            | RvError::DeviceMemory
+            | RvError::HostMemory
+            | RvError::FunctionFailed
+            | RvError::FunctionCanceled
+            | RvError::GeneralError
+            | RvError::SessionClosed
+            | RvError::SessionHandleInvalid
+            | RvError::SessionCount
+            | RvError::OperationActive
+            | RvError::OperationNotInitialized
+            | RvError::CantLock
+    )
+}
+
+/// Whether opening a session or logging in may succeed if tried again:
+/// a transient return code. PIN errors never are (retrying a wrong PIN
+/// would lock the token).
+pub(super) fn is_transient(e: &CkError) -> bool {
+    rv(e).is_some_and(is_transient_code)
+}
+
 /// The login was lost (every session was closed at some point): log in
 /// again and retry.
 pub(super) fn is_not_logged_in(e: &CkError) -> bool {
@@ -253,18 +280,7 @@ pub(super) fn map(e: CkError, stage: Stage, ctx: &Ctx<'_>) -> Error {
             K::Misconfigured,
             format!("key `{uri}` on token `{token}` does not fit {} ({what})", ctx.alg),
         ),
-        RvError::DeviceError
-        | RvError::DeviceMemory
-        | RvError::HostMemory
-        | RvError::FunctionFailed
-        | RvError::FunctionCanceled
-        | RvError::GeneralError
-        | RvError::SessionClosed
-        | RvError::SessionHandleInvalid
-        | RvError::SessionCount
-        | RvError::OperationActive
-        | RvError::OperationNotInitialized
-        | RvError::CantLock => (K::Transient, format!("token `{token}` failed for `{uri}` ({what})")),
+        rv if is_transient_code(rv) => (K::Transient, format!("token `{token}` failed for `{uri}` ({what})")),
         _ => (K::Other, format!("token `{token}`, `{uri}`: {what}")),
     };
     KekError::new(BACKEND, kind, message).with_source(e).into()
@@ -397,5 +413,21 @@ mod tests {
             RvError::UserNotLoggedIn,
             Function::UnwrapKey
         )));
+        for rv in [
+            RvError::DeviceError,
+            RvError::SessionCount,
+            RvError::CantLock,
+            RvError::DeviceMemory,
+        ] {
+            assert!(is_transient(&ck(rv, Function::Login)), "{rv:?}");
+        }
+        for rv in [
+            RvError::PinIncorrect,
+            RvError::PinLocked,
+            RvError::UserPinNotInitialized,
+            RvError::TokenNotPresent,
+        ] {
+            assert!(!is_transient(&ck(rv, Function::Login)), "{rv:?}");
+        }
     }
 }

@@ -66,6 +66,10 @@
 //!
 //! Login state belongs to the process and the token, not to one KEK: once
 //! any session of the process is logged in to a token, all are.
+//! Opening a session and logging in are retried when the token fails
+//! transiently (for example under load), under the KEK's
+//! [`RetryConfig`]
+//! ([`Pkcs11KekBuilder::retry`]); a PIN error never is.
 //!
 //! # Secrets
 //!
@@ -102,6 +106,8 @@ use self::pool::{Pin, PooledSession, SessionPool};
 use super::{KeyEncryptionKey, WrapAlgorithm, WrappedKey};
 use crate::error::{Error, KekError, KekErrorKind};
 use crate::key::{KeyMaterial, DATA_KEY_LEN};
+use crate::retry::Backoff;
+use crate::RetryConfig;
 
 pub use self::uri::{Pkcs11ObjectType, Pkcs11Uri};
 
@@ -134,6 +140,7 @@ pub struct Pkcs11KekBuilder {
     alg: Option<WrapAlgorithm>,
     max_sessions: usize,
     probe: bool,
+    retry: RetryConfig,
 }
 
 impl fmt::Debug for Pkcs11KekBuilder {
@@ -147,6 +154,7 @@ impl fmt::Debug for Pkcs11KekBuilder {
             .field("algorithm", &self.alg)
             .field("max_sessions", &self.max_sessions)
             .field("probe", &self.probe)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -178,6 +186,15 @@ impl Pkcs11KekBuilder {
     /// [`DEFAULT_MAX_SESSIONS`]; at least 1). Callers beyond it wait.
     pub fn max_sessions(mut self, n: usize) -> Self {
         self.max_sessions = n.max(1);
+        self
+    }
+
+    /// How opening a session and `C_Login` are retried when the token fails
+    /// transiently, for example under load (default
+    /// [`RetryConfig::default`]; `per_request_timeout` does not apply). A
+    /// PIN error is never retried.
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -232,7 +249,7 @@ impl Pkcs11KekBuilder {
             ))
         })?;
         let (slot, token) = discover::find_token(&ctx, &uri, &module)?;
-        let pool = SessionPool::new(ctx, slot, pin, self.max_sessions);
+        let pool = SessionPool::new(ctx, slot, pin, self.max_sessions, Backoff::new(self.retry));
         let r = discover::resolve(&uri, &token, &pool, self.alg, had_pin)?;
         let kek = Pkcs11Kek {
             inner: Arc::new(Inner {
@@ -297,6 +314,7 @@ impl Pkcs11Kek {
             alg: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
             probe: true,
+            retry: RetryConfig::default(),
         }
     }
 
@@ -531,6 +549,19 @@ impl Inner {
                 "no public key object with the same label/id, or the key lacks CKA_ENCRYPT and CKA_WRAP",
             ));
         };
+        if self.alg == WrapAlgorithm::A256Kwp
+            && path == Pkcs11Path::KeyObject
+            && !dek.len().is_multiple_of(8)
+        {
+            // C_WrapKey wraps a key object, and tokens may pad its value to
+            // a multiple of 8 bytes first (SoftHSM2 2.6 does): the unwrap
+            // would then return another, longer key.
+            return Err(Error::InvalidKey(format!(
+                "A256KWP through C_WrapKey on token `{}` takes a multiple of 8 bytes, not {}",
+                self.token,
+                dek.len()
+            )));
+        }
         let wrapped = self.run(Stage::Wrap, |s, h| {
             let key = h.wrap.ok_or(CkError::Pkcs11(
                 RvError::KeyHandleInvalid,

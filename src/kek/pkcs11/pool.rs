@@ -15,6 +15,10 @@
 //!   session: every new session logs in, and `CKR_USER_ALREADY_LOGGED_IN`
 //!   counts as success. If every session of the process on the token is
 //!   closed the token logs out; the next new session logs in again.
+//! * A token under load may fail to open a session or to log in for a
+//!   moment (too many sessions, a busy lock, a device error): both steps
+//!   are retried under the KEK's [`RetryConfig`](crate::RetryConfig),
+//!   within its retry count and time budget. A PIN error is never retried.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,6 +34,7 @@ use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
 use super::errors;
+use crate::retry::Backoff;
 
 /// A token PIN. Zeroized on drop; `Debug` never shows it; not `Clone`.
 pub(super) struct Pin(Zeroizing<String>);
@@ -92,6 +97,8 @@ pub(super) struct SessionPool {
     max: usize,
     state: Mutex<State>,
     freed: Condvar,
+    /// How opening a session and logging in are retried.
+    backoff: Backoff,
 }
 
 impl fmt::Debug for SessionPool {
@@ -108,8 +115,15 @@ impl fmt::Debug for SessionPool {
 }
 
 impl SessionPool {
-    /// A pool of at most `max` (≥ 1) sessions on `slot`.
-    pub(super) fn new(ctx: Pkcs11, slot: Slot, pin: Option<Pin>, max: usize) -> SessionPool {
+    /// A pool of at most `max` (≥ 1) sessions on `slot`, retrying session
+    /// opening and login under `backoff`.
+    pub(super) fn new(
+        ctx: Pkcs11,
+        slot: Slot,
+        pin: Option<Pin>,
+        max: usize,
+        backoff: Backoff,
+    ) -> SessionPool {
         SessionPool {
             ctx,
             slot,
@@ -120,6 +134,7 @@ impl SessionPool {
                 open: 0,
             }),
             freed: Condvar::new(),
+            backoff,
         }
     }
 
@@ -165,15 +180,24 @@ impl SessionPool {
         // Read-only sessions suffice: session objects (the transient data
         // key objects) may be created in them, and token objects are only
         // read.
-        let s = self.ctx.open_ro_session(self.slot)?;
-        self.login(&s)?;
-        Ok(s)
+        open_logged_in(
+            &self.backoff,
+            || self.ctx.open_ro_session(self.slot),
+            |s| self.login_once(s),
+        )
     }
 
     /// Logs the application in on `s` (and so on every session of this
-    /// process on the token). Already logged in is success; no PIN means no
+    /// process on the token), retrying a transient failure within the
+    /// pool's retry budget. Already logged in is success; no PIN means no
     /// login (public objects only, or a token without login).
     pub(super) fn login(&self, s: &Session) -> Result<(), CkError> {
+        self.backoff
+            .run_blocking(|| self.login_once(s), errors::is_transient)
+    }
+
+    /// One `C_Login` on `s`.
+    fn login_once(&self, s: &Session) -> Result<(), CkError> {
         let Some(pin) = &self.pin else { return Ok(()) };
         match s.login(UserType::User, Some(&pin.auth())) {
             Ok(()) => Ok(()),
@@ -210,6 +234,23 @@ impl SessionPool {
         }
         self.freed.notify_one();
     }
+}
+
+/// Opens a session with `open` and logs in with `login`, both tried again
+/// (a new session each time) under `backoff` while they fail transiently.
+fn open_logged_in<S>(
+    backoff: &Backoff,
+    open: impl Fn() -> Result<S, CkError>,
+    login: impl Fn(&S) -> Result<(), CkError>,
+) -> Result<S, CkError> {
+    backoff.run_blocking(
+        || {
+            let s = open()?;
+            login(&s)?;
+            Ok(s)
+        },
+        errors::is_transient,
+    )
 }
 
 /// A session borrowed from a [`SessionPool`]; given back on drop.
@@ -252,6 +293,74 @@ mod tests {
     fn pin_debug_is_redacted() {
         let p = Pin::new("123456".into());
         assert_eq!(format!("{p:?}"), "Pin([REDACTED])");
+    }
+
+    /// The login step of `open_logged_in`, with faults injected: it
+    /// fails with `faults` (real cryptoki errors, in order) before it
+    /// succeeds; returns the result and the sessions opened.
+    fn login_with_faults(faults: Vec<RvError>, config: crate::RetryConfig) -> (bool, usize) {
+        use cryptoki::context::Function;
+        use std::cell::{Cell, RefCell};
+        let opened = Cell::new(0usize);
+        let faults = RefCell::new(faults.into_iter());
+        let r = open_logged_in(
+            &Backoff::new(config),
+            || {
+                opened.set(opened.get() + 1);
+                Ok(opened.get())
+            },
+            |_| match faults.borrow_mut().next() {
+                Some(rv) => Err(CkError::Pkcs11(rv, Function::Login)),
+                None => Ok(()),
+            },
+        );
+        (r.is_ok(), opened.get())
+    }
+
+    fn quick() -> crate::RetryConfig {
+        crate::RetryConfig::default()
+            .backoff(
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_millis(2),
+            )
+            .seed(5)
+    }
+
+    #[test]
+    fn transient_login_failures_are_retried_within_the_bound() {
+        // a token under load: busy twice, then the login goes through on a
+        // fresh session
+        let busy = vec![RvError::DeviceError, RvError::CantLock];
+        assert_eq!(login_with_faults(busy, quick()), (true, 3));
+        // still failing after max_retries: the last failure is returned
+        let always = vec![RvError::SessionCount; 10];
+        assert_eq!(
+            login_with_faults(always, quick().max_retries(3)),
+            (false, 4)
+        );
+        // and the time budget bounds it whatever the count
+        let start = std::time::Instant::now();
+        let slow = quick()
+            .max_retries(1_000)
+            .backoff(
+                std::time::Duration::from_millis(10),
+                std::time::Duration::from_millis(20),
+            )
+            .max_total_time(std::time::Duration::from_millis(100));
+        let (ok, opened) = login_with_faults(vec![RvError::DeviceError; 1_000], slow);
+        assert!(!ok && opened < 20, "{opened}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn pin_errors_are_never_retried() {
+        for rv in [
+            RvError::PinIncorrect,
+            RvError::PinLocked,
+            RvError::PinExpired,
+        ] {
+            assert_eq!(login_with_faults(vec![rv], quick()), (false, 1), "{rv:?}");
+        }
     }
 
     #[test]
