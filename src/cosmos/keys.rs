@@ -197,23 +197,38 @@ impl ClientEncryptionKeys {
     /// key. The resource is parsed strictly
     /// ([`ClientEncryptionKey::parse`]). Cost: one request.
     pub async fn read(&self, id: &str) -> crate::Result<Option<(ClientEncryptionKey, Etag)>> {
+        Ok(self.fetch(id).await?.map(|f| (f.key, f.etag)))
+    }
+
+    /// [`read`](Self::read), with the resource's `_self` link.
+    pub(super) async fn fetch(&self, id: &str) -> crate::Result<Option<Fetched>> {
         const OP: &str = "read client encryption key";
         crate::cosmos_ae::check_resource_id(id, "a client encryption key id")?;
-        let res = self.send(OP, Method::GET, Some(id), None, None).await?;
-        match res {
-            Answer::NotFound => Ok(None),
-            Answer::Ok { body, etag } => {
-                let text = std::str::from_utf8(&body)
-                    .map_err(|_| not_ours("the client encryption key is not UTF-8 JSON"))?;
-                let key = ClientEncryptionKey::parse(text)?;
-                if key.id() != id {
-                    return Err(not_ours(
-                        "the service returned a client encryption key of another id",
-                    ));
-                }
-                Ok(Some((key, etag)))
-            }
+        let (body, etag) = match self.send(OP, Method::GET, Some(id), None, None).await? {
+            Answer::NotFound => return Ok(None),
+            Answer::Ok { body, etag } => (body, etag),
+        };
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| not_ours("the client encryption key is not UTF-8 JSON"))?;
+        let key = ClientEncryptionKey::parse(text)?;
+        if key.id() != id {
+            return Err(not_ours(
+                "the service returned a client encryption key of another id",
+            ));
         }
+        #[derive(serde::Deserialize)]
+        struct SelfLink {
+            #[serde(rename = "_self")]
+            link: Option<String>,
+        }
+        let self_link = serde_json::from_str::<SelfLink>(text)
+            .ok()
+            .and_then(|s| s.link);
+        Ok(Some(Fetched {
+            key,
+            etag,
+            self_link,
+        }))
     }
 
     /// Stores `key` as a new resource (`POST`); [`Error::CosmosConflict`]
@@ -423,6 +438,14 @@ impl ClientEncryptionKeys {
         };
         Ok(zeroize::Zeroizing::new(percent_encode(&value)))
     }
+}
+
+/// A client encryption key as read.
+pub(super) struct Fetched {
+    pub(super) key: ClientEncryptionKey,
+    pub(super) etag: Etag,
+    /// Its `_self` link (`dbs/{database rid}/clientencryptionkeys/{rid}/`).
+    pub(super) self_link: Option<String>,
 }
 
 /// A successful or "not found" answer.

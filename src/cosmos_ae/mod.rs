@@ -167,4 +167,5 @@ pub use cek::{ClientEncryptionKey, KeyWrapMetadata, AZURE_KEY_VAULT, CMK_ENVELOP
 pub use item::ItemCipher;
 pub use keyring::CekKeyring;
 pub use lifecycle::VaultRule;
+pub(crate) use policy::top_level;
 pub use policy::{ClientEncryptionPolicy, EncryptionType, IncludedPath, ALGORITHM};

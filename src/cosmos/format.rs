@@ -1,0 +1,225 @@
+//! The two item formats of an [`EncryptedContainer`](super::EncryptedContainer)
+//! behind one interface: how an item is encrypted and decrypted, how its id
+//! and partition key are stored, what a query may do with each path, and
+//! what a query parameter bound to a path is sent as.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::keys::ClientEncryptionKeys;
+use super::sql::PathClass;
+use crate::cosmos_ae::{top_level, CekKeyring, EncryptionType, ItemCipher};
+use crate::document::{DocumentCipher, FieldMode};
+use crate::error::Error;
+
+/// How long after re-reading the client encryption keys a failing unwrap
+/// may trigger another re-read.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The format of an encrypted container's items.
+pub(super) enum Format {
+    /// The crate's document format (`cmke1:` fields, a `_cmk` header).
+    Document(DocumentCipher),
+    /// The official SDKs' Always Encrypted format.
+    AlwaysEncrypted(Sdk),
+}
+
+/// What the Always Encrypted format needs: the policy's cipher, the keys,
+/// and where the keys live.
+pub(super) struct Sdk {
+    pub(super) items: ItemCipher,
+    pub(super) keyring: Arc<CekKeyring>,
+    pub(super) keys: ClientEncryptionKeys,
+    /// When the keys were last re-read after a failure.
+    refreshed: Mutex<Option<Instant>>,
+}
+
+impl Sdk {
+    pub(super) fn new(
+        items: ItemCipher,
+        keyring: Arc<CekKeyring>,
+        keys: ClientEncryptionKeys,
+    ) -> Sdk {
+        Sdk {
+            items,
+            keyring,
+            keys,
+            refreshed: Mutex::new(None),
+        }
+    }
+
+    /// Reads every key the policy names and puts the ones that changed in
+    /// the keyring. Returns whether any changed. Cost: one request per key.
+    pub(super) async fn refresh(&self) -> crate::Result<bool> {
+        let mut changed = false;
+        let mut seen = Vec::new();
+        for p in self.items.policy().paths() {
+            let id = p.client_encryption_key_id();
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            let (key, _) = self.keys.read(id).await?.ok_or_else(|| {
+                Error::CosmosAeMetadata(format!(
+                    "the policy names client encryption key `{id}`, which database `{}` does not have",
+                    self.keys.database()
+                ))
+            })?;
+            if self.keyring.get(id).as_ref() != Some(&key) {
+                self.keyring.insert(key);
+                changed = true;
+            }
+        }
+        *self.refreshed.lock().expect("refresh lock") = Some(Instant::now());
+        Ok(changed)
+    }
+
+    /// After `e`: whether to try once more. When `e` is a failure to
+    /// unwrap a client encryption key (as when the key was rotated
+    /// elsewhere and the old KEK disabled or no longer allowed), re-reads
+    /// the keys, at most once per [`KEY_REFRESH_INTERVAL`], and says yes
+    /// if one changed.
+    async fn retry_after(&self, e: &Error) -> crate::Result<bool> {
+        if key_failure(e) && self.may_refresh() {
+            self.refresh().await
+        } else {
+            Ok(false)
+        }
+    }
+
+    async fn encrypt_value(&self, path: &str, value: &Value) -> crate::Result<Value> {
+        match self.items.encrypt_value(path, value).await {
+            Err(e) if self.retry_after(&e).await? => self.items.encrypt_value(path, value).await,
+            r => r,
+        }
+    }
+
+    fn may_refresh(&self) -> bool {
+        self.refreshed
+            .lock()
+            .expect("refresh lock")
+            .is_none_or(|t| t.elapsed() >= KEY_REFRESH_INTERVAL)
+    }
+}
+
+/// Whether `e` is a failure to unwrap a client encryption key.
+fn key_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Kek(_)
+            | Error::UnknownKek { .. }
+            | Error::UnwrapFailed { .. }
+            | Error::InvalidKey(_)
+    )
+}
+
+impl Format {
+    /// Encrypts `item` in place (all or nothing).
+    pub(super) async fn encrypt(&self, item: &mut Value) -> crate::Result<()> {
+        match self {
+            Format::Document(c) => c.encrypt(item).await,
+            Format::AlwaysEncrypted(s) => match s.items.encrypt_item(item).await {
+                Err(e) if s.retry_after(&e).await? => s.items.encrypt_item(item).await,
+                r => r,
+            },
+        }
+    }
+
+    /// Decrypts `item` in place (all or nothing; no plaintext is released
+    /// before every value verified).
+    pub(super) async fn decrypt(&self, item: &mut Value) -> crate::Result<()> {
+        match self {
+            Format::Document(c) => c.decrypt(item).await,
+            Format::AlwaysEncrypted(s) => match s.items.decrypt_item(item).await {
+                Err(e) if s.retry_after(&e).await? => s.items.decrypt_item(item).await,
+                r => r,
+            },
+        }
+    }
+
+    /// How the value at `path` (a JSON Pointer, `/id` or a partition key
+    /// path) is stored: encrypted when the format encrypts that path (the
+    /// Always Encrypted format can encrypt `/id` and partition keys),
+    /// else as it is.
+    pub(super) async fn stored(&self, path: &str, value: &Value) -> crate::Result<Value> {
+        match self {
+            Format::AlwaysEncrypted(s) if s.items.policy().path(top_level(path)).is_some() => {
+                s.encrypt_value(path, value).await
+            }
+            _ => Ok(value.clone()),
+        }
+    }
+
+    /// Whether item ids are stored in clear (errors may then name them).
+    pub(super) fn id_in_clear(&self) -> bool {
+        match self {
+            Format::Document(_) => true,
+            Format::AlwaysEncrypted(s) => s.items.policy().path("/id").is_none(),
+        }
+    }
+
+    /// What the path with these property names is, for the query scan.
+    pub(super) fn classify(&self, names: &[String]) -> PathClass {
+        match self {
+            Format::Document(c) => {
+                for rule in c.policy().fields() {
+                    let e = rule.path.tokens();
+                    let n = names.len().min(e.len());
+                    if names[..n] != e[..n] {
+                        continue;
+                    }
+                    if names.len() != e.len() {
+                        // An ancestor of the field, or inside its one ciphertext.
+                        return PathClass::Opaque;
+                    }
+                    return match rule.mode {
+                        FieldMode::Deterministic => PathClass::Deterministic,
+                        FieldMode::Randomized => PathClass::Randomized,
+                    };
+                }
+                PathClass::Clear
+            }
+            Format::AlwaysEncrypted(s) => {
+                let paths = s.items.policy().paths();
+                let Some(first) = names.first() else {
+                    return if paths.is_empty() {
+                        PathClass::Clear
+                    } else {
+                        PathClass::Opaque
+                    };
+                };
+                // Every leaf below an encrypted property is encrypted like it.
+                match paths.iter().find(|p| p.property() == first) {
+                    None => PathClass::Clear,
+                    Some(p) => match p.encryption_type() {
+                        EncryptionType::Deterministic => PathClass::Deterministic,
+                        EncryptionType::Randomized => PathClass::Randomized,
+                    },
+                }
+            }
+        }
+    }
+
+    /// The values a parameter bound to the deterministic `path` is sent
+    /// as, to match every item: the document format has one per scope key
+    /// version (deterministic fields keep the version they were written
+    /// under), Always Encrypted one.
+    pub(super) async fn parameter_values(
+        &self,
+        path: &str,
+        value: &Value,
+    ) -> crate::Result<Vec<Value>> {
+        match self {
+            Format::Document(c) => {
+                let mut out = Vec::new();
+                for v in c.scope().record().versions.iter().map(|v| v.version) {
+                    out.push(c.equality_token_for_version(path, value, v).await?);
+                }
+                Ok(out)
+            }
+            Format::AlwaysEncrypted(s) => Ok(vec![s.encrypt_value(path, value).await?]),
+        }
+    }
+}
