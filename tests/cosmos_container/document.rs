@@ -101,7 +101,7 @@ async fn round_trips_store_no_plaintext_and_fill_a_100_item_page() {
     assert!(pages
         .next_page()
         .await
-        .map_or(true, |p| p.unwrap().is_empty()));
+        .is_none_or(|p| p.unwrap().is_empty()));
 
     // An item of another format is refused, not returned half-read.
     s.raw
@@ -151,7 +151,7 @@ async fn equality_queries_match_a_plain_container_across_key_versions() {
     let put = |n: usize| {
         let (enc, plain) = (s.enc.clone(), s.plain.clone());
         async move {
-            let tenant = if n % 4 == 0 { "t1" } else { "t2" };
+            let tenant = if n.is_multiple_of(4) { "t1" } else { "t2" };
             enc.create(patient(n, tenant)).await.unwrap();
             plain
                 .create_item(tenant, &format!("p{n:04}"), patient(n, tenant), None)

@@ -28,7 +28,7 @@ async fn server_killed_mid_rewrap_then_a_resumed_run_finishes() {
         .await
         .unwrap();
     for n in 0..ITEMS {
-        enc.create(patient(n, if n % 2 == 0 { "a" } else { "b" }))
+        enc.create(patient(n, if n.is_multiple_of(2) { "a" } else { "b" }))
             .await
             .unwrap();
     }
@@ -101,7 +101,7 @@ async fn server_killed_mid_rewrap_then_a_resumed_run_finishes() {
     assert!(resumed.totals.rewrapped > 0);
     // Every item is readable, and current: a full run writes nothing.
     for n in 0..ITEMS {
-        let tenant = if n % 2 == 0 { "a" } else { "b" };
+        let tenant = if n.is_multiple_of(2) { "a" } else { "b" };
         let (item, _) = enc
             .read(&format!("p{n:04}"), &json!(tenant))
             .await

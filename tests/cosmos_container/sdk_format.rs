@@ -193,8 +193,8 @@ pub(crate) fn patient_sdk(n: usize, tenant: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_format_equality_queries_match_a_plain_container() {
     let s = sdk_setup("ae-q").await;
-    for n in 0..24 {
-        let tenant = if n % 3 == 0 { "t1" } else { "t2" };
+    for n in 0..24usize {
+        let tenant = if n.is_multiple_of(3) { "t1" } else { "t2" };
         s.enc.create(patient_sdk(n, tenant)).await.unwrap();
         s.plain
             .create_item(tenant, &format!("p{n:04}"), patient_sdk(n, tenant), None)

@@ -249,7 +249,7 @@ impl<'q> Scan<'q, '_> {
             // With `FROM x IN c.path`, `c` names the container.
             self.root = Some(root);
         }
-        for i in 0..self.toks.len() {
+        for (i, &depth) in depths.iter().enumerate() {
             let t = &self.toks[i].tok;
             if !from(t) {
                 continue;
@@ -263,7 +263,7 @@ impl<'q> Scan<'q, '_> {
                 }
             };
             if !self.tok(i + 2).is_some_and(|t| is_kw(t, "in")) {
-                if is_kw(t, "join") || depths[i] != 0 {
+                if is_kw(t, "join") || depth != 0 {
                     return Err(refuse(
                         "`JOIN` must iterate (`JOIN x IN c.path`), and a subquery's `FROM` too (`FROM x IN c.path`)",
                     ));
@@ -585,11 +585,11 @@ impl<'q> Scan<'q, '_> {
         }
         if r.class == PathClass::Deterministic && clause == Clause::Where && self.before_ok(i) {
             if let Some((params, end)) = self.compared_params(r)? {
-                if self.after_ok(end) && params.iter().all(|&(_, p)| self.bound_to(p, r)) {
+                if self.after_ok(end) && params.iter().all(|p| self.bound_to(p, r)) {
                     out.equalities.push(Equality {
                         span: self.toks[i].span.start..self.toks[end - 1].span.end,
                         reference: self.toks[i].span.start..self.toks[r.end - 1].span.end,
-                        params: params.iter().map(|&(_, p)| p.to_owned()).collect(),
+                        params: params.iter().map(|p| (*p).to_owned()).collect(),
                     });
                     return Ok(end);
                 }
@@ -611,16 +611,13 @@ impl<'q> Scan<'q, '_> {
         }))
     }
 
-    /// After a reference: `= @p` or `IN (@p, @q, ...)`: the parameters
-    /// (token index, name) and the token after them.
-    fn compared_params(
-        &self,
-        r: &Reference,
-    ) -> crate::Result<Option<(Vec<(usize, &'q str)>, usize)>> {
+    /// After a reference: `= @p` or `IN (@p, @q, ...)`: the parameters'
+    /// names and the token after them.
+    fn compared_params(&self, r: &Reference) -> crate::Result<Option<(Vec<&'q str>, usize)>> {
         let j = r.end;
         match self.tok(j) {
             Some(t) if is_punct(t, "=") => match self.tok(j + 1) {
-                Some(Tok::Param(p)) => Ok(Some((vec![(j + 1, *p)], j + 2))),
+                Some(Tok::Param(p)) => Ok(Some((vec![*p], j + 2))),
                 _ => Ok(None),
             },
             Some(t) if is_kw(t, "in") && self.tok(j + 1).is_some_and(|t| is_punct(t, "(")) => {
@@ -629,7 +626,7 @@ impl<'q> Scan<'q, '_> {
                 let mut k = j + 2;
                 while k < close {
                     match self.tok(k) {
-                        Some(Tok::Param(p)) => params.push((k, *p)),
+                        Some(Tok::Param(p)) => params.push(*p),
                         _ => return Ok(None),
                     }
                     k += 1;
