@@ -17,12 +17,10 @@
 //! `CMK_BENCH_COSMOS_REWRAP` the rewrap's, default 10000).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 #[path = "../tests/common/cosmos.rs"]
 mod cosmos;
 #[path = "../tests/common/cosmos_sdk.rs"]
-#[allow(dead_code)]
 mod cosmos_sdk;
 #[path = "common/item.rs"]
 mod item;
@@ -248,8 +246,8 @@ where
 {
     let mut rates = [[0.0; ROUNDS]; 3];
     for r in 0..ROUNDS {
-        for (t, target) in TARGETS.iter().enumerate() {
-            rates[t][r] = f(*target, r).await;
+        for (rate, target) in rates.iter_mut().zip(TARGETS) {
+            rate[r] = f(target, r).await;
         }
     }
     rates.map(|mut v| {
