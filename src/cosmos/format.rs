@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::keys::ClientEncryptionKeys;
 use super::sql::PathClass;
-use crate::cosmos_ae::{top_level, CekKeyring, EncryptionType, ItemCipher};
-use crate::document::{DocumentCipher, FieldMode};
+use crate::cosmos_ae::{top_level, CekKeyring, ClientEncryptionPolicy, EncryptionType, ItemCipher};
+use crate::document::{DocumentCipher, DocumentPolicy, FieldMode};
 use crate::error::Error;
 
 /// How long after re-reading the client encryption keys a failing unwrap
@@ -104,6 +104,46 @@ impl Sdk {
     }
 }
 
+/// The document format: a field of the policy is deterministic or
+/// randomized; its ancestors, and anything inside its one ciphertext,
+/// are opaque.
+fn classify_document(policy: &DocumentPolicy, names: &[String]) -> PathClass {
+    for rule in policy.fields() {
+        let e = rule.path.tokens();
+        let n = names.len().min(e.len());
+        if names[..n] != e[..n] {
+            continue;
+        }
+        if names.len() != e.len() {
+            return PathClass::Opaque;
+        }
+        return match rule.mode {
+            FieldMode::Deterministic => PathClass::Deterministic,
+            FieldMode::Randomized => PathClass::Randomized,
+        };
+    }
+    PathClass::Clear
+}
+
+/// The SDK format: a top-level property of the policy, and every leaf
+/// below it, have its encryption type; the item itself is opaque.
+fn classify_sdk(policy: &ClientEncryptionPolicy, names: &[String]) -> PathClass {
+    let Some(first) = names.first() else {
+        return if policy.paths().is_empty() {
+            PathClass::Clear
+        } else {
+            PathClass::Opaque
+        };
+    };
+    match policy.paths().iter().find(|p| p.property() == first) {
+        None => PathClass::Clear,
+        Some(p) => match p.encryption_type() {
+            EncryptionType::Deterministic => PathClass::Deterministic,
+            EncryptionType::Randomized => PathClass::Randomized,
+        },
+    }
+}
+
 /// Whether `e` is a failure to unwrap a client encryption key.
 fn key_failure(e: &Error) -> bool {
     matches!(
@@ -163,42 +203,8 @@ impl Format {
     /// What the path with these property names is, for the query scan.
     pub(super) fn classify(&self, names: &[String]) -> PathClass {
         match self {
-            Format::Document(c) => {
-                for rule in c.policy().fields() {
-                    let e = rule.path.tokens();
-                    let n = names.len().min(e.len());
-                    if names[..n] != e[..n] {
-                        continue;
-                    }
-                    if names.len() != e.len() {
-                        // An ancestor of the field, or inside its one ciphertext.
-                        return PathClass::Opaque;
-                    }
-                    return match rule.mode {
-                        FieldMode::Deterministic => PathClass::Deterministic,
-                        FieldMode::Randomized => PathClass::Randomized,
-                    };
-                }
-                PathClass::Clear
-            }
-            Format::AlwaysEncrypted(s) => {
-                let paths = s.items.policy().paths();
-                let Some(first) = names.first() else {
-                    return if paths.is_empty() {
-                        PathClass::Clear
-                    } else {
-                        PathClass::Opaque
-                    };
-                };
-                // Every leaf below an encrypted property is encrypted like it.
-                match paths.iter().find(|p| p.property() == first) {
-                    None => PathClass::Clear,
-                    Some(p) => match p.encryption_type() {
-                        EncryptionType::Deterministic => PathClass::Deterministic,
-                        EncryptionType::Randomized => PathClass::Randomized,
-                    },
-                }
-            }
+            Format::Document(c) => classify_document(c.policy(), names),
+            Format::AlwaysEncrypted(s) => classify_sdk(s.items.policy(), names),
         }
     }
 
@@ -221,5 +227,54 @@ impl Format {
             }
             Format::AlwaysEncrypted(s) => Ok(vec![s.encrypt_value(path, value).await?]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cosmos_ae::IncludedPath;
+
+    fn names(p: &str) -> Vec<String> {
+        p.split('/').skip(1).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn document_paths() {
+        let policy = DocumentPolicy::new("/tenant")
+            .unwrap()
+            .deterministic("/a/b")
+            .unwrap()
+            .randomized("/c")
+            .unwrap();
+        let class = |p: &str| classify_document(&policy, &names(p));
+        assert_eq!(class("/a/b"), PathClass::Deterministic);
+        assert_eq!(class("/c"), PathClass::Randomized);
+        for opaque in ["", "/a", "/a/b/x", "/c/0"] {
+            assert_eq!(class(opaque), PathClass::Opaque, "{opaque}");
+        }
+        for clear in ["/tenant", "/a/c", "/b", "/cc", "/id"] {
+            assert_eq!(class(clear), PathClass::Clear, "{clear}");
+        }
+    }
+
+    #[test]
+    fn sdk_paths() {
+        let policy = ClientEncryptionPolicy::new(
+            2,
+            [
+                IncludedPath::new("/id", "k", EncryptionType::Deterministic).unwrap(),
+                IncludedPath::new("/r", "k", EncryptionType::Randomized).unwrap(),
+            ],
+        )
+        .unwrap();
+        let class = |p: &str| classify_sdk(&policy, &names(p));
+        assert_eq!(class("/id"), PathClass::Deterministic);
+        assert_eq!(class("/r"), PathClass::Randomized);
+        assert_eq!(class("/r/x/0"), PathClass::Randomized);
+        assert_eq!(class(""), PathClass::Opaque);
+        assert_eq!(class("/ids"), PathClass::Clear);
+        let empty = ClientEncryptionPolicy::new(1, []).unwrap();
+        assert_eq!(classify_sdk(&empty, &[]), PathClass::Clear);
     }
 }

@@ -5,7 +5,8 @@
 //! SDK's own code (`@azure/cosmos` 4.10.1); it was also read against the
 //! .NET SDK's source; the Java SDK was not examined. No HTTP: this module
 //! turns items, keys and policies (JSON) into other JSON; storing them is
-//! the caller's.
+//! the caller's (feature `cosmos`: `cosmos::EncryptedContainer` and
+//! `cosmos::ClientEncryptionKeys` store them in Cosmos DB).
 //!
 //! # The model
 //!

@@ -103,6 +103,36 @@ async fn round_trips_store_no_plaintext_and_fill_a_100_item_page() {
         .await
         .is_none_or(|p| p.unwrap().is_empty()));
 
+    // Pages of 30, resumed in a fresh query from a continuation token:
+    // every item once.
+    let q = || {
+        EncryptedQuery::new("SELECT * FROM c WHERE c.n >= @min")
+            .with_parameter("@min", json!(0))
+            .in_partition(json!("bulk"))
+            .page_size(NonZeroU32::new(30).unwrap())
+    };
+    let mut pages = s.enc.query(q()).await.unwrap();
+    let first = pages.next_page().await.unwrap().unwrap();
+    assert_eq!(first.len(), 30);
+    let token = pages.continuation().unwrap();
+    drop(pages);
+    let rest = s
+        .enc
+        .query(q().resume_from(token))
+        .await
+        .unwrap()
+        .all()
+        .await
+        .unwrap();
+    let mut all: Vec<Value> = first.into_iter().chain(rest).collect();
+    all.sort_by_key(|i| i["n"].as_u64());
+    assert_eq!(
+        all.iter()
+            .map(|i| i["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>()
+    );
+
     // An item of another format is refused, not returned half-read.
     s.raw
         .create_item(

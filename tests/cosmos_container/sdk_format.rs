@@ -6,7 +6,7 @@ use std::path::Path;
 
 use azure_data_cosmos::CosmosCredential;
 use cmk_envelope::cosmos::{ClientEncryptionKeys, EncryptedContainer, EncryptedQuery};
-use cmk_envelope::cosmos_ae::{CekKeyring, ClientEncryptionKey};
+use cmk_envelope::cosmos_ae::{CekKeyring, ClientEncryptionKey, VaultRule};
 use cmk_envelope::scope::CachePolicy;
 use cmk_envelope::{Error, StaticResolver, StorageErrorKind};
 use serde_json::{json, Value};
@@ -334,4 +334,101 @@ async fn entra_id_tokens_for_items_and_client_encryption_keys() {
     let text = format!("{e} {e:?} {keys:?}");
     assert!(text.contains("401") && !text.contains(&bad_key), "{text}");
     assert!(!format!("{:?}", s.enc).contains(&cosmos::account_key()));
+}
+
+/// A KEK that can be disabled, as a Key Vault key can.
+#[derive(Debug)]
+struct Revocable {
+    inner: Arc<dyn cmk_envelope::KeyEncryptionKey>,
+    disabled: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl cmk_envelope::KeyEncryptionKey for Revocable {
+    fn key_id(&self) -> &str {
+        self.inner.key_id()
+    }
+    fn algorithm(&self) -> cmk_envelope::WrapAlgorithm {
+        self.inner.algorithm()
+    }
+    fn key_container(&self) -> Option<String> {
+        self.inner.key_container()
+    }
+    async fn wrap_key_material(
+        &self,
+        m: &cmk_envelope::KeyMaterial,
+    ) -> cmk_envelope::Result<cmk_envelope::WrappedKey> {
+        self.inner.wrap_key_material(m).await
+    }
+    async fn unwrap_key_material(
+        &self,
+        w: &[u8],
+    ) -> cmk_envelope::Result<cmk_envelope::KeyMaterial> {
+        if self.disabled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(cmk_envelope::KekError::new(
+                "test",
+                cmk_envelope::KekErrorKind::KeyUnavailable,
+                "the key is disabled",
+            )
+            .into());
+        }
+        self.inner.unwrap_key_material(w).await
+    }
+}
+
+/// One instance rotates a client encryption key's KEK and the old KEK is
+/// then disabled: another instance, made before the rotation, follows it
+/// (once its cached root key expires, the unwrap with the old KEK fails,
+/// it reads the keys again and unwraps with the new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_follow_a_rotation_made_elsewhere() {
+    let s = sdk_setup("ae-follow").await;
+    s.enc.create(patient_sdk(1, "t")).await.unwrap();
+    let old = Arc::new(Revocable {
+        inner: s.keks[0].kek.clone(),
+        disabled: Default::default(),
+    });
+    let new = TestKek::in_dir(
+        common::rsa_jwk(1),
+        "https://vault-one.vault.azure.net/keys/kek-a/v2".into(),
+        &s.vault,
+    );
+    let resolver = StaticResolver::new()
+        .with(old.clone())
+        .with(s.keks[1].kek.clone())
+        .with(new.kek.clone());
+    let keyring = Arc::new(CekKeyring::new(
+        Arc::new(resolver),
+        CachePolicy {
+            ttl: Duration::from_millis(300),
+            failure_backoff: Duration::from_millis(50),
+            ..CachePolicy::default()
+        },
+    ));
+    let c = cosmos::client()
+        .await
+        .database_client(&s.db_name)
+        .container_client("items", None)
+        .await
+        .unwrap();
+    let b = EncryptedContainer::with_sdk_format(c, cosmos::cek_keys(&s.db_name), keyring)
+        .await
+        .unwrap();
+    assert!(b.read("p0001", &json!("t")).await.unwrap().is_some());
+    s.enc
+        .rewrap_client_encryption_key("cek1", new.kek.as_ref(), VaultRule::SameVaultOnly)
+        .await
+        .unwrap();
+    old.disabled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (item, _) = b.read("p0001", &json!("t")).await.unwrap().unwrap();
+    assert_eq!(without_system(item), patient_sdk(1, "t"));
+    b.create(patient_sdk(2, "t")).await.unwrap();
+    assert!(b.read("p0002", &json!("t")).await.unwrap().is_some());
+    // The rotating instance's allow-list lacks the new KEK: it refuses.
+    assert!(matches!(
+        s.enc.read("p0002", &json!("t")).await,
+        Err(Error::UnknownKek { .. })
+    ));
 }
