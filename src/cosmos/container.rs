@@ -9,7 +9,7 @@ use azure_data_cosmos::models::ContainerProperties;
 use serde_json::Value;
 
 use super::error::{is_conflict, is_not_found, not_ours, storage};
-use super::format::{Format, Sdk};
+use super::format::{database_rid, Format, Sdk};
 use super::keys::ClientEncryptionKeys;
 use super::sdk::{if_match, partition_key, partition_key_path, require_etag};
 use crate::cosmos_ae::{CekKeyring, ClientEncryptionPolicy, ItemCipher, VaultRule};
@@ -92,15 +92,6 @@ async fn properties(container: &ContainerClient) -> crate::Result<(ContainerProp
     Ok((props, json))
 }
 
-/// The database resource id in a `_self` link (`dbs/RID/...`).
-fn database_rid(self_link: &str) -> Option<&str> {
-    let mut parts = self_link.trim_start_matches('/').split('/');
-    match (parts.next(), parts.next()) {
-        (Some("dbs"), Some(rid)) if !rid.is_empty() => Some(rid),
-        _ => None,
-    }
-}
-
 impl EncryptedContainer {
     /// The container of `container` (an SDK client built with the caller's
     /// credential; see the [module docs](super)) in the crate's document
@@ -170,39 +161,20 @@ impl EncryptedContainer {
             ));
         }
         let policy = ClientEncryptionPolicy::from_container(&json.to_string())?;
-        let db_rid = json
-            .get("_self")
-            .and_then(Value::as_str)
-            .and_then(database_rid);
-        for p in policy.paths() {
-            let id = p.client_encryption_key_id();
-            let fetched = keys.fetch(id).await?.ok_or_else(|| {
-                Error::CosmosAeMetadata(format!(
-                    "the policy names client encryption key `{id}`, which database `{}` does not have",
-                    keys.database()
-                ))
-            })?;
-            let key = fetched.key;
-            if let (Some(a), Some(b)) =
-                (db_rid, fetched.self_link.as_deref().and_then(database_rid))
-            {
-                if a != b {
-                    return Err(Error::ApiMisuse(
-                        "the client encryption keys client is for another database than the container's",
-                    ));
-                }
-            }
-            if keyring.get(id).as_ref() != Some(&key) {
-                keyring.insert(key);
-            }
-        }
+        let database_rid = props
+            .system_properties
+            .self_link
+            .as_deref()
+            .and_then(database_rid)
+            .map(str::to_owned);
         let items = ItemCipher::new(policy, keyring.clone());
+        let sdk = Sdk::load(items, keyring, keys, database_rid).await?;
         Ok(EncryptedContainer {
             inner: Arc::new(Inner {
                 container,
                 name: props.id.into_owned(),
                 pk_path,
-                format: Format::AlwaysEncrypted(Sdk::new(items, keyring, keys)),
+                format: Format::AlwaysEncrypted(sdk),
             }),
         })
     }
@@ -503,20 +475,4 @@ struct Prepared {
     /// The id as the caller gave it.
     clear_id: String,
     pk: azure_data_cosmos::PartitionKey,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_rids_of_self_links() {
-        assert_eq!(database_rid("dbs/AbC=/colls/x/"), Some("AbC="));
-        assert_eq!(
-            database_rid("/dbs/gAAB==/clientencryptionkeys/r/"),
-            Some("gAAB==")
-        );
-        assert_eq!(database_rid("colls/x"), None);
-        assert_eq!(database_rid("dbs//x"), None);
-    }
 }

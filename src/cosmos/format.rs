@@ -32,22 +32,32 @@ pub(super) struct Sdk {
     pub(super) items: ItemCipher,
     pub(super) keyring: Arc<CekKeyring>,
     pub(super) keys: ClientEncryptionKeys,
-    /// When the keys were last re-read after a failure.
+    /// The resource id of the container's database, when known: every
+    /// key must be of that database.
+    database_rid: Option<String>,
+    /// When the keys were last read again after a failure.
     refreshed: Mutex<Option<Instant>>,
 }
 
 impl Sdk {
-    pub(super) fn new(
+    /// The format of a container with `items`' policy in the database of
+    /// resource id `database_rid`, its keys read from `keys` into
+    /// `keyring` now. Cost: one request per key the policy names.
+    pub(super) async fn load(
         items: ItemCipher,
         keyring: Arc<CekKeyring>,
         keys: ClientEncryptionKeys,
-    ) -> Sdk {
-        Sdk {
+        database_rid: Option<String>,
+    ) -> crate::Result<Sdk> {
+        let sdk = Sdk {
             items,
             keyring,
             keys,
+            database_rid,
             refreshed: Mutex::new(None),
-        }
+        };
+        sdk.refresh().await?;
+        Ok(sdk)
     }
 
     /// Reads every key the policy names and puts the ones that changed in
@@ -61,46 +71,62 @@ impl Sdk {
                 continue;
             }
             seen.push(id);
-            let (key, _) = self.keys.read(id).await?.ok_or_else(|| {
+            let fetched = self.keys.fetch(id).await?.ok_or_else(|| {
                 Error::CosmosAeMetadata(format!(
                     "the policy names client encryption key `{id}`, which database `{}` does not have",
                     self.keys.database()
                 ))
             })?;
-            if self.keyring.get(id).as_ref() != Some(&key) {
-                self.keyring.insert(key);
+            let rid = fetched.self_link.as_deref().and_then(database_rid);
+            if let (Some(a), Some(b)) = (self.database_rid.as_deref(), rid) {
+                if a != b {
+                    return Err(Error::ApiMisuse(
+                        "the client encryption keys client is for another database than the container's",
+                    ));
+                }
+            }
+            if self.keyring.get(id).as_ref() != Some(&fetched.key) {
+                self.keyring.insert(fetched.key);
                 changed = true;
             }
         }
-        *self.refreshed.lock().expect("refresh lock") = Some(Instant::now());
         Ok(changed)
     }
 
     /// After `e`: whether to try once more. When `e` is a failure to
     /// unwrap a client encryption key (as when the key was rotated
-    /// elsewhere and the old KEK disabled or no longer allowed), re-reads
-    /// the keys, at most once per [`KEY_REFRESH_INTERVAL`], and says yes
-    /// if one changed.
-    async fn retry_after(&self, e: &Error) -> crate::Result<bool> {
-        if key_failure(e) && self.may_refresh() {
-            self.refresh().await
-        } else {
-            Ok(false)
+    /// elsewhere and the old KEK disabled or no longer allowed), reads the
+    /// keys again, at most once per [`KEY_REFRESH_INTERVAL`], and says yes
+    /// if one changed. A failure to read them leaves `e` to be reported.
+    async fn retry_after(&self, e: &Error) -> bool {
+        key_failure(e) && self.may_refresh() && self.refresh().await.unwrap_or(false)
+    }
+
+    /// Whether a failure may read the keys again now (and if so, notes
+    /// that it does).
+    fn may_refresh(&self) -> bool {
+        let mut last = self.refreshed.lock().expect("refresh lock");
+        if last.is_some_and(|t| t.elapsed() < KEY_REFRESH_INTERVAL) {
+            return false;
         }
+        *last = Some(Instant::now());
+        true
     }
 
     async fn encrypt_value(&self, path: &str, value: &Value) -> crate::Result<Value> {
         match self.items.encrypt_value(path, value).await {
-            Err(e) if self.retry_after(&e).await? => self.items.encrypt_value(path, value).await,
+            Err(e) if self.retry_after(&e).await => self.items.encrypt_value(path, value).await,
             r => r,
         }
     }
+}
 
-    fn may_refresh(&self) -> bool {
-        self.refreshed
-            .lock()
-            .expect("refresh lock")
-            .is_none_or(|t| t.elapsed() >= KEY_REFRESH_INTERVAL)
+/// The database resource id in a `_self` link (`dbs/RID/...`).
+pub(super) fn database_rid(self_link: &str) -> Option<&str> {
+    let mut parts = self_link.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some("dbs"), Some(rid)) if !rid.is_empty() => Some(rid),
+        _ => None,
     }
 }
 
@@ -161,7 +187,7 @@ impl Format {
         match self {
             Format::Document(c) => c.encrypt(item).await,
             Format::AlwaysEncrypted(s) => match s.items.encrypt_item(item).await {
-                Err(e) if s.retry_after(&e).await? => s.items.encrypt_item(item).await,
+                Err(e) if s.retry_after(&e).await => s.items.encrypt_item(item).await,
                 r => r,
             },
         }
@@ -173,7 +199,7 @@ impl Format {
         match self {
             Format::Document(c) => c.decrypt(item).await,
             Format::AlwaysEncrypted(s) => match s.items.decrypt_item(item).await {
-                Err(e) if s.retry_after(&e).await? => s.items.decrypt_item(item).await,
+                Err(e) if s.retry_after(&e).await => s.items.decrypt_item(item).await,
                 r => r,
             },
         }
@@ -237,6 +263,17 @@ mod tests {
 
     fn names(p: &str) -> Vec<String> {
         p.split('/').skip(1).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn database_rids_of_self_links() {
+        assert_eq!(database_rid("dbs/AbC=/colls/x/"), Some("AbC="));
+        assert_eq!(
+            database_rid("/dbs/gAAB==/clientencryptionkeys/r/"),
+            Some("gAAB==")
+        );
+        assert_eq!(database_rid("colls/x"), None);
+        assert_eq!(database_rid("dbs//x"), None);
     }
 
     #[test]

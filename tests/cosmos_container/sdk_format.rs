@@ -182,6 +182,39 @@ async fn sdk_format_round_trips_store_no_plaintext_and_fill_a_100_item_page() {
     }
 }
 
+/// The keys of the container's database only: a keys client of another
+/// database, holding keys of the same ids, is refused; a container without
+/// a policy is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_another_database_or_no_policy_are_refused() {
+    let s = sdk_setup("ae-db").await;
+    let client = cosmos::client().await;
+    let other = cosmos::database(&client, "ae-other").await;
+    let other_keys = cosmos::cek_keys(other.name().unwrap());
+    for (id, k) in [("cek1", &s.keks[0]), ("cek2", &s.keks[1])] {
+        let cek = ClientEncryptionKey::create(id, k.kek.as_ref())
+            .await
+            .unwrap();
+        other_keys.create(&cek).await.unwrap();
+    }
+    let keyring = keyring_for(&[&s.keks[0], &s.keks[1]]);
+    let e = EncryptedContainer::with_sdk_format(s.raw.clone(), other_keys, keyring.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::ApiMisuse(m) if m.contains("another database")),
+        "{e}"
+    );
+    let e =
+        EncryptedContainer::with_sdk_format(s.plain.clone(), cosmos::cek_keys(&s.db_name), keyring)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(e, Error::CosmosAeMetadata(ref m) if m.contains("no client encryption policy")),
+        "{e}"
+    );
+}
+
 /// A test item for the SDK format (no nested encrypted city: the policy
 /// encrypts top-level properties).
 pub(crate) fn patient_sdk(n: usize, tenant: &str) -> Value {
