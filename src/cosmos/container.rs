@@ -62,7 +62,9 @@ pub struct EncryptedContainer {
 struct Inner {
     container: ContainerClient,
     name: String,
-    pk_path: String,
+    /// The partition key path (plain property names, so also a JSON
+    /// Pointer).
+    pk: JsonPointer,
     format: Format,
 }
 
@@ -70,7 +72,7 @@ impl fmt::Debug for EncryptedContainer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("EncryptedContainer");
         d.field("container", &self.inner.name)
-            .field("partition_key", &self.inner.pk_path);
+            .field("partition_key", &self.inner.pk.as_str());
         match &self.inner.format {
             Format::Document(c) => d.field("document_format", c),
             Format::AlwaysEncrypted(s) => d.field("sdk_format", s.items.policy()),
@@ -108,14 +110,14 @@ impl EncryptedContainer {
         policy: DocumentPolicy,
     ) -> crate::Result<EncryptedContainer> {
         let (props, _) = properties(&container).await?;
-        let pk_path = partition_key_path(&props)?;
+        let pk = partition_key_path(&props)?;
         let matches = match policy.partition_key() {
-            Some(p) => p.as_str() == pk_path,
-            None => pk_path == "/id",
+            Some(p) => p == &pk,
+            None => pk.as_str() == "/id",
         };
         if !matches {
             return Err(Error::DocumentField {
-                path: pk_path,
+                path: pk.as_str().to_owned(),
                 problem: "the container is partitioned on this path, but the document policy names another partition key",
             });
         }
@@ -123,7 +125,7 @@ impl EncryptedContainer {
             inner: Arc::new(Inner {
                 container,
                 name: props.id.into_owned(),
-                pk_path,
+                pk,
                 format: Format::Document(DocumentCipher::new(scope, policy)),
             }),
         })
@@ -154,7 +156,7 @@ impl EncryptedContainer {
         keyring: Arc<CekKeyring>,
     ) -> crate::Result<EncryptedContainer> {
         let (props, json) = properties(&container).await?;
-        let pk_path = partition_key_path(&props)?;
+        let pk = partition_key_path(&props)?;
         if json.get("clientEncryptionPolicy").is_none() {
             return Err(Error::CosmosAeMetadata(
                 "the container has no client encryption policy".to_owned(),
@@ -173,7 +175,7 @@ impl EncryptedContainer {
             inner: Arc::new(Inner {
                 container,
                 name: props.id.into_owned(),
-                pk_path,
+                pk,
                 format: Format::AlwaysEncrypted(sdk),
             }),
         })
@@ -186,7 +188,11 @@ impl EncryptedContainer {
 
     /// The container's partition key path, such as `/tenant`.
     pub fn partition_key_path(&self) -> &str {
-        &self.inner.pk_path
+        self.inner.pk.as_str()
+    }
+
+    pub(super) fn partition_key_pointer(&self) -> &JsonPointer {
+        &self.inner.pk
     }
 
     pub(super) fn client(&self) -> &ContainerClient {
@@ -220,12 +226,10 @@ impl EncryptedContainer {
         };
         check_item_id(id)?;
         let clear_id = id.clone();
-        let pointer = JsonPointer::parse(&self.inner.pk_path).map_err(|_| {
-            Error::ApiMisuse("internal: the partition key path is not a JSON Pointer")
-        })?;
+        let pointer = &self.inner.pk;
         if pointer.get(&item).is_none() {
             return Err(Error::DocumentField {
-                path: self.inner.pk_path.clone(),
+                path: pointer.as_str().to_owned(),
                 problem: "the item has no value at the container's partition key path",
             });
         }
@@ -238,10 +242,7 @@ impl EncryptedContainer {
                 ))
             }
         };
-        let pk = partition_key(
-            &self.inner.pk_path,
-            pointer.get(&item).expect("checked above"),
-        )?;
+        let pk = partition_key(pointer.as_str(), pointer.get(&item).expect("checked above"))?;
         Ok(Prepared {
             item,
             id,
@@ -266,8 +267,9 @@ impl EncryptedContainer {
                 ))
             }
         };
-        let stored_pk = format.stored(&self.inner.pk_path, pk).await?;
-        Ok((stored_id, partition_key(&self.inner.pk_path, &stored_pk)?))
+        let path = self.inner.pk.as_str();
+        let stored_pk = format.stored(path, pk).await?;
+        Ok((stored_id, partition_key(path, &stored_pk)?))
     }
 
     /// Encrypts `item` and creates it. Returns its ETag.

@@ -205,11 +205,12 @@ pub struct RewrapReport {
 ///   at any point (process killed, service down) resumes from the last
 ///   token with [`RewrapOptions::resume_from`]: pages after it are
 ///   processed again, and items already current are skipped.
-/// * **Errors.** An item that cannot be re-wrapped is reported
-///   ([`ItemOutcome::Failed`]) and the run goes on. A failure of the
-///   service (a query page that fails, or an item write that fails with a
-///   retryable error after the SDK's retries) stops the run with that
-///   error, before the page's progress is reported.
+/// * **Errors.** An item that cannot be re-wrapped (its header does not
+///   open: another scope's, modified) is reported ([`ItemOutcome::Failed`])
+///   and the run goes on. A failure of the service (a query page that
+///   fails, or an item write that fails with a retryable error after the
+///   SDK's retries) or of the scope (destroyed, its CMK unavailable) stops
+///   the run with that error, before the page's progress is reported.
 ///
 /// Errors: [`Error::ApiMisuse`] for an SDK-format container (its rotation
 /// is one write: [`EncryptedContainer::rewrap_client_encryption_key`]);
@@ -229,8 +230,6 @@ pub async fn rewrap_container(
             "rewrap_container re-wraps document-format item headers; an SDK-format container rotates with one client encryption key rewrap (rewrap_client_encryption_key)",
         ));
     };
-    let pk_pointer = JsonPointer::parse(container.partition_key_path())
-        .map_err(|_| Error::ApiMisuse("internal: the partition key path is not a JSON Pointer"))?;
     let mut query_options =
         QueryOptions::default().with_max_item_count(MaxItemCountHint::Limit(options.page_size));
     if let Some(token) = &options.resume_from {
@@ -249,32 +248,26 @@ pub async fn rewrap_container(
     let job = Job {
         container,
         cipher,
-        pk_pointer: &pk_pointer,
+        pk_pointer: container.partition_key_pointer(),
         max_attempts: options.max_attempts.get(),
     };
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| storage("query items to rewrap", &e))?;
-        let mut results: Vec<(usize, ItemResult)> =
-            stream::iter(page.into_items().into_iter().enumerate())
-                .map(|(i, item)| {
-                    let job = &job;
-                    async move { (i, job.item(item).await) }
-                })
-                .buffer_unordered(options.concurrency.get())
-                .collect()
-                .await;
-        results.sort_by_key(|(i, _)| *i);
-        let results: Vec<ItemResult> = results.into_iter().map(|(_, r)| r).collect();
-        // The service failing stops the run; the page is redone on resume.
+        let job = &job;
+        let mut results: Vec<ItemResult> = stream::iter(page.into_items())
+            .map(|item| job.item(item))
+            .buffered(options.concurrency.get())
+            .collect()
+            .await;
+        // A failure of the service or the scope stops the run; the page is
+        // redone on resume.
         if let Some(pos) = results
             .iter()
-            .position(|r| matches!(&r.outcome, ItemOutcome::Failed(e) if e.is_retryable()))
+            .position(|r| matches!(&r.outcome, ItemOutcome::Failed(e) if stops_the_run(e)))
         {
-            let mut results = results;
-            let ItemOutcome::Failed(e) = results.swap_remove(pos).outcome else {
-                unreachable!("matched above")
-            };
-            return Err(e);
+            if let ItemOutcome::Failed(e) = results.swap_remove(pos).outcome {
+                return Err(e);
+            }
         }
         let token = pages
             .to_continuation_token()
@@ -297,6 +290,14 @@ pub async fn rewrap_container(
         resume_token: None,
     });
     Ok(RewrapReport { totals, failures })
+}
+
+/// Whether `e` stops the whole run rather than failing one item: the
+/// service failing (a retryable error, after the SDK's retries), or the
+/// scope unusable (destroyed, its CMK unavailable), where every other item
+/// would fail the same way.
+fn stops_the_run(e: &Error) -> bool {
+    e.is_retryable() || matches!(e, Error::ScopeNotFound { .. } | Error::Kek(_))
 }
 
 /// What every item of a run needs.

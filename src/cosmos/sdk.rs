@@ -9,6 +9,7 @@ use azure_data_cosmos::PartitionKey;
 use serde_json::Value;
 
 use super::error::not_ours;
+use crate::document::JsonPointer;
 use crate::error::Error;
 use crate::scope::Etag;
 
@@ -56,7 +57,7 @@ pub(super) fn partition_key(path: &str, value: &Value) -> crate::Result<Partitio
 /// The container's partition key path: exactly one, made of plain property
 /// names (`/tenant`, `/a/b`), which is then also its JSON Pointer.
 /// Hierarchical partition keys and escaped property names are refused.
-pub(super) fn partition_key_path(props: &ContainerProperties) -> crate::Result<String> {
+pub(super) fn partition_key_path(props: &ContainerProperties) -> crate::Result<JsonPointer> {
     match props.partition_key.paths() {
         [path] => {
             let plain = path.strip_prefix('/').is_some_and(|rest| {
@@ -67,12 +68,11 @@ pub(super) fn partition_key_path(props: &ContainerProperties) -> crate::Result<S
                             .any(|c| matches!(c, '"' | '\'' | '[' | ']' | '~' | '\\'))
                 })
             });
-            if plain {
-                Ok(path.to_string())
-            } else {
-                Err(not_ours(
+            match plain.then(|| JsonPointer::parse(path).ok()).flatten() {
+                Some(p) => Ok(p),
+                None => Err(not_ours(
                     "the container's partition key path must be plain property names, such as /tenant or /a/b",
-                ))
+                )),
             }
         }
         _ => Err(not_ours(
