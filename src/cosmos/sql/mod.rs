@@ -77,36 +77,11 @@ fn refuse(reason: impl Into<String>) -> Error {
 
 // ----- the scan -----------------------------------------------------------
 
+#[rustfmt::skip]
 const KEYWORDS: &[&str] = &[
-    "select",
-    "from",
-    "join",
-    "where",
-    "order",
-    "group",
-    "by",
-    "offset",
-    "limit",
-    "top",
-    "value",
-    "distinct",
-    "as",
-    "in",
-    "and",
-    "or",
-    "not",
-    "between",
-    "like",
-    "escape",
-    "asc",
-    "desc",
-    "exists",
-    "array",
-    "true",
-    "false",
-    "null",
-    "undefined",
-    "udf",
+    "select", "from", "join", "where", "order", "group", "by", "offset", "limit", "top",
+    "value", "distinct", "as", "in", "and", "or", "not", "between", "like", "escape", "asc",
+    "desc", "exists", "array", "true", "false", "null", "undefined", "udf",
 ];
 
 fn is_kw(t: &Tok<'_>, kw: &str) -> bool {
@@ -131,14 +106,6 @@ enum Clause {
     Paging,
 }
 
-/// One segment of a property reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Name(String),
-    /// `[expr]` other than a string or integer literal.
-    Computed,
-}
-
 /// A property reference starting at a known alias.
 struct Reference {
     class: PathClass,
@@ -157,6 +124,8 @@ struct Scan<'q, 'c> {
     root: Option<&'q str>,
     /// Aliases over clear paths (`JOIN t IN c.tags`).
     clear_aliases: HashSet<&'q str>,
+    /// Whether the query has a `BETWEEN`.
+    between: bool,
 }
 
 /// Scans `sql` (see the module docs). `classify` maps a path under the
@@ -168,12 +137,15 @@ pub(crate) fn scan(
     classify: &dyn Fn(&[String]) -> PathClass,
     bound: &HashMap<String, String>,
 ) -> crate::Result<Scanned> {
+    let toks = tokenize(sql)?;
+    let between = toks.iter().any(|t| is_kw(&t.tok, "between"));
     let mut s = Scan {
-        toks: tokenize(sql)?,
+        toks,
         classify,
         bound,
         root: None,
         clear_aliases: HashSet::new(),
+        between,
     };
     s.aliases()?;
     s.check()
@@ -215,10 +187,10 @@ impl<'q> Scan<'q, '_> {
     fn aliases(&mut self) -> crate::Result<()> {
         let depths = self.depths()?;
         let from = |t: &Tok<'_>| is_kw(t, "from") || is_kw(t, "join");
-        // The container alias.
-        if let Some(i) =
-            (0..self.toks.len()).find(|&i| depths[i] == 0 && is_kw(&self.toks[i].tok, "from"))
-        {
+        // The container alias, of the one top-level `FROM`.
+        let top_from =
+            (0..self.toks.len()).find(|&i| depths[i] == 0 && is_kw(&self.toks[i].tok, "from"));
+        if let Some(i) = top_from {
             let iterates = self.tok(i + 2).is_some_and(|t| is_kw(t, "in"));
             let mut j = i + if iterates { 3 } else { 1 };
             let mut root = match self.tok(j) {
@@ -268,6 +240,9 @@ impl<'q> Scan<'q, '_> {
                         "`JOIN` must iterate (`JOIN x IN c.path`), and a subquery's `FROM` too (`FROM x IN c.path`)",
                     ));
                 }
+                if Some(i) != top_from {
+                    return Err(refuse("a query has one top-level `FROM`"));
+                }
                 continue;
             }
             // `x IN path`: the path must be clear.
@@ -286,7 +261,10 @@ impl<'q> Scan<'q, '_> {
     }
 
     /// The property reference starting at token `i`, if it starts with a
-    /// known alias.
+    /// known alias: `c`, `c.a`, `c["a"][0]`. A computed property name
+    /// (`c.tags[@i]`) ends the reference before its `[`, and is accepted
+    /// only below a clear path; the bracket's contents are then checked as
+    /// any expression.
     fn reference(&self, i: usize) -> crate::Result<Option<Reference>> {
         let base = match self.tok(i) {
             Some(Tok::Ident(a)) => *a,
@@ -296,13 +274,13 @@ impl<'q> Scan<'q, '_> {
         if !under_root && !self.clear_aliases.contains(base) {
             return Ok(None);
         }
-        let mut segs: Vec<Seg> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         let mut j = i + 1;
-        loop {
+        let computed = loop {
             match self.tok(j) {
                 Some(Tok::Punct(".")) => match self.tok(j + 1) {
                     Some(Tok::Ident(name)) => {
-                        segs.push(Seg::Name((*name).to_owned()));
+                        names.push((*name).to_owned());
                         j += 2;
                     }
                     _ => return Err(refuse("`.` must be followed by a property name")),
@@ -310,18 +288,18 @@ impl<'q> Scan<'q, '_> {
                 Some(Tok::Punct("[")) => {
                     let close = self.matching(j)?;
                     match (self.tok(j + 1), close == j + 2) {
-                        (Some(Tok::Str(s)), true) => segs.push(Seg::Name(s.clone())),
+                        (Some(Tok::Str(s)), true) => names.push(s.clone()),
                         (Some(Tok::Num(n)), true) if n.bytes().all(|b| b.is_ascii_digit()) => {
                             let n = n.trim_start_matches('0');
-                            segs.push(Seg::Name(if n.is_empty() { "0" } else { n }.to_owned()));
+                            names.push(if n.is_empty() { "0" } else { n }.to_owned());
                         }
-                        _ => segs.push(Seg::Computed),
+                        _ => break true,
                     }
                     j = close + 1;
                 }
-                _ => break,
+                _ => break false,
             }
-        }
+        };
         if !under_root {
             return Ok(Some(Reference {
                 class: PathClass::Clear,
@@ -329,30 +307,16 @@ impl<'q> Scan<'q, '_> {
                 end: j,
             }));
         }
-        // A computed segment is harmless below a clear path only.
-        let mut names = Vec::with_capacity(segs.len());
-        for s in &segs {
-            match s {
-                Seg::Name(n) => names.push(n.clone()),
-                Seg::Computed => {
-                    let class = (self.classify)(&names);
-                    if class == PathClass::Clear {
-                        return Ok(Some(Reference {
-                            class,
-                            names: None,
-                            end: j,
-                        }));
-                    }
-                    return Err(refuse(format!(
-                        "a computed property name (`[...]`) below {} could reach an encrypted path",
-                        self.describe(&names)
-                    )));
-                }
-            }
+        let class = (self.classify)(&names);
+        if computed && class != PathClass::Clear {
+            return Err(refuse(format!(
+                "a computed property name (`[...]`) below {} could reach an encrypted path",
+                self.describe(&names)
+            )));
         }
         Ok(Some(Reference {
-            class: (self.classify)(&names),
-            names: Some(names),
+            class,
+            names: (!computed).then_some(names),
             end: j,
         }))
     }
@@ -393,8 +357,23 @@ impl<'q> Scan<'q, '_> {
                     clauses.pop();
                     i += 1;
                 }
+                // `.name` after `)` or `]`: a property of an expression
+                // whose parts are checked where they stand.
+                Tok::Ident(_) if i > 0 && self.tok(i - 1).is_some_and(|t| is_punct(t, ".")) => {
+                    i += 1;
+                }
                 Tok::Ident(w) if is_keyword(w) => {
                     let new = if w.eq_ignore_ascii_case("select") {
+                        // At the start of the query or of a subquery only.
+                        let starts = match clauses.len() {
+                            1 => i == 0,
+                            _ => i > 0 && self.tok(i - 1).is_some_and(|t| is_punct(t, "(")),
+                        };
+                        if !starts {
+                            return Err(refuse(
+                                "`SELECT` starts the query or a parenthesized subquery only",
+                            ));
+                        }
                         Some(Clause::Select)
                     } else if w.eq_ignore_ascii_case("from") || w.eq_ignore_ascii_case("join") {
                         *clauses.last_mut().expect("a level") = Clause::From;
@@ -407,11 +386,19 @@ impl<'q> Scan<'q, '_> {
                     } else if w.eq_ignore_ascii_case("offset") || w.eq_ignore_ascii_case("limit") {
                         Some(Clause::Paging)
                     } else if w.eq_ignore_ascii_case("as") {
-                        // `AS name`: a declaration, not a reference.
-                        i += 1;
-                        if matches!(self.tok(i), Some(Tok::Ident(_))) {
-                            i += 1;
+                        // `AS name` in a SELECT list: a declaration, not a
+                        // reference (`FROM c AS x` is read by `skip_from`).
+                        let declares = clause == Clause::Select
+                            && matches!(self.tok(i + 1), Some(Tok::Ident(_)))
+                            && !self.tok(i + 2).is_some_and(|t| {
+                                is_punct(t, ".") || is_punct(t, "[") || is_punct(t, "(")
+                            });
+                        if !declares {
+                            return Err(refuse(
+                                "`AS` must be followed by a name, in a SELECT list",
+                            ));
                         }
+                        i += 2;
                         continue;
                     } else if w.eq_ignore_ascii_case("udf") {
                         // `udf.name(`
@@ -528,10 +515,15 @@ impl<'q> Scan<'q, '_> {
             .map_or_else(|| "a path".to_owned(), |n| self.describe(n))
     }
 
-    /// Whether the token before `i` cannot bind tighter than `=`.
+    /// Whether the token before `i` cannot bind tighter than `=`. An `AND`
+    /// counts only in a query without `BETWEEN` (whose `x BETWEEN a AND b`
+    /// takes the next operand): there, parenthesize the comparison.
     fn before_ok(&self, i: usize) -> bool {
         i.checked_sub(1).and_then(|k| self.tok(k)).is_some_and(|t| {
-            is_punct(t, "(") || is_kw(t, "where") || is_kw(t, "and") || is_kw(t, "or")
+            is_punct(t, "(")
+                || is_kw(t, "where")
+                || is_kw(t, "or")
+                || (is_kw(t, "and") && !self.between)
         })
     }
 
@@ -741,6 +733,7 @@ mod tests {
         assert_eq!(s.equalities[0].params, ["@e", "@f"]);
         ok("SELECT * FROM c WHERE c.email = @e");
         ok("SELECT * FROM c WHERE NOT (c.email = @e) OFFSET 1 LIMIT 2");
+        ok("SELECT * FROM c WHERE c.n BETWEEN 1 AND 2 AND (c.email = @e)");
     }
 
     #[test]
@@ -794,6 +787,8 @@ mod tests {
             "SELECT * FROM c WHERE NOT c.email = @e",
             "SELECT * FROM c WHERE c.email IN (@e, 'x')",
             "SELECT * FROM c WHERE STARTSWITH(c.email, @e)",
+            "SELECT * FROM c WHERE c.n BETWEEN 1 AND c.email = @e",
+            "SELECT * FROM c WHERE c.n BETWEEN 1 AND 2 AND c.email = @e",
             "SELECT c.email = @e FROM c",
         ] {
             let r = refused(sql);
@@ -832,6 +827,61 @@ mod tests {
         ] {
             let r = refused(sql);
             assert!(r.contains(word), "{sql}: {r}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text: no panic. Token soups from the grammar's words: a
+        /// randomized path never passes once a `WHERE`, `ORDER`, `GROUP`
+        /// or `JOIN` was seen, nor a deterministic one after `ORDER` or
+        /// `GROUP`, and a literal never meets `c.email`.
+        #[test]
+        fn never_panics_nor_accepts_a_filter_on_ciphertext(
+            text in "\\PC{0,80}",
+            words in proptest::collection::vec(proptest::sample::select(vec![
+                "SELECT", "*", "FROM", "c", "WHERE", "c.email", "c.ssn", "c.n", "=", "@e", "@f",
+                "(", ")", "AND", "OR", "NOT", "IN", "BETWEEN", ",", "'x'", "1", "JOIN", "t",
+                "ORDER BY", "GROUP BY", "VALUE", "EXISTS", "c[\"ssn\"]", "c.items[0].price",
+                "t IN c.tags", "?", ":", "+", "c", "DESC", "TOP 5", "udf.f(", "[", "]", "{",
+                "}", "\"ssn\"", "ARRAY_CONTAINS(", "AS", "SELECT", "c.addr", "c.addr.city",
+            ]), 0..24),
+        ) {
+            let _ = scan(&text, &classify, &bound());
+            let sql = format!("SELECT * FROM c {}", words.join(" "));
+            if scan(&sql, &classify, &bound()).is_ok() {
+                let after = |kws: &[&str]| {
+                    words
+                        .iter()
+                        .position(|w| kws.contains(w))
+                        .map_or(&[][..], |k| &words[k..])
+                };
+                let filtering = after(&["WHERE", "ORDER BY", "GROUP BY", "JOIN"]);
+                proptest::prop_assert!(
+                    !filtering.iter().any(|w| ["c.ssn", "c[\"ssn\"]", "c.items[0].price"].contains(w)),
+                    "{sql}"
+                );
+                // After WHERE, `c.email` only in a comparison with `@e`
+                // or `@f` (both bound to it).
+                let w = after(&["WHERE"]);
+                for (k, word) in w.iter().enumerate() {
+                    if *word != "c.email" {
+                        continue;
+                    }
+                    let next = (w.get(k + 1).copied(), w.get(k + 2).copied());
+                    let prev = (k.checked_sub(2).map(|p| w[p]), k.checked_sub(1).map(|p| w[p]));
+                    let param = |p: Option<&str>| matches!(p, Some("@e" | "@f"));
+                    let ok = (next.0 == Some("=") && param(next.1))
+                        || (param(prev.0) && prev.1 == Some("="))
+                        || (next.0 == Some("IN") && next.1 == Some("("));
+                    proptest::prop_assert!(ok, "{sql}");
+                }
+                let ordering = after(&["ORDER BY", "GROUP BY"]);
+                proptest::prop_assert!(!ordering.contains(&"c.email"), "{sql}");
+                proptest::prop_assert!(
+                    !sql.contains("c.email = 'x'") && !sql.contains("'x' = c.email"),
+                    "{sql}"
+                );
+            }
         }
     }
 
