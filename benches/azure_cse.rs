@@ -7,7 +7,7 @@
 //!   timed region).
 //! * `cse_decrypt_range_64k`: a 64 KiB plaintext range in the middle
 //!   (one 4 MiB region opened).
-//! * `envelope_decrypt`: `Decryptor::reader` over an embedded envelope of
+//! * `envelope_decrypt`: `Decryptor::decrypt` over an embedded envelope of
 //!   the same plaintext (16 KiB chunks, key commitment), unwrap outside the
 //!   timed region.
 //!
@@ -17,12 +17,12 @@ use std::hint::black_box;
 use std::io::Read;
 use std::sync::Arc;
 
-use cmk_envelope::__private::block_on;
 use cmk_envelope::azure_cse::{self, CseDecryptor, CseEncryptOptions};
 use cmk_envelope::{
-    read_header, Decryptor, KeyEncryptionKey, LocalKek, Profile, StaticResolver, WrapAlgorithm,
+    Decryptor, Header, KeyEncryptionKey, LocalKek, Profile, StaticResolver, WrapAlgorithm,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use futures::executor::block_on;
 
 const MIB: usize = 1024 * 1024;
 const SIZE: usize = 16 * MIB;
@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
     ))
     .unwrap();
     let mut r = &envelope[..];
-    let header = read_header(&mut r).unwrap();
+    let header = Header::read_from(&mut r).unwrap();
     let body = r;
 
     let mut out = vec![0u8; SIZE + 1];
@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || block_on(Decryptor::new(&header, &resolver, Profile::Blob, CTX)).unwrap(),
             |env| {
-                let mut rd = env.reader(black_box(body)).unwrap();
+                let mut rd = env.decrypt(black_box(body)).unwrap();
                 let n = read_all(&mut rd, &mut out);
                 assert_eq!(n, SIZE);
             },
@@ -80,7 +80,8 @@ fn bench(c: &mut Criterion) {
             let plan = cse
                 .plan_range(6 * MIB as u64..6 * MIB as u64 + 65536, blob.len() as u64)
                 .unwrap();
-            let fetched = &blob[plan.ciphertext.start as usize..plan.ciphertext.end as usize];
+            let ct = plan.ciphertext();
+            let fetched = &blob[ct.start as usize..ct.end as usize];
             black_box(cse.decrypt_range(&plan, fetched).unwrap());
         })
     });

@@ -24,7 +24,6 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use cmk_envelope::__private::block_on;
 use cmk_envelope::cosmos_ae::{
     CekKeyring, ClientEncryptionKey, ClientEncryptionPolicy, EncryptionType, IncludedPath,
     ItemCipher,
@@ -33,6 +32,7 @@ use cmk_envelope::document::{DocumentCipher, DocumentPolicy};
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 use cmk_envelope::{KeyEncryptionKey, LocalKek, StaticResolver, WrapAlgorithm};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use futures::executor::block_on;
 use serde_json::{json, Value};
 
 #[path = "../tests/common/cosmos_sdk.rs"]

@@ -12,11 +12,11 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use cmk_envelope::__private::block_on;
 use cmk_envelope::document::{DocumentCipher, DocumentPolicy};
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 use cmk_envelope::{KeyEncryptionKey, LocalKek, WrapAlgorithm};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use futures::executor::block_on;
 
 #[path = "common/item.rs"]
 mod item;

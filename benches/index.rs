@@ -14,10 +14,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cmk_envelope::__private::block_on;
 use cmk_envelope::index::EncryptedDirectory;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 use cmk_envelope::{KeyEncryptionKey, LocalKek, WrapAlgorithm};
+use futures::executor::block_on;
 use tantivy::collector::TopDocs;
 use tantivy::directory::{Directory, MmapDirectory};
 use tantivy::query::{PhraseQuery, Query, RangeQuery, TermQuery};

@@ -16,12 +16,15 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmk_envelope::__private::{block_on, RawGcm};
+mod common;
+
 use cmk_envelope::{
-    read_header, CryptoProvider, Decryptor, Encryptor, KeyEncryptionKey, LocalKek, Profile,
-    StaticResolver, WrapAlgorithm,
+    Decryptor, Encryptor, Header, KeyEncryptionKey, LocalKek, Profile, StaticResolver,
+    WrapAlgorithm,
 };
+use common::RawGcm;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use futures::executor::block_on;
 
 const CTX: &[u8] = b"bench/container/object";
 const OBJECT: usize = 64 * 1024 * 1024;
@@ -54,9 +57,9 @@ fn random_access(c: &mut Criterion) {
         .expect("seal");
 
     let mut cur = Cursor::new(envelope);
-    let header = read_header(&mut cur).expect("header");
+    let header = Header::read_from(&mut cur).expect("header");
     let dec = block_on(Decryptor::new(&header, &resolver, Profile::Blob, CTX)).expect("decryptor");
-    let mut reader = dec.reader(cur).expect("reader");
+    let mut reader = dec.decrypt(cur).expect("reader");
 
     let mut group = c.benchmark_group("random_access");
     group
@@ -81,7 +84,7 @@ fn random_access(c: &mut Criterion) {
     reader.read_at(off as u64, &mut buf).expect("read_at");
     assert_eq!(&buf[..], &msg[off..off + READ]);
 
-    let gcm = RawGcm::new(CryptoProvider::default_provider(), &[0x11; 32]);
+    let gcm = RawGcm::new(&[0x11; 32]);
     let nonce = [0x22u8; 12];
     for (name, len) in [("raw_open_4KiB", READ), ("raw_open_16KiB", 16 * 1024)] {
         let mut ct = msg[..len].to_vec();

@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use cmk_envelope::__private::block_on;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 use cmk_envelope::{
     rewrap, Encryptor, Header, KeyEncryptionKey, KeyMaterial, LocalKek, Profile, StaticResolver,
     WrapAlgorithm, WrappedKey,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::executor::block_on;
 
 const CTX: &[u8] = b"bench/tenant/doc";
 

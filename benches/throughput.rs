@@ -3,7 +3,8 @@
 //! For each object size (4 KiB, 64 KiB, 1 MiB, 64 MiB), in group
 //! `throughput`, parameter = the size:
 //!
-//! * `raw_seal`: AES-256-GCM of the default provider, in place over the
+//! * `raw_seal`: AES-256-GCM of the default provider's library (aws-lc-rs,
+//!   or `aes-gcm` without the `aws-lc-rs` feature), in place over the
 //!   object, in 16 KiB chunks with per-chunk nonces, key expanded once —
 //!   the ceiling for `encrypt`.
 //! * `raw_open`: the same, opening (a fresh copy of the ciphertext is made
@@ -15,11 +16,11 @@
 //!   the caches) writing a second buffer costs a read-for-ownership of
 //!   every output line, so this is the fair ceiling for a `Write`/`Read`
 //!   adapter.
-//! * `encrypt`: `Encryptor::writer` into a reused, pre-allocated `Vec`
+//! * `encrypt`: `Encryptor::wrap_output` into a reused, pre-allocated `Vec`
 //!   (header, chunk-key derivation, every chunk, `finish`). The
 //!   `Encryptor` is built outside the timed region (`iter_batched`): the
 //!   A256KW wrap of the data key (~1 µs) is not counted.
-//! * `decrypt`: `Decryptor::reader` over the body, read into a reused
+//! * `decrypt`: `Decryptor::decrypt` over the body, read into a reused
 //!   buffer, then one more read to authenticate the end. The `Decryptor`
 //!   (the A256KW unwrap) is built outside the timed region; the chunk-key
 //!   derivation and commitment check are timed.
@@ -31,13 +32,16 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmk_envelope::__private::{block_on, RawGcm};
+mod common;
+
 use cmk_envelope::stream::{layout, CHUNK_SIZE};
 use cmk_envelope::{
-    CryptoProvider, Decryptor, Encryptor, Header, KeyEncryptionKey, LocalKek, Profile,
-    StaticResolver, WrapAlgorithm,
+    Decryptor, Encryptor, Header, KeyEncryptionKey, LocalKek, Profile, StaticResolver,
+    WrapAlgorithm,
 };
+use common::RawGcm;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use futures::executor::block_on;
 
 const CTX: &[u8] = b"bench/container/object";
 const KIB: usize = 1024;
@@ -105,7 +109,6 @@ fn label(size: usize) -> String {
 }
 
 fn throughput(c: &mut Criterion) {
-    let provider = CryptoProvider::default_provider();
     let keks = [kek()];
     let resolver = StaticResolver::new().with(keks[0].clone());
     let mut group = c.benchmark_group("throughput");
@@ -142,7 +145,7 @@ fn throughput(c: &mut Criterion) {
         };
 
         // (a) raw AES-256-GCM, in place, 16 KiB chunks.
-        let gcm = RawGcm::new(provider, &[0x11; 32]);
+        let gcm = RawGcm::new(&[0x11; 32]);
         let base = [0x22u8; 12];
         let mut tags = vec![[0u8; 16]; chunks];
         let mut work = msg.clone();
@@ -188,7 +191,7 @@ fn throughput(c: &mut Criterion) {
                 || block_on(Encryptor::new(&keks, Profile::Blob, CTX)).expect("encryptor"),
                 |enc| {
                     out.clear();
-                    let mut w = enc.writer(&mut out).expect("writer");
+                    let mut w = enc.wrap_output(&mut out).expect("writer");
                     w.write_all(black_box(&msg)).expect("write");
                     w.finish().expect("finish");
                 },
@@ -198,7 +201,7 @@ fn throughput(c: &mut Criterion) {
         if out.is_empty() {
             // `encrypt` was filtered out: make the envelope for `decrypt`.
             let enc = block_on(Encryptor::new(&keks, Profile::Blob, CTX)).expect("encryptor");
-            let mut w = enc.writer(&mut out).expect("writer");
+            let mut w = enc.wrap_output(&mut out).expect("writer");
             w.write_all(&msg).expect("write");
             w.finish().expect("finish");
         }
@@ -216,7 +219,7 @@ fn throughput(c: &mut Criterion) {
             // Check the round trip once, whichever benchmarks the filter runs.
             let dec = block_on(Decryptor::new(&header, &resolver, Profile::Blob, CTX))
                 .expect("decryptor");
-            let mut r = dec.reader(body).expect("reader");
+            let mut r = dec.decrypt(body).expect("reader");
             let mut check = Vec::with_capacity(size);
             r.read_to_end(&mut check).expect("read");
             assert!(check == msg, "round trip");
@@ -228,7 +231,7 @@ fn throughput(c: &mut Criterion) {
                         .expect("decryptor")
                 },
                 |dec| {
-                    let mut r = dec.reader(black_box(body)).expect("reader");
+                    let mut r = dec.decrypt(black_box(body)).expect("reader");
                     let mut filled = 0;
                     while filled < size {
                         let n = r.read(&mut plain[filled..]).expect("read");

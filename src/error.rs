@@ -10,6 +10,7 @@
 //! | key-encryption key backends | [`Error::Kek`] | the operator, or a retry when [`Error::is_retryable`] says so |
 //! | object storage | [`Error::BlobConflict`] (re-read and retry), [`Error::Storage`] | the caller (conflict), the operator, or a retry when [`Error::is_retryable`] says so |
 //! | caller bugs | [`Error::ApiMisuse`] | the programmer; never caused by untrusted data |
+//! | internal failures | [`Error::Internal`] | this crate's maintainers, or the author of a key-encryption key that broke its contract |
 //! | I/O | [`Error::Io`] | the environment |
 //!
 //! Authentication failures are deliberately coarse: they say *which check*
@@ -17,6 +18,18 @@
 //! tell "wrong context" from "corrupted file", but never carry key bytes,
 //! plaintext, expected tags or anything else derived from secrets.
 //! No variant ever holds key material or credentials.
+//!
+//! Strings that come from untrusted input (the key ids of a header, Azure
+//! client-side encryption metadata, document paths) are escaped and
+//! truncated before an error holds them: control characters, terminal
+//! escape sequences and bidirectional-text overrides are printed as
+//! `\u{..}` escapes, and no such string is longer than 256 characters
+//! (`…` marks a cut).
+//!
+//! The `Read`/`Write` adapters must return `io::Error`; they carry this
+//! crate's error inside it, and `From<io::Error> for Error` (what `?` uses)
+//! gives it back. So `?` on a read of a tampered body yields
+//! [`Error::ChunkAuthentication`], never an [`Error::Io`] hiding it.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -199,7 +212,8 @@ pub enum Error {
         /// What it is: `"item"` or `"client encryption key"`.
         resource: &'static str,
         /// Its id, when the id is stored in clear (an id the container
-        /// encrypts is left out: it is plaintext).
+        /// encrypts is left out: it is plaintext), escaped and truncated as
+        /// untrusted strings are.
         id: Option<String>,
     },
 
@@ -224,10 +238,41 @@ pub enum Error {
     #[error("query refused: {0}")]
     QueryRefused(String),
 
+    // ----- internal failures -----
+    /// A cryptographic primitive failed where it cannot fail on valid
+    /// arguments, an internal invariant broke (a worker thread panicked),
+    /// or a key-encryption key broke its contract (returned a wrapped key
+    /// of another algorithm). Neither the caller nor the data can cause it;
+    /// the message says which one happened.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+
     // ----- environment -----
-    /// An I/O error from the underlying reader or writer.
+    /// An I/O error from the underlying reader or writer (never one of
+    /// this crate's own errors: see `From<io::Error>`).
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Error {
+    /// Gives back this crate's error when `e` carries one (the errors of
+    /// [`DecryptingReader`](crate::DecryptingReader),
+    /// [`EncryptingWriter`](crate::EncryptingWriter) and the other
+    /// adapters do), so that `?` on a read of a tampered body yields
+    /// [`Error::ChunkAuthentication`] rather than an [`Error::Io`] that
+    /// hides it. Any other I/O error becomes [`Error::Io`].
+    fn from(e: std::io::Error) -> Error {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(ours)) => *ours,
+            // Unreachable after the check above; keep whatever is left.
+            Some(Err(other)) => Error::Io(std::io::Error::new(kind, other)),
+            None => Error::Io(kind.into()),
+        }
+    }
 }
 
 impl Error {
@@ -236,6 +281,22 @@ impl Error {
     pub(crate) fn scope_conflict(scope_id: &str) -> Error {
         Error::ScopeConflict {
             scope_id: scope_id.to_owned(),
+        }
+    }
+
+    /// [`Error::UnknownKek`] for key ids read from a header or metadata
+    /// (escaped and truncated: they are untrusted).
+    pub(crate) fn unknown_kek<'a>(kek_ids: impl IntoIterator<Item = &'a str>) -> Error {
+        Error::UnknownKek {
+            kek_ids: kek_ids.into_iter().map(crate::untrusted::escape).collect(),
+        }
+    }
+
+    /// [`Error::UnwrapFailed`] for a key id read from a header or metadata
+    /// (escaped and truncated: it is untrusted).
+    pub(crate) fn unwrap_failed(kek_id: &str) -> Error {
+        Error::UnwrapFailed {
+            kek_id: crate::untrusted::escape(kek_id),
         }
     }
 
@@ -266,27 +327,11 @@ impl Error {
                 let kind = match &other {
                     Error::Truncated => std::io::ErrorKind::UnexpectedEof,
                     Error::ApiMisuse(_) => std::io::ErrorKind::InvalidInput,
+                    Error::Internal(_) => std::io::ErrorKind::Other,
                     _ => std::io::ErrorKind::InvalidData,
                 };
                 std::io::Error::new(kind, other)
             }
-        }
-    }
-
-    /// Recovers a crate error from an `io::Error` produced by
-    /// this crate's `Read`/`Write` adapters; other I/O errors become [`Error::Io`].
-    pub fn from_io(e: std::io::Error) -> Error {
-        if e.get_ref()
-            .map(|inner| inner.is::<Error>())
-            .unwrap_or(false)
-        {
-            match e.into_inner().map(|b| b.downcast::<Error>()) {
-                Some(Ok(err)) => *err,
-                // unreachable by the check above; keep a sane fallback
-                _ => Error::Io(std::io::Error::other("unrecoverable I/O error")),
-            }
-        } else {
-            Error::Io(e)
         }
     }
 }
@@ -537,14 +582,46 @@ mod tests {
         let io = Error::ChunkAuthentication { chunk: 3 }.into_io();
         assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
         assert!(matches!(
-            Error::from_io(io),
+            Error::from(io),
             Error::ChunkAuthentication { chunk: 3 }
         ));
         let io = Error::Truncated.into_io();
         assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
-        assert!(matches!(Error::from_io(io), Error::Truncated));
+        assert!(matches!(Error::from(io), Error::Truncated));
         let plain = std::io::Error::other("disk");
-        assert!(matches!(Error::from_io(plain), Error::Io(_)));
+        assert!(matches!(Error::from(plain), Error::Io(_)));
+        // another error type inside an io::Error stays an I/O error
+        let foreign = std::io::Error::other(std::fmt::Error);
+        assert!(matches!(Error::from(foreign), Error::Io(_)));
+        // `?` in a function returning the crate's Result
+        let read = || -> crate::Result<()> {
+            Err(Error::ChunkAuthentication { chunk: 9 }.into_io())?;
+            Ok(())
+        };
+        assert!(matches!(
+            read(),
+            Err(Error::ChunkAuthentication { chunk: 9 })
+        ));
+    }
+
+    #[test]
+    fn untrusted_key_ids_are_escaped_and_truncated() {
+        let long = "k".repeat(40_000);
+        let e = Error::unknown_kek(["ok-id", "\u{1b}]0;pwned\u{7}", &long]);
+        let Error::UnknownKek { kek_ids } = &e else {
+            unreachable!()
+        };
+        assert_eq!(kek_ids[0], "ok-id");
+        assert_eq!(kek_ids[1], "\\u{1b}]0;pwned\\u{7}");
+        assert!(kek_ids[2].len() < 300, "{}", kek_ids[2].len());
+        let text = e.to_string();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
+        let e = Error::unwrap_failed("a\u{202e}b\nc");
+        assert_eq!(e.to_string().lines().count(), 1);
+        assert!(e.to_string().contains("a\\u{202e}b\\nc"));
     }
 
     #[test]

@@ -84,7 +84,10 @@ impl<'de> Deserialize<'de> for Json {
                 let mut v: Vec<(String, Json)> = Vec::new();
                 while let Some((k, x)) = a.next_entry::<String, Json>()? {
                     if v.iter().any(|(n, _)| *n == k) {
-                        return Err(de::Error::custom(format!("duplicate field `{k}`")));
+                        return Err(de::Error::custom(format!(
+                            "duplicate field `{}`",
+                            crate::untrusted::escape(&k)
+                        )));
                     }
                     v.push((k, x));
                 }

@@ -22,6 +22,9 @@ pub mod document;
 pub mod envelope;
 mod error;
 pub mod format;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "azure")]
 mod http;
 #[cfg(feature = "index")]
@@ -37,16 +40,12 @@ mod provider;
 mod retry;
 pub mod scope;
 pub mod stream;
+mod untrusted;
 mod util;
-
-#[doc(hidden)]
-pub mod __private;
 
 #[cfg(feature = "blob")]
 pub use blob::{BlobScopeStore, EncryptedBlobClient};
-pub use envelope::{
-    open, open_reader, read_header, rewrap, rewrap_batch, seal, BodyDecryptor, Decryptor, Encryptor,
-};
+pub use envelope::{open, rewrap, rewrap_batch, seal, Decryptor, Encryptor, RangeDecryptor};
 pub use error::{Error, KekError, KekErrorKind, Result, StorageError, StorageErrorKind};
 pub use format::{Header, Profile, Suite};
 #[cfg(feature = "azure")]
@@ -63,4 +62,4 @@ pub use provider::CryptoProvider;
 pub use retry::RetryConfig;
 #[cfg(feature = "tokio")]
 pub use stream::{AsyncDecryptingReader, AsyncEncryptingWriter};
-pub use stream::{DecryptingReader, EncryptingWriter, RangePlan};
+pub use stream::{DecryptingReader, EncryptingWriter, RangePlan, Threads};

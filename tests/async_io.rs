@@ -1,6 +1,8 @@
-//! The tokio adapters: round trips against the sync path (byte-identical
-//! output), random access over a tokio `File`, the authenticated end, and
-//! cancellation (dropped writers and futures never leave a valid envelope).
+//! The tokio adapters: round trips against the sync path (that the async
+//! writer's bytes are the sync writer's for one data key and salt is a
+//! unit test of the crate, which alone can fix a salt), random access over
+//! a tokio `File`, the authenticated end, and cancellation (dropped writers
+//! and futures never leave a valid envelope).
 #![cfg(feature = "tokio")]
 
 mod common;
@@ -10,8 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
-use cmk_envelope::__private::encryptor_with_salt;
-use cmk_envelope::stream::{read_header_async, CHUNK_SIZE};
+use cmk_envelope::stream::CHUNK_SIZE;
 use cmk_envelope::{
     open, Decryptor, Encryptor, Error, Header, KeyEncryptionKey, Profile, StaticResolver,
     WrapAlgorithm,
@@ -40,29 +41,35 @@ async fn decryptor(h: &Header) -> Decryptor {
         .unwrap()
 }
 
+/// A detached body of `msg` and its header.
+async fn sealed_detached(msg: &[u8]) -> (Header, Vec<u8>) {
+    let enc = encryptor().await.detached();
+    let h = enc.header().clone();
+    (h, enc.seal(msg).unwrap())
+}
+
 const SIZES: [usize; 8] = [0, 1, 16383, 16384, 16385, 100_000, 16 * 16384, 300_000];
 
 #[tokio::test]
-async fn async_writer_matches_sync_and_round_trips() {
+async fn async_writer_round_trips() {
     for len in SIZES {
         for ws in [7usize, 1000, 16384, 65_536] {
             let msg = common::data(len, len as u8);
             let enc = encryptor().await;
-            let salt = [0x5c; 24];
-            let sync = encryptor_with_salt(&enc, salt).seal(&msg).unwrap();
-            let mut w = encryptor_with_salt(&enc, salt)
-                .async_writer(Vec::new())
-                .unwrap();
+            let header = enc.header().clone();
+            let mut w = enc.wrap_async_output(Vec::new()).unwrap();
             for piece in msg.chunks(ws) {
                 w.write_all(piece).await.unwrap();
             }
             w.flush().await.unwrap();
             assert_eq!(w.plaintext_len(), len as u64);
             let env = w.finish().await.unwrap();
-            assert!(
-                env == sync,
-                "len {len} ws {ws}: differs from the sync writer"
+            assert_eq!(
+                env.len() as u64,
+                header.encoded_len() as u64 + cmk_envelope::stream::layout::body_len(len as u64),
+                "len {len} ws {ws}: not the sync writer's length"
             );
+            assert_eq!(Header::parse_prefix(&env).unwrap().0, header);
             assert_eq!(
                 open(&resolver(), Profile::Blob, CTX, &env).await.unwrap(),
                 msg
@@ -81,8 +88,8 @@ async fn async_reader_round_trips_with_any_read_size() {
                 continue; // slow in debug builds; covered by smaller sizes
             }
             let mut src = Cursor::new(&env[..]);
-            let h = read_header_async(&mut src).await.unwrap();
-            let mut r = decryptor(&h).await.async_reader(src).await.unwrap();
+            let h = Header::read_from_async(&mut src).await.unwrap();
+            let mut r = decryptor(&h).await.decrypt_async(src).await.unwrap();
             let mut out = Vec::new();
             let mut buf = vec![0u8; rs];
             loop {
@@ -95,44 +102,30 @@ async fn async_reader_round_trips_with_any_read_size() {
             assert!(out == msg, "len {len} rs {rs}");
             assert_eq!(r.authenticated_len(), Some(len as u64));
         }
-        // The embedded-envelope helper.
-        let mut r = cmk_envelope::stream::open_async_reader(
-            Cursor::new(&env[..]),
-            &resolver(),
-            Profile::Blob,
-            CTX,
-        )
-        .await
-        .unwrap();
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).await.unwrap();
-        assert!(out == msg);
     }
 }
 
 #[tokio::test]
 async fn async_reader_rejects_truncation_and_tampering_stickily() {
     let msg = common::data(50_000, 3);
-    let enc = encryptor().await;
-    let h = enc.header().clone();
-    let (_, body) = enc.seal_detached(&msg).unwrap();
+    let (h, body) = sealed_detached(&msg).await;
     // Cut right after a full chunk: the final chunk is missing.
     let cut = &body[..56 + 3 * (CHUNK_SIZE + 16)];
-    let mut r = decryptor(&h).await.async_reader(cut).await.unwrap();
+    let mut r = decryptor(&h).await.decrypt_async(cut).await.unwrap();
     let mut out = Vec::new();
     let e = r.read_to_end(&mut out).await.unwrap_err();
-    assert!(matches!(Error::from_io(e), Error::Truncated));
+    assert!(matches!(Error::from(e), Error::Truncated));
     assert_eq!(out.len(), 3 * CHUNK_SIZE, "verified chunks only");
     let e = r.read(&mut [0u8; 10]).await.unwrap_err();
-    assert!(matches!(Error::from_io(e), Error::Truncated), "sticky");
+    assert!(matches!(Error::from(e), Error::Truncated), "sticky");
 
     let mut bad = body.clone();
     bad[56 + CHUNK_SIZE + 16 + 5] ^= 1;
-    let mut r = decryptor(&h).await.async_reader(&bad[..]).await.unwrap();
+    let mut r = decryptor(&h).await.decrypt_async(&bad[..]).await.unwrap();
     let mut out = Vec::new();
     let e = r.read_to_end(&mut out).await.unwrap_err();
     assert!(matches!(
-        Error::from_io(e),
+        Error::from(e),
         Error::ChunkAuthentication { chunk: 1 }
     ));
     assert_eq!(out.len(), CHUNK_SIZE);
@@ -140,10 +133,10 @@ async fn async_reader_rejects_truncation_and_tampering_stickily() {
     // Trailing data after the final chunk.
     let mut long = body.clone();
     long.extend_from_slice(&[0u8; 40]);
-    let mut r = decryptor(&h).await.async_reader(&long[..]).await.unwrap();
+    let mut r = decryptor(&h).await.decrypt_async(&long[..]).await.unwrap();
     let e = r.read_to_end(&mut Vec::new()).await.unwrap_err();
     assert!(matches!(
-        Error::from_io(e),
+        Error::from(e),
         Error::ChunkAuthentication { chunk: 3 }
     ));
 }
@@ -157,8 +150,8 @@ async fn read_at_over_a_tokio_file() {
         let path = dir.join(format!("obj-{len}.cmke"));
         std::fs::write(&path, &env).unwrap();
         let mut file = tokio::fs::File::open(&path).await.unwrap();
-        let h = read_header_async(&mut file).await.unwrap();
-        let mut r = decryptor(&h).await.async_reader(file).await.unwrap();
+        let h = Header::read_from_async(&mut file).await.unwrap();
+        let mut r = decryptor(&h).await.decrypt_async(file).await.unwrap();
         // Start a sequential read, then interleave random access.
         let mut head = vec![0u8; 5000.min(len)];
         r.read_exact(&mut head).await.unwrap();
@@ -235,7 +228,7 @@ async fn dropped_writer_and_cancelled_futures_leave_nothing_valid() {
 
     // Dropped without finish (after whole chunks): truncated.
     let sink = Slow::default();
-    let mut w = encryptor().await.async_writer(sink.clone()).unwrap();
+    let mut w = encryptor().await.wrap_async_output(sink.clone()).unwrap();
     w.write_all(&msg).await.unwrap();
     w.flush().await.unwrap();
     drop(w);
@@ -244,7 +237,7 @@ async fn dropped_writer_and_cancelled_futures_leave_nothing_valid() {
 
     // A write future cancelled midway, then the writer dropped.
     let sink = Slow::default();
-    let mut w = encryptor().await.async_writer(sink.clone()).unwrap();
+    let mut w = encryptor().await.wrap_async_output(sink.clone()).unwrap();
     {
         let mut fut = std::pin::pin!(w.write_all(&msg));
         for _ in 0..300 {
@@ -264,7 +257,7 @@ async fn dropped_writer_and_cancelled_futures_leave_nothing_valid() {
     // The finish future cancelled before it completed: the final chunk is
     // incomplete, so the output fails (truncated, or its tag fails).
     let sink = Slow::default();
-    let mut w = encryptor().await.async_writer(sink.clone()).unwrap();
+    let mut w = encryptor().await.wrap_async_output(sink.clone()).unwrap();
     w.write_all(&msg[..2 * CHUNK_SIZE + 5000]).await.unwrap();
     {
         let mut fut = std::pin::pin!(w.finish());
@@ -280,7 +273,7 @@ async fn dropped_writer_and_cancelled_futures_leave_nothing_valid() {
 
     // shutdown() does not end the message, and finish() afterwards refuses.
     let sink = Slow::default();
-    let mut w = encryptor().await.async_writer(sink.clone()).unwrap();
+    let mut w = encryptor().await.wrap_async_output(sink.clone()).unwrap();
     w.write_all(&msg[..1000]).await.unwrap();
     w.shutdown().await.unwrap();
     let env = sink.out.lock().unwrap().clone();
@@ -290,7 +283,7 @@ async fn dropped_writer_and_cancelled_futures_leave_nothing_valid() {
 
     // And a finished writer through the same slow sink opens.
     let sink = Slow::default();
-    let mut w = encryptor().await.async_writer(sink.clone()).unwrap();
+    let mut w = encryptor().await.wrap_async_output(sink.clone()).unwrap();
     w.write_all(&msg).await.unwrap();
     w.finish().await.unwrap();
     let env = sink.out.lock().unwrap().clone();
@@ -352,13 +345,11 @@ impl tokio::io::AsyncRead for Choppy<'_> {
 async fn async_reader_survives_short_reads_and_pending_sources() {
     for (len, seed) in [(0usize, 1u32), (16384, 2), (50_000, 3), (1_300_000, 4)] {
         let msg = common::data(len, 9);
-        let enc = encryptor().await;
-        let h = enc.header().clone();
-        let (_, body) = enc.seal_detached(&msg).unwrap();
+        let (h, body) = sealed_detached(&msg).await;
         for rs in [1000usize, 16384, 70_000] {
             let mut r = decryptor(&h)
                 .await
-                .async_reader(Choppy::new(&body, seed ^ rs as u32))
+                .decrypt_async(Choppy::new(&body, seed ^ rs as u32))
                 .await
                 .unwrap();
             let mut out = Vec::new();
@@ -381,13 +372,13 @@ async fn async_reader_survives_short_reads_and_pending_sources() {
             bad[56 + bad_chunk as usize * (CHUNK_SIZE + 16) + 7] ^= 0x20;
             let mut r = decryptor(&h)
                 .await
-                .async_reader(Choppy::new(&bad, seed))
+                .decrypt_async(Choppy::new(&bad, seed))
                 .await
                 .unwrap();
             let mut out = Vec::new();
             let e = r.read_to_end(&mut out).await.unwrap_err();
             assert!(matches!(
-                Error::from_io(e),
+                Error::from(e),
                 Error::ChunkAuthentication { chunk } if chunk == bad_chunk
             ));
             assert_eq!(out.len(), bad_chunk as usize * CHUNK_SIZE);

@@ -65,7 +65,7 @@ async fn fixture(prefix: &str) -> Fixture {
 async fn read_all(client: &EncryptedBlobClient, name: &str) -> cmk_envelope::Result<Vec<u8>> {
     let mut r = client.download(name).await?;
     let mut out = Vec::new();
-    r.read_to_end(&mut out).await.map_err(Error::from_io)?;
+    r.read_to_end(&mut out).await?;
     Ok(out)
 }
 
@@ -183,7 +183,7 @@ async fn range_reads_are_one_get_of_exactly_the_needed_chunks() {
         assert_eq!(sent[0].method, "GET");
         let (lo, hi) = sent[0].range.expect("a ranged GET");
         let plan = RangePlan::new(start..end, blob.body_len()).unwrap();
-        assert_eq!(lo..hi, plan.ciphertext, "exactly the planned chunks");
+        assert_eq!(lo..hi, plan.ciphertext(), "exactly the planned chunks");
         // and no more than the chunks the plaintext range touches (plus
         // the final chunk when the range was clipped or empty: it proves
         // where the object ends)
@@ -685,7 +685,7 @@ async fn blob_replaced_during_a_download_is_a_conflict() {
         .unwrap();
     let mut rest = Vec::new();
     let e = reader.read_to_end(&mut rest).await.unwrap_err();
-    let e = Error::from_io(e);
+    let e = Error::from(e);
     assert!(
         matches!(&e, Error::BlobConflict { blob } if blob == "obj"),
         "{e:?}"

@@ -126,7 +126,8 @@ fn check_ranges(d: &CseDecryptor, blob: &[u8], plain: &[u8]) -> usize {
     let mut n = 0;
     for (s, e) in ranges(plain.len()) {
         let plan = d.plan_range(s as u64..e as u64, blob.len() as u64).unwrap();
-        let fetched = &blob[plan.ciphertext.start as usize..plan.ciphertext.end as usize];
+        let ct = plan.ciphertext();
+        let fetched = &blob[ct.start as usize..ct.end as usize];
         let got = d.decrypt_range(&plan, fetched).unwrap();
         assert_eq!(got, &plain[s..e], "range {s}..{e} of {}", plain.len());
         // The streaming form, fed one odd-sized piece at a time.
@@ -318,7 +319,7 @@ async fn sdk_written_v1_blobs_need_the_insecure_opt_in() {
             assert_v1_body_error(&dec.decrypt(&t).unwrap_err(), "padding");
             let mut out = Vec::new();
             let e = dec.reader(&t[..]).read_to_end(&mut out).unwrap_err();
-            assert_v1_body_error(&Error::from_io(e), "padding, streaming");
+            assert_v1_body_error(&Error::from(e), "padding, streaming");
         } else {
             let m2 = with_b64_field(&json, "ContentEncryptionIV", |iv| iv[15] ^= 0x20);
             let dec2 = InsecureCseV1Decryptor::new(&m2, &r, ok).await.unwrap();
@@ -329,7 +330,7 @@ async fn sdk_written_v1_blobs_need_the_insecure_opt_in() {
             assert_v1_body_error(&dec.decrypt(cut).unwrap_err(), "truncated");
             let mut out = Vec::new();
             let e = dec.reader(cut).read_to_end(&mut out).unwrap_err();
-            assert_v1_body_error(&Error::from_io(e), "truncated, streaming");
+            assert_v1_body_error(&Error::from(e), "truncated, streaming");
         }
         let mut longer = blob.clone();
         longer.push(0);
@@ -620,7 +621,7 @@ async fn tampered_bodies_are_refused() {
         );
         let mut out = Vec::new();
         let e = d.reader(&blob[..cut]).read_to_end(&mut out).unwrap_err();
-        assert!(matches!(Error::from_io(e), Error::CseRegion { .. }));
+        assert!(matches!(Error::from(e), Error::CseRegion { .. }));
         assert_eq!(out.len() % R, 0, "cut {cut}: only whole verified regions");
         assert_eq!(out, &plain[..out.len()]);
     }
@@ -639,8 +640,9 @@ async fn tampered_bodies_are_refused() {
     assert!(msg.contains("authentication failed"), "{msg}");
     // A ranged fetch of the wrong bytes.
     let plan = d.plan_range(70..80, blob.len() as u64).unwrap();
-    assert_eq!(plan.first_region, 1);
-    let wrong = &blob[..plan.ciphertext.end as usize - plan.ciphertext.start as usize];
+    assert_eq!(plan.first_region(), 1);
+    let ct = plan.ciphertext();
+    let wrong = &blob[..ct.end as usize - ct.start as usize];
     let (r, _) = region_error(d.decrypt_range(&plan, wrong));
     assert_eq!(r, 1);
 }
@@ -781,7 +783,7 @@ async fn our_nonces_are_pythons_and_a_writer_streams() {
     let d = CseDecryptor::new(&m, &resolver(&k)).await.unwrap();
     assert_eq!(d.decrypt(&blob).unwrap(), plain);
     let plan = CseRangePlan::new(0..u64::MAX, blob.len() as u64, R as u64).unwrap();
-    assert_eq!(plan.plaintext, 0..plain.len() as u64);
+    assert_eq!(plan.plaintext(), 0..plain.len() as u64);
 }
 
 /// A sink that fails its `fail_at`-th write once, recording what it took.
@@ -827,9 +829,7 @@ async fn a_failed_write_poisons_the_writer_and_never_reseals_a_region() {
     // nonce (that would write the plaintext out): it fails, and so does
     // finish.
     let e = w.write(&plain[R..]).unwrap_err();
-    assert!(Error::from_io(e)
-        .to_string()
-        .contains("previous write failed"));
+    assert!(Error::from(e).to_string().contains("previous write failed"));
     assert!(w.finish().is_err());
     assert!(
         !sink.taken.windows(16).any(|win| win == [0x41u8; 16]),

@@ -24,7 +24,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use cmk_envelope::__private::block_on;
 use cmk_envelope::cosmos_ae::{
     CekKeyring, ClientEncryptionKey, ClientEncryptionPolicy, EncryptionType, IncludedPath,
     ItemCipher, VaultRule,
@@ -33,6 +32,7 @@ use cmk_envelope::scope::CachePolicy;
 use cmk_envelope::{
     Error, KeyEncryptionKey, KeyMaterial, LocalKek, StaticResolver, WrapAlgorithm, WrappedKey,
 };
+use futures::executor::block_on;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- harness

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use cmk_envelope::{
-    open, open_reader, read_header, seal, CryptoProvider, Decryptor, Encryptor, Error, Header,
+    open, seal, CryptoProvider, DecryptingReader, Decryptor, Encryptor, Error, Header,
     KeyEncryptionKey, Profile, RangePlan, StaticResolver, WrapAlgorithm,
 };
 use common::{aes_kek, data};
@@ -17,6 +17,18 @@ const CTX: &[u8] = b"container/blob-1";
 
 fn resolver(keks: &[&Arc<dyn KeyEncryptionKey>]) -> StaticResolver {
     keks.iter().map(|k| Arc::clone(k)).collect()
+}
+
+/// The reader of an embedded envelope: header read from `src`, then the
+/// body decrypted from where that left it.
+async fn embedded_reader<R: Read>(
+    mut src: R,
+    resolver: &StaticResolver,
+) -> cmk_envelope::Result<DecryptingReader<R>> {
+    let h = Header::read_from(&mut src)?;
+    Decryptor::new(&h, resolver, Profile::Blob, CTX)
+        .await?
+        .decrypt(src)
 }
 
 #[tokio::test]
@@ -51,15 +63,17 @@ async fn providers_interoperate_on_envelopes() {
     let msg = data(70_000, 2);
     for enc in CryptoProvider::all() {
         for dec in CryptoProvider::all() {
-            let env = Encryptor::with_provider(enc, std::slice::from_ref(&kek), Profile::Blob, CTX)
+            let env = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
                 .await
                 .unwrap()
+                .provider(enc)
                 .seal(&msg)
                 .unwrap();
             let (h, n) = Header::parse_prefix(&env).unwrap();
-            let d = Decryptor::with_provider(dec, &h, &r, Profile::Blob, CTX)
+            let d = Decryptor::new(&h, &r, Profile::Blob, CTX)
                 .await
-                .unwrap();
+                .unwrap()
+                .provider(dec);
             assert_eq!(
                 d.open(&env[n..]).unwrap(),
                 msg,
@@ -146,11 +160,12 @@ async fn unknown_kid_wrong_key_wrong_context_wrong_profile() {
 async fn detached_form_has_the_same_bytes() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let msg = data(40_000, 4);
-    let (header, body) = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+    let enc = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
         .await
         .unwrap()
-        .seal_detached(&msg)
-        .unwrap();
+        .detached();
+    let header = enc.header().to_bytes();
+    let body = enc.seal(&msg).unwrap();
     let h = Header::parse(&header).unwrap();
     let d = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
         .await
@@ -166,10 +181,11 @@ async fn detached_form_has_the_same_bytes() {
         msg
     );
     // header from one envelope, body from another: commitment mismatch
-    let (_, body2) = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+    let body2 = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
         .await
         .unwrap()
-        .seal_detached(&msg)
+        .detached()
+        .seal(&msg)
         .unwrap();
     let d = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
         .await
@@ -184,14 +200,14 @@ async fn streaming_reader_over_embedded_envelope() {
     let mut w = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
         .await
         .unwrap()
-        .writer(Vec::new())
+        .wrap_output(Vec::new())
         .unwrap();
     for piece in msg.chunks(777) {
         w.write_all(piece).unwrap();
     }
     assert_eq!(w.plaintext_len(), msg.len() as u64);
     let env = w.finish().unwrap();
-    let mut r = open_reader(Cursor::new(&env), &resolver(&[&kek]), Profile::Blob, CTX)
+    let mut r = embedded_reader(Cursor::new(&env), &resolver(&[&kek]))
         .await
         .unwrap();
     let mut out = Vec::new();
@@ -210,7 +226,7 @@ async fn dropped_writer_output_fails_to_decrypt() {
             let mut w = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
                 .await
                 .unwrap()
-                .writer(&mut out)
+                .wrap_output(&mut out)
                 .unwrap();
             w.write_all(&data(len, 6)).unwrap();
             w.flush().unwrap();
@@ -221,12 +237,10 @@ async fn dropped_writer_output_fails_to_decrypt() {
             other => panic!("len {len}: dropped writer produced {other:?}"),
         }
         // and the streaming reader releases at most the full chunks, then fails
-        let mut rd = open_reader(Cursor::new(&out), &r, Profile::Blob, CTX)
-            .await
-            .unwrap();
+        let mut rd = embedded_reader(Cursor::new(&out), &r).await.unwrap();
         let mut sink = Vec::new();
         let e = rd.read_to_end(&mut sink).unwrap_err();
-        assert!(matches!(Error::from_io(e), Error::Truncated));
+        assert!(matches!(Error::from(e), Error::Truncated));
         assert_eq!(sink.len(), len / 16384 * 16384);
     }
 }
@@ -263,11 +277,11 @@ async fn random_access_reads_only_the_chunks_it_needs() {
         inner: Cursor::new(&env),
         read: counter.clone(),
     };
-    let h = read_header(&mut src).unwrap();
+    let h = Header::read_from(&mut src).unwrap();
     let mut r = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
         .await
         .unwrap()
-        .reader(src)
+        .decrypt(src)
         .unwrap();
 
     let mut buf = vec![0u8; 4096];
@@ -324,15 +338,15 @@ async fn seek_from_end_authenticates_the_final_chunk() {
     // cut the final chunk short by 1 byte: the length still "looks" valid
     let cut = &env[..env.len() - 1];
     let mut src = Cursor::new(cut);
-    let h = read_header(&mut src).unwrap();
+    let h = Header::read_from(&mut src).unwrap();
     let mut r = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
         .await
         .unwrap()
-        .reader(src)
+        .decrypt(src)
         .unwrap();
     let e = r.seek(SeekFrom::End(0)).unwrap_err();
     assert!(matches!(
-        Error::from_io(e),
+        Error::from(e),
         Error::ChunkAuthentication { chunk: 2 }
     ));
     // and later reads keep failing
@@ -343,16 +357,17 @@ async fn seek_from_end_authenticates_the_final_chunk() {
 async fn range_plans_decrypt_exactly_the_fetched_chunks() {
     let kek = aes_kek("k1", WrapAlgorithm::A256Kw);
     let msg = data(100_000, 9);
-    let (header, body) = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
+    let enc = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
         .await
         .unwrap()
-        .seal_detached(&msg)
-        .unwrap();
+        .detached();
+    let header = enc.header().to_bytes();
+    let body = enc.seal(&msg).unwrap();
     let h = Header::parse(&header).unwrap();
     let bd = Decryptor::new(&h, &resolver(&[&kek]), Profile::Blob, CTX)
         .await
         .unwrap()
-        .body(&body[..56])
+        .ranges(&body[..56])
         .unwrap();
     for (a, b) in [
         (0u64, 1u64),
@@ -364,22 +379,23 @@ async fn range_plans_decrypt_exactly_the_fetched_chunks() {
         (0, 100_000),
     ] {
         let plan = RangePlan::new(a..b, body.len() as u64).unwrap();
-        let mut fetched =
-            body[plan.ciphertext.start as usize..plan.ciphertext.end as usize].to_vec();
+        let ct = plan.ciphertext();
+        let mut fetched = body[ct.start as usize..ct.end as usize].to_vec();
         let got = bd.decrypt_range(&plan, &mut fetched).unwrap();
         let (a, b) = (a.min(100_000) as usize, b.min(100_000) as usize);
         assert_eq!(got, &msg[a..b], "range {a}..{b}");
     }
     // a fetched range with a flipped bit fails and returns nothing
     let plan = RangePlan::new(20_000..60_000, body.len() as u64).unwrap();
-    let mut fetched = body[plan.ciphertext.start as usize..plan.ciphertext.end as usize].to_vec();
+    let ct = plan.ciphertext();
+    let mut fetched = body[ct.start as usize..ct.end as usize].to_vec();
     fetched[20_000] ^= 1;
     assert!(matches!(
         bd.decrypt_range(&plan, &mut fetched),
         Err(Error::ChunkAuthentication { chunk: 2 })
     ));
     // a short fetch is refused
-    let mut short = body[plan.ciphertext.start as usize..plan.ciphertext.end as usize - 1].to_vec();
+    let mut short = body[ct.start as usize..ct.end as usize - 1].to_vec();
     assert!(bd.decrypt_range(&plan, &mut short).is_err());
 }
 
@@ -449,7 +465,7 @@ async fn a_failed_write_poisons_the_writer() {
     let enc = Encryptor::new(std::slice::from_ref(&kek), Profile::Blob, CTX)
         .await
         .unwrap();
-    let mut w = enc.writer(Failing { budget: 5000 }).unwrap();
+    let mut w = enc.wrap_output(Failing { budget: 5000 }).unwrap();
     let e = w.write_all(&data(40_000, 1)).unwrap_err();
     assert_eq!(e.to_string(), "disk full");
     // every later write, and finish, fail: no half-sealed chunk is re-sealed

@@ -1,21 +1,26 @@
-//! The parallel engine: byte-for-byte the sequential output, failures
-//! exactly like the sequential reader, parallel range reads equal to
-//! `read_at`, and memory that does not grow with the object (a counting
-//! global allocator; the tests of this binary take turns so that the
-//! measurement sees only its own allocations).
+//! The parallel engine: every encryption path on any number of threads
+//! round-trips through every decryption path (that they write the same
+//! bytes for one data key and salt is checked by the crate's unit tests,
+//! which alone can fix a salt), failures exactly like the sequential
+//! reader, parallel range reads equal to single-threaded ones, and memory
+//! that does not grow with the object (a counting global allocator; the
+//! tests of this binary take turns so that the measurement sees only its
+//! own allocations).
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use cmk_envelope::__private::{block_on, encryptor_with_salt};
 use cmk_envelope::stream::CHUNK_SIZE;
 use cmk_envelope::{
-    Decryptor, Encryptor, Error, Header, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm,
+    Decryptor, Encryptor, Error, Header, KeyEncryptionKey, Profile, StaticResolver, Threads,
+    WrapAlgorithm,
 };
+use futures::executor::block_on;
 use proptest::prelude::*;
 
 // ----- counting allocator -----
@@ -92,6 +97,17 @@ fn decryptor(header: &Header) -> Decryptor {
     block_on(Decryptor::new(header, &r, Profile::Blob, CTX)).unwrap()
 }
 
+fn threads(n: usize) -> Threads {
+    Threads::Fixed(NonZeroUsize::new(n).unwrap())
+}
+
+/// A detached body of `msg` and its header.
+fn sealed_detached(msg: &[u8]) -> (Header, Vec<u8>) {
+    let enc = encryptor().detached();
+    let header = enc.header().clone();
+    (header, enc.seal(msg).unwrap())
+}
+
 /// A reader that returns at most `step` bytes per call.
 struct Dribble<'a> {
     data: &'a [u8],
@@ -126,7 +142,7 @@ fn len_strategy() -> impl Strategy<Value = usize> {
 /// Sequential decryption with the reader: what it released, and its error.
 fn sequential_decrypt(header: &Header, body: &[u8]) -> (Vec<u8>, Option<String>) {
     let mut out = Vec::new();
-    let mut r = match decryptor(header).reader(body) {
+    let mut r = match decryptor(header).decrypt(body) {
         Ok(r) => r,
         Err(e) => return (out, Some(format!("{e:?}"))),
     };
@@ -135,7 +151,7 @@ fn sequential_decrypt(header: &Header, body: &[u8]) -> (Vec<u8>, Option<String>)
         match r.read(&mut buf) {
             Ok(0) => return (out, None),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => return (out, Some(format!("{:?}", Error::from_io(e)))),
+            Err(e) => return (out, Some(format!("{:?}", Error::from(e)))),
         }
     }
 }
@@ -143,69 +159,75 @@ fn sequential_decrypt(header: &Header, body: &[u8]) -> (Vec<u8>, Option<String>)
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// seal, seal_parallel and encrypt_stream agree byte for byte (same
-    /// data key and salt), and both parallel decryptions return the input.
+    /// Every encryption path, embedded and detached, on `threads` threads,
+    /// writes an envelope of the expected length that every decryption
+    /// path, on `threads` threads, opens back to the input.
     #[test]
-    fn parallel_equals_sequential(
+    fn parallel_round_trips(
         len in len_strategy(),
         seed in any::<u8>(),
-        threads in 1usize..=8,
+        threads_n in 1usize..=8,
         step in 1usize..70_000,
     ) {
         let _g = serial();
+        let t = threads(threads_n);
         let msg = common::data(len, seed);
-        let enc = encryptor();
-        let salt = [seed; 24];
-        let seq = encryptor_with_salt(&enc, salt).seal(&msg).unwrap();
-        let par = encryptor_with_salt(&enc, salt).seal_parallel(&msg, threads).unwrap();
-        prop_assert!(seq == par, "seal_parallel differs");
-        let mut streamed = Vec::new();
-        let n = encryptor_with_salt(&enc, salt)
-            .encrypt_stream(Dribble { data: &msg, step }, &mut streamed, threads)
-            .unwrap();
-        prop_assert_eq!(n, len as u64);
-        prop_assert!(seq == streamed, "encrypt_stream differs");
-        let (hb, body) = encryptor_with_salt(&enc, salt).seal_detached_parallel(&msg, threads).unwrap();
-        prop_assert_eq!(&hb, &enc.header().to_bytes());
-        prop_assert!(seq[hb.len()..] == body[..], "detached body differs");
-
+        let enc = encryptor().threads(t);
         let header = enc.header().clone();
-        prop_assert!(decryptor(&header).open_parallel(&body, threads).unwrap() == msg);
+        let hl = header.encoded_len();
+        let body_len = cmk_envelope::stream::layout::body_len(len as u64) as usize;
+        let sealed = enc.seal(&msg).unwrap();
+        prop_assert_eq!(sealed.len(), hl + body_len);
+        prop_assert_eq!(Header::parse_prefix(&sealed).unwrap().0, header.clone());
+        prop_assert!(decryptor(&header).threads(t).open(&sealed[hl..]).unwrap() == msg);
+
+        let enc = encryptor().threads(t);
+        let h = enc.header().clone();
+        let mut streamed = Vec::new();
+        let n = enc.encrypt_stream(Dribble { data: &msg, step }, &mut streamed).unwrap();
+        prop_assert_eq!(n, len as u64);
+        prop_assert_eq!(streamed.len(), hl + body_len);
         let mut out = Vec::new();
-        let n = decryptor(&header)
-            .decrypt_stream(Dribble { data: &body, step }, &mut out, threads)
+        let n = decryptor(&h)
+            .threads(t)
+            .decrypt_stream(Dribble { data: &streamed[hl..], step }, &mut out)
             .unwrap();
         prop_assert_eq!(n, len as u64);
         prop_assert!(out == msg);
+
+        let enc = encryptor().threads(t).detached();
+        let h = enc.header().clone();
+        let body = enc.seal(&msg).unwrap();
+        prop_assert_eq!(body.len(), body_len);
+        prop_assert!(decryptor(&h).threads(t).open(&body).unwrap() == msg);
 
         // From a file, read by position from where its cursor is (`step`
         // bytes of something else come first), to its end.
         let skip = step % 5000;
         let mut file = file_with(&[&common::data(skip, 9), &msg]);
-        file.seek(SeekFrom::Start(skip as u64)).unwrap();
-        let mut from_file = Vec::new();
-        let n = encryptor_with_salt(&enc, salt)
-            .encrypt_file(&file, &mut from_file, threads)
-            .unwrap();
-        prop_assert_eq!(n, len as u64);
-        prop_assert!(seq == from_file, "encrypt_file differs");
-        prop_assert_eq!(file.stream_position().unwrap(), (skip + len) as u64);
-        let mut detached = Vec::new();
-        file.seek(SeekFrom::Start(skip as u64)).unwrap();
-        encryptor_with_salt(&enc, salt)
-            .encrypt_file_detached(&file, &mut detached, threads)
-            .unwrap();
-        prop_assert!(detached == body, "encrypt_file_detached differs");
+        for detached in [false, true] {
+            file.seek(SeekFrom::Start(skip as u64)).unwrap();
+            let enc = encryptor().threads(t);
+            let h = enc.header().clone();
+            let enc = if detached { enc.detached() } else { enc };
+            let mut from_file = Vec::new();
+            let n = enc.encrypt_file(&file, &mut from_file).unwrap();
+            prop_assert_eq!(n, len as u64);
+            prop_assert_eq!(file.stream_position().unwrap(), (skip + len) as u64);
+            let body = if detached { &from_file[..] } else { &from_file[hl..] };
+            prop_assert_eq!(body.len(), body_len);
+            prop_assert!(decryptor(&h).open(body).unwrap() == msg, "encrypt_file");
+        }
 
         // An embedded envelope in a file: the header read from it, then
         // the body decrypted from where that left the cursor.
-        let mut file = file_with(&[&seq]);
-        let h = cmk_envelope::read_header(&mut file).unwrap();
+        let mut file = file_with(&[&sealed]);
+        let h = Header::read_from(&mut file).unwrap();
         let mut out = Vec::new();
-        let n = decryptor(&h).decrypt_file(&file, &mut out, threads).unwrap();
+        let n = decryptor(&h).threads(t).decrypt_file(&file, &mut out).unwrap();
         prop_assert_eq!(n, len as u64);
         prop_assert!(out == msg);
-        prop_assert_eq!(file.stream_position().unwrap(), seq.len() as u64);
+        prop_assert_eq!(file.stream_position().unwrap(), sealed.len() as u64);
     }
 
     /// Tampered, truncated or extended bodies: the parallel decryptions fail
@@ -223,9 +245,8 @@ proptest! {
     ) {
         let _g = serial();
         let msg = common::data(len, 3);
-        let enc = encryptor();
-        let header = enc.header().clone();
-        let (_, mut body) = enc.seal_detached(&msg).unwrap();
+        let (header, mut body) = sealed_detached(&msg);
+        let threads = self::threads(threads);
         match kind {
             0 => {
                 let i = pos.index(body.len());
@@ -246,7 +267,8 @@ proptest! {
 
         let mut par_out = Vec::new();
         let par_err = decryptor(&header)
-            .decrypt_stream(&body[..], &mut par_out, threads)
+            .threads(threads)
+            .decrypt_stream(&body[..], &mut par_out)
             .expect_err("decrypt_stream must fail");
         prop_assert_eq!(format!("{par_err:?}"), seq_err.clone());
         prop_assert!(par_out == seq_out, "written {} vs released {}", par_out.len(), seq_out.len());
@@ -259,7 +281,8 @@ proptest! {
         // message has fails before anything is written.
         let mut file_out = Vec::new();
         let file_err = decryptor(&header)
-            .decrypt_file(&file_with(&[&body]), &mut file_out, threads)
+            .threads(threads)
+            .decrypt_file(&file_with(&[&body]), &mut file_out)
             .expect_err("decrypt_file must fail");
         prop_assert_eq!(format!("{file_err:?}"), seq_err.clone());
         if matches!(file_err, Error::Truncated) {
@@ -269,28 +292,30 @@ proptest! {
         }
 
         let mem_seq = decryptor(&header).open(&body).expect_err("open must fail");
-        let mem_par = decryptor(&header).open_parallel(&body, threads).expect_err("open_parallel must fail");
+        let mem_par = decryptor(&header).threads(threads).open(&body).expect_err("open on threads must fail");
         prop_assert_eq!(format!("{mem_par:?}"), format!("{mem_seq:?}"));
     }
 
-    /// read_at_parallel returns what read_at returns, for any range.
+    /// read_at on several threads returns what read_at on one returns, for
+    /// any range.
     #[test]
-    fn read_at_parallel_matches_read_at(
+    fn parallel_read_at_matches_read_at(
         len in len_strategy(),
-        threads in 1usize..=4,
+        threads_n in 1usize..=4,
         reads in proptest::collection::vec((0u64..320 * 1024, 0usize..400_000), 1..6),
     ) {
         let _g = serial();
         let msg = common::data(len, 9);
-        let enc = encryptor();
-        let header = enc.header().clone();
-        let (_, body) = enc.seal_detached(&msg).unwrap();
-        let mut a = decryptor(&header).reader(Cursor::new(&body[..])).unwrap();
-        let mut b = decryptor(&header).reader(Cursor::new(&body[..])).unwrap();
+        let (header, body) = sealed_detached(&msg);
+        let mut a = decryptor(&header)
+            .threads(threads(threads_n))
+            .decrypt(Cursor::new(&body[..]))
+            .unwrap();
+        let mut b = decryptor(&header).decrypt(Cursor::new(&body[..])).unwrap();
         for (off, n) in reads {
             let mut x = vec![0u8; n];
             let mut y = vec![0u8; n];
-            let nx = a.read_at_parallel(off, &mut x, threads).unwrap();
+            let nx = a.read_at(off, &mut x).unwrap();
             let ny = b.read_at(off, &mut y).unwrap();
             prop_assert_eq!(nx, ny);
             prop_assert!(x[..nx] == y[..ny]);
@@ -306,31 +331,29 @@ proptest! {
 }
 
 #[test]
-fn read_at_parallel_reports_lowest_failing_chunk_and_sticks() {
+fn parallel_read_at_reports_lowest_failing_chunk_and_sticks() {
     let _g = serial();
     let msg = common::data(40 * CHUNK_SIZE + 5, 1);
-    let enc = encryptor();
-    let header = enc.header().clone();
-    let (_, mut body) = enc.seal_detached(&msg).unwrap();
+    let (header, mut body) = sealed_detached(&msg);
     let at = |chunk: usize| 56 + chunk * (CHUNK_SIZE + 16) + 100;
     body[at(33)] ^= 1;
     body[at(21)] ^= 1;
-    let mut r = decryptor(&header).reader(Cursor::new(&body[..])).unwrap();
+    let mut r = decryptor(&header)
+        .threads(threads(4))
+        .decrypt(Cursor::new(&body[..]))
+        .unwrap();
     let mut out = vec![0u8; 38 * CHUNK_SIZE];
     // A range before the damage reads fine.
     assert_eq!(
-        r.read_at_parallel(0, &mut out[..20 * CHUNK_SIZE], 4)
-            .unwrap(),
+        r.read_at(0, &mut out[..20 * CHUNK_SIZE]).unwrap(),
         20 * CHUNK_SIZE
     );
-    let e = r.read_at_parallel(0, &mut out, 4).unwrap_err();
+    let e = r.read_at(0, &mut out).unwrap_err();
     assert!(
         matches!(e, Error::ChunkAuthentication { chunk: 21 }),
         "{e:?}"
     );
-    let e = r
-        .read_at_parallel(0, &mut out[..CHUNK_SIZE], 4)
-        .unwrap_err();
+    let e = r.read_at(0, &mut out[..CHUNK_SIZE]).unwrap_err();
     assert!(matches!(e, Error::ChunkAuthentication { chunk: 21 }));
 }
 
@@ -345,48 +368,57 @@ fn file_with(parts: &[&[u8]]) -> std::fs::File {
 }
 
 /// `encrypt_file`/`decrypt_file` on something that is not a regular file
-/// (a pipe) read it as a stream, with the same output.
+/// (a pipe) read it as a stream. (That the output is byte for byte that
+/// of `seal` is a unit test of the crate.)
 #[cfg(unix)]
 #[test]
 fn file_apis_read_pipes_as_streams() {
     let _g = serial();
     let msg = common::data(5 * CHUNK_SIZE + 77, 4);
-    let enc = encryptor();
-    let salt = [3u8; 24];
-    let seq = encryptor_with_salt(&enc, salt).seal(&msg).unwrap();
     let pipe_file = |data: Vec<u8>| {
         let (r, mut w) = std::io::pipe().unwrap();
         let t = std::thread::spawn(move || w.write_all(&data).unwrap());
         (std::fs::File::from(std::os::fd::OwnedFd::from(r)), t)
     };
     let (f, t) = pipe_file(msg.clone());
-    let mut out = Vec::new();
-    encryptor_with_salt(&enc, salt)
-        .encrypt_file(&f, &mut out, 2)
-        .unwrap();
+    let mut env = Vec::new();
+    let enc = encryptor().threads(threads(2));
+    let header = enc.header().clone();
+    enc.encrypt_file(&f, &mut env).unwrap();
     t.join().unwrap();
-    assert!(out == seq);
-    let (mut f, t) = pipe_file(seq);
-    let h = cmk_envelope::read_header(&mut f).unwrap();
+    assert_eq!(
+        env.len() as u64,
+        header.encoded_len() as u64 + cmk_envelope::stream::layout::body_len(msg.len() as u64)
+    );
+    let (mut f, t) = pipe_file(env);
+    let h = Header::read_from(&mut f).unwrap();
+    assert_eq!(h, header);
     let mut plain = Vec::new();
-    decryptor(&h).decrypt_file(&f, &mut plain, 2).unwrap();
+    decryptor(&h)
+        .threads(threads(2))
+        .decrypt_file(&f, &mut plain)
+        .unwrap();
     t.join().unwrap();
     assert!(plain == msg);
 }
 
 #[test]
-fn zero_threads_means_available_cores() {
+fn all_cores_round_trips() {
     let _g = serial();
     let msg = common::data(100_000, 4);
-    let enc = encryptor();
+    let enc = encryptor().threads(Threads::AllCores);
     let header = enc.header().clone();
-    let env = enc.seal_parallel(&msg, 0).unwrap();
+    let env = enc.seal(&msg).unwrap();
     let used = header.encoded_len();
     assert_eq!(
-        decryptor(&header).open_parallel(&env[used..], 0).unwrap(),
+        decryptor(&header)
+            .threads(Threads::AllCores)
+            .open(&env[used..])
+            .unwrap(),
         msg
     );
-    assert!(cmk_envelope::stream::default_threads() >= 1);
+    assert!(Threads::AllCores.count() >= 1);
+    assert_eq!(Threads::default(), Threads::ONE);
 }
 
 #[test]
@@ -394,15 +426,17 @@ fn reused_output_buffers_are_overwritten_and_wiped_on_failure() {
     let _g = serial();
     let mut env = vec![0xEEu8; 400_000]; // longer than the envelope: truncated
     let mut plain = vec![0xEEu8; 10]; // shorter than the plaintext: grown
-    for (len, threads) in [(100_000usize, 2usize), (16_384, 1), (0, 2), (70_001, 1)] {
+    for (len, threads_n) in [(100_000usize, 2usize), (16_384, 1), (0, 2), (70_001, 1)] {
+        let t = threads(threads_n);
         let msg = common::data(len, 7);
-        let enc = encryptor();
+        let enc = encryptor().threads(t);
         let header = enc.header().clone();
-        enc.seal_parallel_to(&msg, &mut env, threads).unwrap();
+        enc.seal_into(&msg, &mut env).unwrap();
         let used = header.encoded_len();
         assert_eq!(Header::parse_prefix(&env).unwrap().0, header);
         decryptor(&header)
-            .open_parallel_to(&env[used..], &mut plain, threads)
+            .threads(t)
+            .open_into(&env[used..], &mut plain)
             .unwrap();
         assert!(plain == msg, "len {len}");
         // The same body through the sequential reader.
@@ -411,7 +445,8 @@ fn reused_output_buffers_are_overwritten_and_wiped_on_failure() {
             let mut bad = env.clone();
             bad[used + 56 + CHUNK_SIZE + 16 + 3] ^= 1; // chunk 1
             let e = decryptor(&header)
-                .open_parallel_to(&bad[used..], &mut plain, threads)
+                .threads(t)
+                .open_into(&bad[used..], &mut plain)
                 .unwrap_err();
             assert!(matches!(e, Error::ChunkAuthentication { chunk: 1 }), "{e}");
             assert!(plain.is_empty(), "no plaintext left after a failure");
@@ -473,9 +508,9 @@ impl Write for Check {
 /// live heap bytes above the starting point.
 fn streamed_peak(size: u64) -> usize {
     let pattern: Arc<Vec<u8>> = Arc::new((0..65_521u32).map(|i| (i * 7 + 3) as u8).collect());
-    let enc = encryptor();
+    let enc = encryptor().detached().threads(threads(2));
     let header = enc.header().clone();
-    let dec = decryptor(&header);
+    let dec = decryptor(&header).threads(threads(2));
     let (pipe_r, pipe_w) = std::io::pipe().unwrap();
     let base = CURRENT.load(Ordering::SeqCst);
     PEAK.store(base, Ordering::SeqCst);
@@ -490,8 +525,8 @@ fn streamed_peak(size: u64) -> usize {
         seen: 0,
     };
     std::thread::scope(|s| {
-        let t = s.spawn(move || enc.encrypt_stream_detached(src, pipe_w, 2).unwrap());
-        let n = dec.decrypt_stream(pipe_r, &mut check, 2).unwrap();
+        let t = s.spawn(move || enc.encrypt_stream(src, pipe_w).unwrap());
+        let n = dec.decrypt_stream(pipe_r, &mut check).unwrap();
         assert_eq!(n, size);
         assert_eq!(t.join().unwrap(), size);
     });

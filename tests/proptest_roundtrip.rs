@@ -7,10 +7,10 @@ mod common;
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, OnceLock};
 
-use cmk_envelope::__private::block_on;
 use cmk_envelope::{
-    read_header, Decryptor, Encryptor, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm,
+    Decryptor, Encryptor, Header, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm,
 };
+use futures::executor::block_on;
 use proptest::prelude::*;
 
 fn kek() -> Arc<dyn KeyEncryptionKey> {
@@ -21,7 +21,7 @@ fn kek() -> Arc<dyn KeyEncryptionKey> {
 
 fn encrypt(msg: &[u8], write_size: usize) -> Vec<u8> {
     let enc = block_on(Encryptor::new(&[kek()], Profile::Index, b"idx/seg_1.pos")).unwrap();
-    let mut w = enc.writer(Vec::new()).unwrap();
+    let mut w = enc.wrap_output(Vec::new()).unwrap();
     for piece in msg.chunks(write_size.max(1)) {
         w.write_all(piece).unwrap();
     }
@@ -30,11 +30,11 @@ fn encrypt(msg: &[u8], write_size: usize) -> Vec<u8> {
 
 fn reader(env: &[u8]) -> cmk_envelope::DecryptingReader<Cursor<&[u8]>> {
     let mut cur = Cursor::new(env);
-    let h = read_header(&mut cur).unwrap();
+    let h = Header::read_from(&mut cur).unwrap();
     let r: StaticResolver = [kek()].into_iter().collect();
     block_on(Decryptor::new(&h, &r, Profile::Index, b"idx/seg_1.pos"))
         .unwrap()
-        .reader(cur)
+        .decrypt(cur)
         .unwrap()
 }
 

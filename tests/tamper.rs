@@ -1,21 +1,100 @@
-//! The tamper matrix: every damage to a multi-chunk envelope is an error,
-//! and no plaintext from the damaged chunk onwards is ever released.
+//! The tamper matrix: every damage to a multi-chunk envelope is an error
+//! on **every** decryption path, all paths agree on the error, and none
+//! releases plaintext from the damaged chunk onwards.
+//!
+//! The paths: the one-shot `open`; `Decryptor::open_into` on 1 and 2
+//! threads; the sync reader with small reads (through its chunk buffer)
+//! and with whole-chunk reads (straight into the caller's buffer);
+//! `DecryptingReader::read_at` on 1 thread and on 2 (a read long enough to
+//! open its chunks in parallel); the async reader, sequential and by
+//! `read_at`; `decrypt_stream` and `decrypt_file` on 1 and 2 threads; and
+//! `ranges` with a plan covering the whole object.
 
 mod common;
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use cmk_envelope::stream::PARALLEL_READ_MIN;
 use cmk_envelope::{
-    open_reader, seal, Error, Header, KeyEncryptionKey, Profile, StaticResolver, WrapAlgorithm,
+    seal, Decryptor, Error, Header, KeyEncryptionKey, Profile, RangePlan, StaticResolver, Threads,
+    WrapAlgorithm,
 };
 use common::{aes_kek, data};
+use tokio::io::AsyncReadExt;
 
 const CTX: &[u8] = b"container/model.bin";
 const CHUNK: usize = 16384;
 const CT_CHUNK: usize = 16400;
 /// Five full chunks and a short sixth.
 const LEN: usize = 5 * CHUNK + 1000;
+
+/// Every decryption path of the crate.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// `cmk_envelope::open`.
+    Open,
+    /// `Decryptor::open_into` over a reused buffer, on this many threads.
+    OpenInto(usize),
+    /// `Decryptor::decrypt`, read in pieces of this many bytes.
+    Reader(usize),
+    /// `DecryptingReader::read_at` of the whole object into a buffer of
+    /// this many bytes, on this many threads.
+    ReadAt(usize, usize),
+    /// `Decryptor::decrypt_async`, read in pieces of this many bytes.
+    Async(usize),
+    /// `AsyncDecryptingReader::read_at` of the whole object.
+    AsyncReadAt,
+    /// `Decryptor::decrypt_stream` on this many threads.
+    Stream(usize),
+    /// `Decryptor::decrypt_file` on this many threads.
+    File(usize),
+    /// `Decryptor::ranges` and one plan for the whole object.
+    Ranges,
+}
+
+const PATHS: [Path; 15] = [
+    Path::Open,
+    Path::OpenInto(1),
+    Path::OpenInto(2),
+    // 1000-byte reads go through the reader's chunk buffer; 64 KiB reads
+    // open whole chunks straight into the caller's buffer.
+    Path::Reader(1000),
+    Path::Reader(4 * CHUNK),
+    Path::ReadAt(LEN + 100, 1),
+    Path::ReadAt(PARALLEL_READ_MIN, 2),
+    Path::Async(1000),
+    Path::Async(4 * CHUNK),
+    Path::AsyncReadAt,
+    Path::Stream(1),
+    Path::Stream(2),
+    Path::File(1),
+    Path::File(2),
+    Path::Ranges,
+];
+
+/// What one path did with one envelope.
+struct Attempt {
+    /// The error, if it failed.
+    err: Option<Error>,
+    /// Plaintext handed to the caller as good before the error (or all of
+    /// it on success).
+    released: Vec<u8>,
+    /// The caller's buffer as the failed call left it (`read`/`read_at`
+    /// paths; empty otherwise).
+    buf: Vec<u8>,
+}
+
+impl Attempt {
+    fn failed(e: Error) -> Attempt {
+        Attempt {
+            err: Some(e),
+            released: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+}
 
 struct Fixture {
     kek: Arc<dyn KeyEncryptionKey>,
@@ -54,63 +133,268 @@ impl Fixture {
     }
 }
 
-/// Opens `env` and streams it in reads of `read_size` bytes. Returns the
-/// error (if any), all plaintext released before it, and the read buffer as
-/// the failed read left it.
+fn threads(n: usize) -> Threads {
+    Threads::Fixed(NonZeroUsize::new(n).unwrap())
+}
+
+/// Reads `r` to its end in pieces of `size` bytes.
+fn read_all(mut r: impl Read, size: usize) -> Attempt {
+    let mut released = Vec::new();
+    let mut buf = vec![0u8; size];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => {
+                return Attempt {
+                    err: None,
+                    released,
+                    buf,
+                }
+            }
+            Ok(n) => released.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                return Attempt {
+                    err: Some(e.into()),
+                    released,
+                    buf,
+                }
+            }
+        }
+    }
+}
+
+/// The async [`read_all`].
+async fn read_all_async(mut r: impl tokio::io::AsyncRead + Unpin, size: usize) -> Attempt {
+    let mut released = Vec::new();
+    let mut buf = vec![0u8; size];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => {
+                return Attempt {
+                    err: None,
+                    released,
+                    buf,
+                }
+            }
+            Ok(n) => released.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                return Attempt {
+                    err: Some(e.into()),
+                    released,
+                    buf,
+                }
+            }
+        }
+    }
+}
+
+/// A `read_at` of the whole object: on success its bytes are released; on
+/// failure nothing is, and `buf` is what the call left in the buffer.
+fn read_at_result(r: cmk_envelope::Result<usize>, buf: Vec<u8>) -> Attempt {
+    match r {
+        Ok(n) => Attempt {
+            err: None,
+            released: buf[..n].to_vec(),
+            buf,
+        },
+        Err(e) => Attempt {
+            err: Some(e),
+            released: Vec::new(),
+            buf,
+        },
+    }
+}
+
+/// Decrypts `env` (an embedded envelope) along `path`.
 async fn attempt(
     env: &[u8],
     resolver: &StaticResolver,
     profile: Profile,
     ctx: &[u8],
-    read_size: usize,
-) -> (Option<Error>, Vec<u8>, Vec<u8>) {
-    let mut r = match open_reader(Cursor::new(env), resolver, profile, ctx).await {
-        Ok(r) => r,
-        Err(e) => return (Some(e), Vec::new(), Vec::new()),
-    };
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; read_size];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return (None, out, buf),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => return (Some(Error::from_io(e)), out, buf),
+    path: Path,
+) -> Attempt {
+    macro_rules! check {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Attempt::failed(e),
+            }
+        };
+    }
+    match path {
+        Path::Open => match cmk_envelope::open(resolver, profile, ctx, env).await {
+            Ok(released) => Attempt {
+                err: None,
+                released,
+                buf: Vec::new(),
+            },
+            Err(e) => Attempt::failed(e),
+        },
+        Path::OpenInto(n) => {
+            let (h, used) = check!(Header::parse_prefix(env));
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await).threads(threads(n));
+            // A reused buffer that already holds something of the right
+            // length: on failure it must come back empty.
+            let mut out = vec![0xEE; LEN];
+            match dec.open_into(&env[used..], &mut out) {
+                Ok(()) => Attempt {
+                    err: None,
+                    released: out,
+                    buf: Vec::new(),
+                },
+                Err(e) => {
+                    assert!(out.is_empty(), "open_into left {} bytes", out.len());
+                    Attempt::failed(e)
+                }
+            }
+        }
+        Path::Reader(size) => {
+            let mut src = Cursor::new(env);
+            let h = check!(Header::read_from(&mut src));
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await);
+            let r = check!(dec.decrypt(src));
+            read_all(r, size)
+        }
+        Path::ReadAt(size, n) => {
+            let mut src = Cursor::new(env);
+            let h = check!(Header::read_from(&mut src));
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await).threads(threads(n));
+            let mut r = check!(dec.decrypt(src));
+            let mut buf = vec![0u8; size];
+            let got = r.read_at(0, &mut buf);
+            read_at_result(got, buf)
+        }
+        Path::Async(size) => {
+            let mut src = env;
+            let h = check!(Header::read_from_async(&mut src).await);
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await);
+            let r = check!(dec.decrypt_async(src).await);
+            read_all_async(r, size).await
+        }
+        Path::AsyncReadAt => {
+            let mut src = Cursor::new(env);
+            let h = check!(Header::read_from_async(&mut src).await);
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await);
+            let mut r = check!(dec.decrypt_async(src).await);
+            let mut buf = vec![0u8; LEN + 100];
+            let got = r.read_at(0, &mut buf).await;
+            read_at_result(got, buf)
+        }
+        Path::Stream(n) => {
+            let mut src = Cursor::new(env);
+            let h = check!(Header::read_from(&mut src));
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await).threads(threads(n));
+            let mut released = Vec::new();
+            let err = dec.decrypt_stream(src, &mut released).err();
+            Attempt {
+                err,
+                released,
+                buf: Vec::new(),
+            }
+        }
+        Path::File(n) => {
+            let mut file = tempfile::tempfile().unwrap();
+            file.write_all(env).unwrap();
+            file.seek(SeekFrom::Start(0)).unwrap();
+            let h = check!(Header::read_from(&mut file));
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await).threads(threads(n));
+            let mut released = Vec::new();
+            let err = dec.decrypt_file(&file, &mut released).err();
+            Attempt {
+                err,
+                released,
+                buf: Vec::new(),
+            }
+        }
+        Path::Ranges => {
+            let (h, used) = check!(Header::parse_prefix(env));
+            let dec = check!(Decryptor::new(&h, resolver, profile, ctx).await);
+            let body = &env[used..];
+            let ranges = check!(dec.ranges(&body[..body.len().min(56)]));
+            let plan = check!(RangePlan::new(0..u64::MAX, body.len() as u64));
+            let ct = plan.ciphertext();
+            let mut fetched = body[ct.start as usize..ct.end as usize].to_vec();
+            match ranges.decrypt_range(&plan, &mut fetched) {
+                Ok(released) => Attempt {
+                    err: None,
+                    released,
+                    buf: Vec::new(),
+                },
+                Err(e) => Attempt::failed(e),
+            }
         }
     }
 }
 
-/// Asserts that `env` fails and released only plaintext of chunks before
-/// `damaged_chunk`, all of it correct.
+/// What the paths must agree on: the variant, and the chunk of a chunk
+/// failure.
+fn kind(e: &Error) -> String {
+    match e {
+        Error::ChunkAuthentication { chunk } => format!("ChunkAuthentication {{ chunk: {chunk} }}"),
+        other => format!("{other:?}")
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// Asserts that `env` fails on every path with the same error, and that no
+/// path released plaintext of chunk `damaged_chunk` or later (or wrong
+/// plaintext of earlier chunks). Returns the error.
 async fn must_fail(f: &Fixture, env: &[u8], damaged_chunk: usize, what: &str) -> Error {
-    // 1000-byte reads go through the reader's chunk buffer; 64 KiB reads
-    // open whole chunks straight into the caller's buffer.
-    let mut first = None;
-    for read_size in [1000, 4 * CHUNK] {
-        let (err, released, buf) = attempt(env, &f.resolver(), Profile::Blob, CTX, read_size).await;
-        let err = err.unwrap_or_else(|| panic!("{what}: accepted ({read_size}-byte reads)"));
+    let mut first: Option<(Path, Error)> = None;
+    for path in PATHS {
+        let a = attempt(env, &f.resolver(), Profile::Blob, CTX, path).await;
+        let err = a
+            .err
+            .unwrap_or_else(|| panic!("{what}: accepted by {path:?}"));
         assert!(
-            released.len() <= damaged_chunk * CHUNK,
-            "{what}: released {} bytes",
-            released.len()
+            a.released.len() <= damaged_chunk * CHUNK,
+            "{what}: {path:?} released {} bytes",
+            a.released.len()
         );
         assert_eq!(
-            &released[..],
-            &f.msg[..released.len()],
-            "{what}: released wrong plaintext"
+            &a.released[..],
+            &f.msg[..a.released.len()],
+            "{what}: {path:?} released wrong plaintext"
         );
-        // The failed read left no plaintext of the chunk it refused in the
-        // caller's buffer.
-        let next = &f.msg[released.len()..];
-        let k = next.len().min(CHUNK).min(buf.len());
-        if k > 0 {
-            assert!(
-                buf[..k] != next[..k],
-                "{what}: refused chunk's plaintext left in the read buffer"
-            );
+        // The failed call left no plaintext of the chunk it refused, or of
+        // any later one, in the caller's buffer.
+        match path {
+            Path::Reader(_) | Path::Async(_) => {
+                let next = &f.msg[a.released.len()..];
+                let k = next.len().min(CHUNK).min(a.buf.len());
+                if k > 0 {
+                    assert!(
+                        a.buf[..k] != next[..k],
+                        "{what}: {path:?} left the refused chunk's plaintext in the buffer"
+                    );
+                }
+            }
+            Path::ReadAt(..) | Path::AsyncReadAt => {
+                for c in damaged_chunk..LEN.div_ceil(CHUNK) {
+                    let s = c * CHUNK;
+                    let e = ((c + 1) * CHUNK).min(LEN);
+                    if e <= a.buf.len() {
+                        assert!(
+                            a.buf[s..e] != f.msg[s..e],
+                            "{what}: {path:?} left chunk {c}'s plaintext in the buffer"
+                        );
+                    }
+                }
+            }
+            _ => {}
         }
-        first.get_or_insert(err);
+        match &first {
+            None => first = Some((path, err)),
+            Some((p0, e0)) => assert_eq!(
+                kind(&err),
+                kind(e0),
+                "{what}: {path:?} and {p0:?} disagree: {err:?} vs {e0:?}"
+            ),
+        }
     }
-    first.expect("two attempts")
+    first.expect("at least one path").1
 }
 
 #[tokio::test]
@@ -125,7 +409,10 @@ async fn every_bit_flip_of_header_and_first_200_body_bytes() {
             n += 1;
         }
     }
-    println!("tamper: {n} single-bit flips rejected");
+    println!(
+        "tamper: {n} single-bit flips rejected on each of {} decryption paths",
+        PATHS.len()
+    );
     assert_eq!(n, (f.header_len + 200) * 8);
 }
 
@@ -241,29 +528,33 @@ async fn chunk_spliced_from_another_envelope() {
 #[tokio::test]
 async fn wrong_context_profile_and_kek() {
     let f = Fixture::new().await;
-    let (e, out, _) = attempt(
-        &f.env,
-        &f.resolver(),
-        Profile::Blob,
-        b"container/other.bin",
-        1000,
-    )
-    .await;
-    assert!(matches!(e, Some(Error::CommitmentMismatch)) && out.is_empty());
-    let (e, out, _) = attempt(&f.env, &f.resolver(), Profile::Document, CTX, 1000).await;
-    assert!(matches!(e, Some(Error::CommitmentMismatch)) && out.is_empty());
     let impostor: StaticResolver = [aes_kek("tamper", WrapAlgorithm::A256Kw)]
         .into_iter()
         .collect();
-    let (e, out, _) = attempt(&f.env, &impostor, Profile::Blob, CTX, 1000).await;
-    assert!(matches!(e, Some(Error::UnwrapFailed { .. })) && out.is_empty());
     let stranger: StaticResolver = [aes_kek("someone-else", WrapAlgorithm::A256Kw)]
         .into_iter()
         .collect();
-    let (e, out, _) = attempt(&f.env, &stranger, Profile::Blob, CTX, 1000).await;
-    assert!(matches!(e, Some(Error::UnknownKek { .. })) && out.is_empty());
-    // and the untouched envelope opens
-    let (e, out, _) = attempt(&f.env, &f.resolver(), Profile::Blob, CTX, 1000).await;
-    assert!(e.is_none());
-    assert_eq!(out, f.msg);
+    let cases: [(&StaticResolver, Profile, &[u8], &str); 4] = [
+        (
+            &f.resolver(),
+            Profile::Blob,
+            b"container/other.bin",
+            "CommitmentMismatch",
+        ),
+        (&f.resolver(), Profile::Document, CTX, "CommitmentMismatch"),
+        (&impostor, Profile::Blob, CTX, "UnwrapFailed"),
+        (&stranger, Profile::Blob, CTX, "UnknownKek"),
+    ];
+    for path in PATHS {
+        for (resolver, profile, ctx, want) in &cases {
+            let a = attempt(&f.env, resolver, *profile, ctx, path).await;
+            let e = a.err.unwrap_or_else(|| panic!("{path:?}: accepted"));
+            assert_eq!(kind(&e), *want, "{path:?}: {e:?}");
+            assert!(a.released.is_empty(), "{path:?}");
+        }
+        // and the untouched envelope opens
+        let a = attempt(&f.env, &f.resolver(), Profile::Blob, CTX, path).await;
+        assert!(a.err.is_none(), "{path:?}: {:?}", a.err);
+        assert!(a.released == f.msg, "{path:?}");
+    }
 }

@@ -2,18 +2,18 @@
 //! (or into the directory given as the first argument):
 //!
 //! ```text
-//! cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds
+//! RUSTFLAGS="--cfg fuzzing" cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds
 //! ```
 //!
-//! Envelopes are sealed under the fixed fuzz KEK with a fresh data key and
-//! salt, so every run writes different (equally valid) bytes. File names
-//! start with `seed-`: the only corpus files git keeps.
+//! (`--cfg fuzzing` opens `cmk_envelope::fuzzing`, as `cargo fuzz` does
+//! for the targets.) Envelopes are sealed under the fixed fuzz KEK with a
+//! fresh data key and salt, so every run writes different (equally valid)
+//! bytes. File names start with `seed-`: the only corpus files git keeps.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use cmk_envelope::__private::{block_on, chunked_encrypt, fuzz_kek, fuzz_seed_envelope};
-use cmk_envelope::{CryptoProvider, Header, KeyEncryptionKey, LocalKek, Profile, WrapAlgorithm};
+use cmk_envelope::fuzzing::{seed_chunk_ciphertext, seed_envelope};
+use cmk_envelope::Header;
 
 fn write(root: &Path, target: &str, name: &str, bytes: &[u8]) -> usize {
     let dir = root.join(target);
@@ -31,19 +31,10 @@ fn main() {
 
     // header_parse: a lone header (one and two key entries), and a header
     // followed by the start of a body (for `parse_prefix`).
-    let env0 = fuzz_seed_envelope(0);
+    let env0 = seed_envelope(0, false);
     let (_, used) = Header::parse_prefix(&env0).expect("header");
     total += write(&root, "header_parse", "one-key", &env0[..used]);
-    let second: Arc<dyn KeyEncryptionKey> = Arc::new(
-        LocalKek::from_aes_key("fuzz-kwp", WrapAlgorithm::A256Kwp, &[0x24; 32]).expect("kek"),
-    );
-    let env2 = block_on(cmk_envelope::seal(
-        &[fuzz_kek(), second],
-        Profile::Blob,
-        b"fuzz",
-        b"two keys",
-    ))
-    .expect("seal");
+    let env2 = seed_envelope(8, true);
     let (_, used2) = Header::parse_prefix(&env2).expect("header");
     total += write(&root, "header_parse", "two-keys", &env2[..used2]);
     total += write(&root, "header_parse", "with-body", &env0[..used + 56]);
@@ -54,7 +45,7 @@ fn main() {
             &root,
             "open_envelope",
             &format!("len-{len}"),
-            &fuzz_seed_envelope(len),
+            &seed_envelope(len, false),
         );
     }
 
@@ -66,20 +57,18 @@ fn main() {
         (40000, [0xff, 0x7f]),
     ] {
         let mut seed = ctl.to_vec();
-        seed.extend_from_slice(&fuzz_seed_envelope(len));
+        seed.extend_from_slice(&seed_envelope(len, false));
         total += write(&root, "read_at", &format!("len-{len}"), &seed);
     }
 
-    // chunk_open: raw chunk-layer ciphertexts under the key and context
-    // `fuzz_chunk_open` uses.
-    let p = CryptoProvider::default_provider();
+    // chunk_open: raw chunk-layer ciphertexts under the fixed key and
+    // context `fuzzing::chunk_open` uses.
     for len in [0usize, 1, 16384, 16390] {
-        let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
         total += write(
             &root,
             "chunk_open",
             &format!("len-{len}"),
-            &chunked_encrypt(p, &[7u8; 32], b"fuzz", &msg),
+            &seed_chunk_ciphertext(len),
         );
     }
 

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    cmk_envelope::__private::fuzz_chunk_open(data);
+    cmk_envelope::fuzzing::chunk_open(data);
 });

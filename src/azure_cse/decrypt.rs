@@ -33,7 +33,7 @@ pub(crate) fn check_kek(
     if kek.key_id() != metadata.key_id() {
         return Err(meta(format!(
             "`WrappedContentKey.KeyId` is `{}`, but the key-encryption key is `{}`",
-            metadata.key_id(),
+            crate::untrusted::escape(metadata.key_id()),
             kek.key_id()
         )));
     }
@@ -127,9 +127,7 @@ impl CseDecryptor {
     ) -> crate::Result<CseDecryptor> {
         let kek = resolver
             .resolve(metadata.key_id())
-            .ok_or_else(|| Error::UnknownKek {
-                kek_ids: vec![metadata.key_id().to_owned()],
-            })?;
+            .ok_or_else(|| Error::unknown_kek([metadata.key_id()]))?;
         Self::with_kek(metadata, kek.as_ref(), provider).await
     }
 
@@ -176,22 +174,24 @@ impl CseDecryptor {
         CseRangePlan::new(range, ciphertext_len, self.region_data_len)
     }
 
-    /// A streaming reader of `plan.plaintext`, given a reader of exactly
-    /// the ciphertext bytes `plan.ciphertext`.
+    /// A streaming reader of `plan.plaintext()`, given a reader of exactly
+    /// the ciphertext bytes `plan.ciphertext()`.
     pub fn range_reader<R: Read>(&self, plan: &CseRangePlan, inner: R) -> CseDecryptingReader<R> {
         CseDecryptingReader::new(
             self,
             inner,
-            plan.first_region,
-            Some(plan.ciphertext.end - plan.ciphertext.start),
-            plan.skip,
+            plan.first_region(),
+            Some(plan.ciphertext().end - plan.ciphertext().start),
+            plan.skip(),
             Some(plan.len()),
         )
     }
 
-    /// Decrypts `plan.plaintext` from the fetched bytes `plan.ciphertext`.
+    /// Decrypts `plan.plaintext()` from the fetched bytes
+    /// `plan.ciphertext()`.
     pub fn decrypt_range(&self, plan: &CseRangePlan, fetched: &[u8]) -> crate::Result<Vec<u8>> {
-        if fetched.len() as u64 != plan.ciphertext.end - plan.ciphertext.start {
+        let ct = plan.ciphertext();
+        if fetched.len() as u64 != ct.end - ct.start {
             return Err(Error::ApiMisuse(
                 "the fetched ciphertext is not the plan's ciphertext range",
             ));
@@ -208,7 +208,7 @@ fn read_all<R: Read>(mut r: CseDecryptingReader<R>, len: u64) -> crate::Result<V
     if let Err(e) = r.read_to_end(&mut out) {
         out.fill(0);
         std::hint::black_box(&mut out);
-        return Err(Error::from_io(e));
+        return Err(Error::from(e));
     }
     Ok(out)
 }
@@ -216,8 +216,8 @@ fn read_all<R: Read>(mut r: CseDecryptingReader<R>, len: u64) -> crate::Result<V
 /// Decrypts regions as they are read, verifying each region's tag and
 /// nonce before releasing any of its plaintext.
 ///
-/// Errors surface as `io::Error`s wrapping the crate's [`Error`]
-/// ([`Error::from_io`] recovers it). After an error every later read fails
+/// Errors surface as `io::Error`s wrapping the crate's [`Error`] (`?` into
+/// a [`crate::Result`] gives it back). After an error every later read fails
 /// ([`Error::ApiMisuse`], "read after a decryption error") and the region
 /// buffer has been wiped.
 pub struct CseDecryptingReader<R> {
@@ -298,7 +298,7 @@ impl<R: Read> CseDecryptingReader<R> {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io(e)),
+                Err(e) => return Err(Error::from(e)),
             }
         }
         self.read_ct += n as u64;
@@ -342,7 +342,7 @@ impl<R: Read> CseDecryptingReader<R> {
                     Ok(0) => break,
                     Ok(_) => return Err(self.truncated()),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::Io(e)),
+                    Err(e) => return Err(Error::from(e)),
                 }
             }
             if let Some(exp) = self.expected_ct {

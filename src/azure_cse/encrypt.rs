@@ -153,7 +153,7 @@ impl CseEncryptor {
     pub fn encrypt(self, plaintext: &[u8]) -> crate::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.ciphertext_len(plaintext.len() as u64) as usize);
         let mut w = self.writer(&mut out);
-        w.write_all(plaintext).map_err(Error::from_io)?;
+        w.write_all(plaintext).map_err(Error::from)?;
         w.finish()?;
         Ok(out)
     }
@@ -214,7 +214,7 @@ impl<W: Write> CseEncryptingWriter<W> {
         let tag = self
             .key
             .seal_in_place(&nonce, &[], &mut self.buf)
-            .map_err(|_| Error::ApiMisuse("AES-GCM encryption failed").into_io())?;
+            .map_err(|_| Error::Internal("AES-GCM encryption failed").into_io())?;
         self.inner.write_all(&nonce)?;
         self.inner.write_all(&self.buf)?;
         self.inner.write_all(&tag)?;
@@ -227,9 +227,9 @@ impl<W: Write> CseEncryptingWriter<W> {
     /// Writes the last region (if any data is pending), flushes, and
     /// returns the inner writer.
     pub fn finish(mut self) -> crate::Result<W> {
-        self.check().map_err(Error::from_io)?;
+        self.check().map_err(Error::from)?;
         if !self.buf.is_empty() {
-            self.seal_region().map_err(Error::from_io)?;
+            self.seal_region().map_err(Error::from)?;
         }
         self.inner.flush()?;
         let Self { inner, .. } = self;

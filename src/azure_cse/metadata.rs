@@ -143,7 +143,8 @@ impl EncryptionData {
         )?;
         let protocol = Protocol::parse(p).ok_or_else(|| {
             bad(format!(
-                "unsupported `EncryptionAgent.Protocol` {p:?} (known: 1.0, 2.0, 2.1)"
+                "unsupported `EncryptionAgent.Protocol` \"{}\" (known: 1.0, 2.0, 2.1)",
+                crate::untrusted::escape(p)
             ))
         })?;
         let alg = F.string(
@@ -194,7 +195,8 @@ impl EncryptionData {
             ) => w,
             _ => {
                 return Err(bad(format!(
-                    "unsupported `WrappedContentKey.Algorithm` {a:?} (supported: A256KW, RSA-OAEP, RSA-OAEP-256)"
+                    "unsupported `WrappedContentKey.Algorithm` \"{}\" (supported: A256KW, RSA-OAEP, RSA-OAEP-256)",
+                    crate::untrusted::escape(a)
                 )))
             }
         };
@@ -264,7 +266,8 @@ impl EncryptionData {
             let mode = F.string(mode, "EncryptionMode")?;
             if mode != "FullBlob" {
                 return Err(bad(format!(
-                    "`EncryptionMode` is {mode:?}; only \"FullBlob\" is supported"
+                    "`EncryptionMode` is \"{}\"; only \"FullBlob\" is supported",
+                    crate::untrusted::escape(mode)
                 )));
             }
         }

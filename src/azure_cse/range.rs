@@ -55,21 +55,18 @@ pub fn plaintext_len(ciphertext_len: u64, region_data_len: u64) -> crate::Result
 /// Hand the fetched bytes to
 /// [`CseDecryptor::decrypt_range`](super::CseDecryptor::decrypt_range) or
 /// [`CseDecryptor::range_reader`](super::CseDecryptor::range_reader).
+///
+/// Plans come only from [`CseRangePlan::new`] (or
+/// [`CseDecryptor::plan_range`](super::CseDecryptor::plan_range)); their
+/// fields are read through accessors, so a plan cannot claim a range its
+/// regions do not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CseRangePlan {
-    /// The plaintext range that will be returned (the request clipped to
-    /// the end of the blob).
-    pub plaintext: Range<u64>,
-    /// The region-aligned ciphertext bytes to fetch (empty for an empty
-    /// range).
-    pub ciphertext: Range<u64>,
-    /// Index of the first region in `ciphertext`.
-    pub first_region: u64,
-    /// How many regions `ciphertext` holds.
-    pub regions: u64,
-    /// Offset of `plaintext.start` in the decrypted data of the first
-    /// region.
-    pub skip: u64,
+    plaintext: Range<u64>,
+    ciphertext: Range<u64>,
+    first_region: u64,
+    regions: u64,
+    skip: u64,
 }
 
 impl CseRangePlan {
@@ -107,6 +104,34 @@ impl CseRangePlan {
             regions: last - first + 1,
             skip: start - first * region_data_len,
         })
+    }
+
+    /// The plaintext range that will be returned (the request clipped to
+    /// the end of the blob).
+    pub fn plaintext(&self) -> Range<u64> {
+        self.plaintext.clone()
+    }
+
+    /// The region-aligned ciphertext bytes to fetch (empty for an empty
+    /// range).
+    pub fn ciphertext(&self) -> Range<u64> {
+        self.ciphertext.clone()
+    }
+
+    /// Index of the first region in [`ciphertext`](Self::ciphertext).
+    pub fn first_region(&self) -> u64 {
+        self.first_region
+    }
+
+    /// How many regions [`ciphertext`](Self::ciphertext) holds.
+    pub fn regions(&self) -> u64 {
+        self.regions
+    }
+
+    /// Offset of the plaintext's start in the decrypted data of the first
+    /// region.
+    pub(super) fn skip(&self) -> u64 {
+        self.skip
     }
 
     /// Plaintext bytes the range holds.

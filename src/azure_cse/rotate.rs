@@ -23,9 +23,7 @@ pub async fn rewrap_metadata(
 ) -> crate::Result<EncryptionData> {
     let old = resolver
         .resolve(metadata.key_id())
-        .ok_or_else(|| Error::UnknownKek {
-            kek_ids: vec![metadata.key_id().to_owned()],
-        })?;
+        .ok_or_else(|| Error::unknown_kek([metadata.key_id()]))?;
     check_wrap_algorithm(new_kek.algorithm())?;
     let material = unwrap_material(metadata, old.as_ref()).await?;
     let wrapped = new_kek.wrap_key_material(&material).await?;

@@ -136,9 +136,7 @@ impl InsecureCseV1Decryptor {
     ) -> crate::Result<InsecureCseV1Decryptor> {
         let kek = resolver
             .resolve(metadata.key_id())
-            .ok_or_else(|| Error::UnknownKek {
-                kek_ids: vec![metadata.key_id().to_owned()],
-            })?;
+            .ok_or_else(|| Error::unknown_kek([metadata.key_id()]))?;
         Self::with_kek(metadata, kek.as_ref(), provider, opt_in).await
     }
 
@@ -197,8 +195,8 @@ impl InsecureCseV1Decryptor {
     /// before the padding is checked**: when it fails at the end, what it
     /// returned before is suspect too. Errors are `io::Error`s wrapping
     /// the same generic [`Error::CseRegion`] as [`Self::decrypt`]
-    /// ([`Error::from_io`] recovers it); after one, the reader returns it
-    /// again.
+    /// (`?` into a [`crate::Result`] gives it back); after one, the reader
+    /// returns it again.
     pub fn reader<R: Read>(&self, inner: R) -> InsecureCseV1Reader<R> {
         InsecureCseV1Reader {
             inner,
@@ -267,7 +265,7 @@ impl<R: Read> InsecureCseV1Reader<R> {
                 }
                 Ok(k) => self.ct_len += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Io(e)),
+                Err(e) => return Err(Error::from(e)),
             }
         }
         // Not at the end: decrypt all but the last block, which may be the

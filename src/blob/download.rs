@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::client::{header_from_metadata, EncryptedBlobClient};
 use super::error::{conflict_or_storage, not_envelope, require_etag, storage};
-use crate::envelope::{BodyDecryptor, Decryptor};
+use crate::envelope::{Decryptor, RangeDecryptor};
 use crate::error::Error;
 use crate::format::Header;
 use crate::scope::Etag;
@@ -66,10 +66,11 @@ impl AsyncRead for BodyReader {
 /// plaintext is released only after its tag verified, and the end of the
 /// object is authenticated by its final chunk: what was read is the whole,
 /// genuine object only once a read returns end-of-file without an error.
-/// Errors come as `io::Error`; [`Error::from_io`] recovers the crate error
-/// ([`Error::ChunkAuthentication`], [`Error::Truncated`], [`Error::Storage`],
-/// or [`Error::BlobConflict`] when the blob was replaced while it was being
-/// read: nothing of the new version is ever mixed in).
+/// Errors come as `io::Error`; `?` into a [`crate::Result`] gives back the
+/// crate error ([`Error::ChunkAuthentication`], [`Error::Truncated`],
+/// [`Error::Storage`], or [`Error::BlobConflict`] when the blob was
+/// replaced while it was being read: nothing of the new version is ever
+/// mixed in).
 pub struct BlobReader {
     inner: AsyncDecryptingReader<BodyReader>,
     etag: Etag,
@@ -119,7 +120,7 @@ pub struct EncryptedBlob {
     etag: Etag,
     body_len: u64,
     plaintext_len: u64,
-    decryptor: BodyDecryptor,
+    decryptor: RangeDecryptor,
 }
 
 impl fmt::Debug for EncryptedBlob {
@@ -167,14 +168,9 @@ impl EncryptedBlob {
         // The response's buffer, taken over without a copy when it is the
         // only reference (it is decrypted in place, then wiped).
         let mut fetched = Vec::from(
-            fetch(
-                &self.blob,
-                &self.name,
-                plan.ciphertext.clone(),
-                Some(&self.etag),
-            )
-            .await?
-            .1,
+            fetch(&self.blob, &self.name, plan.ciphertext(), Some(&self.etag))
+                .await?
+                .1,
         );
         let out = self.decryptor.decrypt_range(&plan, &mut fetched);
         zeroize::Zeroize::zeroize(&mut fetched);
@@ -275,7 +271,7 @@ impl EncryptedBlobClient {
             current: Bytes::new(),
             name: name.to_owned(),
         };
-        let inner = decryptor.async_reader(body).await?;
+        let inner = decryptor.decrypt_async(body).await?;
         Ok(BlobReader {
             inner,
             etag,
@@ -293,7 +289,7 @@ impl EncryptedBlobClient {
         let header = header_from_metadata(&fetched.metadata)?;
         let etag = require_etag(fetched.etag)?;
         let plaintext_len = layout::plaintext_len(fetched.total)?;
-        let decryptor = self.decryptor(name, &header).await?.body(&prefix)?;
+        let decryptor = self.decryptor(name, &header).await?.ranges(&prefix)?;
         Ok(EncryptedBlob {
             blob,
             name: name.to_owned(),

@@ -231,7 +231,7 @@ impl EncryptedBlobClient {
             encode_header(encryptor.header())?,
         );
         let sink = BlockSink::new(self.block_size);
-        let mut writer = encryptor.detached_writer(sink.clone())?;
+        let mut writer = encryptor.detached().wrap_output(sink.clone())?;
 
         let block_blob = Arc::new(blob.block_blob_client());
         let mut nonce = [0u8; 12];
@@ -260,9 +260,9 @@ impl EncryptedBlobClient {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Io(e)),
+                Err(e) => return Err(e.into()),
             };
-            writer.write_all(&buf[..n]).map_err(Error::from_io)?;
+            writer.write_all(&buf[..n])?;
             if let Some(len) = expected.filter(|len| writer.plaintext_len() > *len) {
                 return Err(length_mismatch(len, writer.plaintext_len()));
             }

@@ -212,7 +212,7 @@ impl EncryptedContainer {
     fn conflict(&self, id: &str) -> Error {
         Error::CosmosConflict {
             resource: "item",
-            id: self.error_id(id),
+            id: self.error_id(id).map(|i| crate::untrusted::escape(&i)),
         }
     }
 
@@ -236,11 +236,7 @@ impl EncryptedContainer {
         self.inner.format.encrypt(&mut item).await?;
         let id = match item.get("id") {
             Some(Value::String(s)) => s.clone(),
-            _ => {
-                return Err(Error::ApiMisuse(
-                    "internal: an encrypted id is not a string",
-                ))
-            }
+            _ => return Err(Error::Internal("an encrypted id is not a string")),
         };
         let pk = partition_key(pointer.as_str(), pointer.get(&item).expect("checked above"))?;
         Ok(Prepared {
@@ -261,11 +257,7 @@ impl EncryptedContainer {
         let format = &self.inner.format;
         let stored_id = match format.stored("/id", &Value::String(id.to_owned())).await? {
             Value::String(s) => s,
-            _ => {
-                return Err(Error::ApiMisuse(
-                    "internal: an encrypted id is not a string",
-                ))
-            }
+            _ => return Err(Error::Internal("an encrypted id is not a string")),
         };
         let path = self.inner.pk.as_str();
         let stored_pk = format.stored(path, pk).await?;

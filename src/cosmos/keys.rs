@@ -171,7 +171,7 @@ impl ClientEncryptionKeys {
         let http = reqwest::Client::builder()
             .https_only(true)
             .build()
-            .map_err(|_| Error::ApiMisuse("the HTTPS client could not be built"))?;
+            .map_err(|_| Error::Internal("the HTTPS client could not be built"))?;
         Ok(ClientEncryptionKeys {
             http,
             endpoint,
@@ -335,7 +335,7 @@ impl ClientEncryptionKeys {
         // The resource link is signed unencoded; the URL is encoded.
         let mut url = self.endpoint.clone();
         url.path_segments_mut()
-            .map_err(|_| Failure::Fatal(Error::ApiMisuse("the endpoint URL cannot take a path")))?
+            .map_err(|_| Failure::Fatal(Error::Internal("the endpoint URL cannot take a path")))?
             .clear()
             .extend(["dbs", &self.database, "clientencryptionkeys"])
             .extend(id);
@@ -464,7 +464,7 @@ enum Failure {
 fn conflict(id: &str) -> Error {
     Error::CosmosConflict {
         resource: "client encryption key",
-        id: Some(id.to_owned()),
+        id: Some(crate::untrusted::escape(id)),
     }
 }
 

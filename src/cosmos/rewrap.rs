@@ -368,7 +368,7 @@ impl Job<'_> {
         }
         ItemOutcome::Failed(Error::CosmosConflict {
             resource: "item",
-            id: Some(id.to_owned()),
+            id: Some(crate::untrusted::escape(id)),
         })
     }
 }

@@ -202,14 +202,14 @@ impl fmt::Debug for DocumentCipher {
 
 fn field_err(path: &str, problem: &'static str) -> Error {
     Error::DocumentField {
-        path: path.to_owned(),
+        path: crate::untrusted::escape(path),
         problem,
     }
 }
 
 fn auth_err(path: &str) -> Error {
     Error::FieldAuthentication {
-        path: path.to_owned(),
+        path: crate::untrusted::escape(path),
     }
 }
 
@@ -217,7 +217,7 @@ fn auth_err(path: &str) -> Error {
 fn kid_version(kid: &str) -> crate::Result<u32> {
     kid.rsplit_once('/')
         .and_then(|(_, v)| v.parse().ok())
-        .ok_or(Error::ApiMisuse("internal: a scope key id without version"))
+        .ok_or(Error::Internal("a scope key id without version"))
 }
 
 impl DocumentCipher {
@@ -469,7 +469,7 @@ impl DocumentCipher {
                 &[FIELD_LABEL, &context],
                 &mut key[..],
             )
-            .map_err(|_| Error::ApiMisuse("HKDF expansion failed"))?;
+            .map_err(|_| Error::Internal("HKDF expansion failed"))?;
         Ok(self.provider.aead.aes256_gcm(&key))
     }
 
@@ -478,7 +478,7 @@ impl DocumentCipher {
         label.extend_from_slice(DET_LABEL);
         label.extend_from_slice(path.as_bytes());
         let key = self.scope.derive_key(version, &label).await?;
-        Aes256Siv::new_from_slice(&key[..]).map_err(|_| Error::ApiMisuse("AES-SIV key length"))
+        Aes256Siv::new_from_slice(&key[..]).map_err(|_| Error::Internal("AES-SIV key length"))
     }
 
     async fn ensure_siv_key(&self, version: u32, index: usize) -> crate::Result<()> {
@@ -618,7 +618,7 @@ fn seal_randomized(
     let (ct, tag_slot) = buf[COUNTER_LEN..].split_at_mut(n);
     let tag = gcm
         .seal_to(&gcm_nonce(counter), &gcm_aad(path), plaintext, ct)
-        .map_err(|_| Error::ApiMisuse("AES-GCM sealing failed"))?;
+        .map_err(|_| Error::Internal("AES-GCM sealing failed"))?;
     tag_slot.copy_from_slice(&tag);
     let mut out = String::with_capacity(PREFIX_R.len() + buf.len().div_ceil(3) * 4);
     out.push_str(PREFIX_R);
@@ -654,7 +654,7 @@ fn seal_deterministic(
 ) -> crate::Result<String> {
     let ct = key
         .encrypt([AD_D, path.as_bytes()], plaintext)
-        .map_err(|_| Error::ApiMisuse("AES-SIV sealing failed"))?;
+        .map_err(|_| Error::Internal("AES-SIV sealing failed"))?;
     let mut out = String::with_capacity(PREFIX_D.len() + 11 + ct.len().div_ceil(3) * 4);
     out.push_str(PREFIX_D);
     out.push_str(&version.to_string());

@@ -1,5 +1,5 @@
-//! Opening: resolve and unwrap the data key, check the commitment, then
-//! decrypt streams, whole bodies or fetched ranges.
+//! Opening: resolve and unwrap the data key, then one terminal operation
+//! that checks the commitment and decrypts.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -9,29 +9,47 @@ use crate::format::{Header, Profile};
 use crate::kek::KeyResolver;
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
-use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE};
-use crate::stream::codec::{deliver_range_chunk, open_piece};
-use crate::stream::{layout, parallel, DecryptingReader, RangePlan};
+use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN};
+use crate::stream::{layout, parallel, DecryptingReader, Threads};
 
 use super::encryptor::COPY_BUF;
+use super::ranges::RangeDecryptor;
 
 /// The unwrapped data key of one envelope, bound to the object's profile
 /// and context, ready to open its body.
 ///
-/// [`Decryptor::new`] is the only step that calls a KEK. The body is
-/// untouched until [`Decryptor::reader`] (or `open`, `body`) checks the key
-/// commitment, which fails with [`Error::CommitmentMismatch`] for a wrong
-/// context, a wrong profile, or a header that does not belong to the body.
+/// [`Decryptor::new`] is the only step that calls a KEK. Options are set
+/// once, by value: [`threads`](Self::threads) and
+/// [`provider`](Self::provider). One terminal operation consumes the
+/// decryptor; each first checks the key commitment against the body, which
+/// fails with [`Error::CommitmentMismatch`] for a wrong context, a wrong
+/// profile, or a header that does not belong to the body, before any chunk
+/// is opened:
+///
+/// | body | operation |
+/// |---|---|
+/// | a slice | [`open`](Self::open), or [`open_into`](Self::open_into) to reuse an output buffer |
+/// | read piece by piece | [`decrypt`](Self::decrypt) (`Read`, and `Seek` / `read_at` on a seekable source), [`decrypt_async`](Self::decrypt_async) (tokio `AsyncRead`) |
+/// | a `Read` into a `Write` | [`decrypt_stream`](Self::decrypt_stream) |
+/// | a `File` into a `Write` | [`decrypt_file`](Self::decrypt_file) |
+/// | ranges fetched separately | [`ranges`](Self::ranges) |
+///
+/// Every operation releases a chunk's plaintext only after its tag
+/// verified, and reports the end of the object only after its final chunk
+/// did. They agree on errors: a damaged body fails each of them with the
+/// same error (that of the lowest damaged chunk).
 pub struct Decryptor {
     provider: &'static CryptoProvider,
     dek: DataKey,
     context: Vec<u8>,
+    threads: Threads,
 }
 
 impl fmt::Debug for Decryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decryptor")
             .field("provider", &self.provider.name())
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -39,33 +57,18 @@ impl fmt::Debug for Decryptor {
 impl Decryptor {
     /// Resolves the header's key ids through `resolver` (an allow-list) and
     /// unwraps the data key with the first KEK that succeeds, trying the
-    /// entries in header order.
+    /// entries in header order. For an embedded envelope, get the header
+    /// with [`Header::read_from`] or [`Header::parse_prefix`]; for the
+    /// detached form, with [`Header::parse`].
     ///
-    /// Errors: [`Error::UnknownKek`] when no id is allowed (no KEK is
-    /// called); otherwise the error of the first KEK that failed
-    /// ([`Error::UnwrapFailed`] for a wrong key or a modified wrapped key,
-    /// [`Error::Kek`] for a backend failure).
+    /// Errors: [`Error::CommitmentMismatch`] when the header's profile is
+    /// not `profile` (no KEK is called); [`Error::UnknownKek`] when no id is
+    /// allowed (no KEK is called); otherwise the error of the first KEK
+    /// that failed ([`Error::UnwrapFailed`] for a wrong key or a modified
+    /// wrapped key, [`Error::Kek`] for a backend failure).
     ///
     /// Cost: one `unwrap_key` call when the first allowed entry works.
     pub async fn new(
-        header: &Header,
-        resolver: &dyn KeyResolver,
-        profile: Profile,
-        app_context: &[u8],
-    ) -> crate::Result<Self> {
-        Self::with_provider(
-            CryptoProvider::default_provider(),
-            header,
-            resolver,
-            profile,
-            app_context,
-        )
-        .await
-    }
-
-    /// [`Decryptor::new`] with a chosen crypto provider for the body.
-    pub async fn with_provider(
-        provider: &'static CryptoProvider,
         header: &Header,
         resolver: &dyn KeyResolver,
         profile: Profile,
@@ -79,18 +82,39 @@ impl Decryptor {
         let dek = unwrap_data_key(header, resolver).await?;
         let context = envelope_context(header.suite(), header.profile(), app_context);
         Ok(Decryptor {
-            provider,
+            provider: CryptoProvider::default_provider(),
             dek,
             context,
+            threads: Threads::ONE,
         })
     }
 
-    /// The unwrapped data key. For re-wrapping the header under new KEKs;
-    /// see [`DataKey::expose_secret_bytes`] for the care it needs.
-    pub fn data_key(&self) -> &DataKey {
+    /// The threads [`open`](Self::open), [`open_into`](Self::open_into),
+    /// [`decrypt_stream`](Self::decrypt_stream),
+    /// [`decrypt_file`](Self::decrypt_file) and the
+    /// [`read_at`](DecryptingReader::read_at) of large ranges on the
+    /// reader of [`decrypt`](Self::decrypt) may use (default
+    /// [`Threads::ONE`]). Results and errors do not depend on it.
+    pub fn threads(mut self, threads: Threads) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The crypto provider that derives the body keys and opens the chunks
+    /// (default: [`CryptoProvider::default_provider`]).
+    pub fn provider(mut self, provider: &'static CryptoProvider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// The unwrapped data key, for the crate's own derivations (document
+    /// field keys). Never public.
+    #[cfg(feature = "document")]
+    pub(crate) fn data_key(&self) -> &DataKey {
         &self.dek
     }
 
+    /// Checks the commitment in `prefix` and derives the chunk cipher.
     fn cipher(&self, prefix: &[u8; BODY_PREFIX_LEN]) -> crate::Result<ChunkCipher> {
         ChunkCipher::for_decryption(
             self.provider,
@@ -100,71 +124,28 @@ impl Decryptor {
         )
     }
 
-    /// Reads the body prefix from `body`, checks the commitment, and returns
-    /// a reader of the plaintext. `body` must be positioned at the start of
-    /// the body (right after the header in the embedded form).
-    pub fn reader<R: Read>(self, mut body: R) -> crate::Result<DecryptingReader<R>> {
-        let prefix = read_prefix(&mut body)?;
-        let cipher = self.cipher(&prefix)?;
-        Ok(DecryptingReader::new(body, cipher))
-    }
-
-    /// Checks the commitment against a body prefix (salt and commitment,
-    /// [`RangePlan::PREFIX`]) and returns a decryptor for fetched ranges.
-    pub fn body(self, prefix: &[u8]) -> crate::Result<BodyDecryptor> {
-        let prefix: &[u8; BODY_PREFIX_LEN] = prefix.try_into().map_err(|_| Error::Truncated)?;
-        Ok(BodyDecryptor {
-            cipher: self.cipher(prefix)?,
-        })
-    }
-
-    /// Decrypts a whole body held in memory.
-    pub fn open(self, body: &[u8]) -> crate::Result<Vec<u8>> {
-        // Chunks are opened straight into one plaintext-sized allocation
-        // (no reader buffer), with the same checks and errors as the reader.
-        self.open_parallel(body, 1)
-    }
-    /// [`Decryptor::open`] on `threads` threads (`0`: the available cores).
-    /// Nothing is returned unless every chunk verified and the body ends
-    /// with its final chunk; the error is that of the lowest failing chunk,
-    /// as `open` reports it.
+    /// Decrypts a whole body held in memory (for an embedded envelope in
+    /// memory, the bytes after [`Header::parse_prefix`]'s length; or use
+    /// [`open`](crate::open)).
     ///
-    /// Cost: one allocation of the plaintext size; chunks are decrypted
-    /// directly into it (wiped if a chunk fails).
-    pub fn open_parallel(self, body: &[u8], threads: usize) -> crate::Result<Vec<u8>> {
+    /// Nothing is returned unless every chunk verified and the body ends
+    /// with its final chunk; the error is that of the lowest failing chunk.
+    ///
+    /// Cost: one allocation of the plaintext size; chunks are opened
+    /// straight into it, on the configured threads (wiped if one fails).
+    pub fn open(self, body: &[u8]) -> crate::Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.open_parallel_to(body, &mut out, threads)?;
+        self.open_into(body, &mut out)?;
         Ok(out)
     }
 
-    /// [`Decryptor::open_parallel`] into a buffer the caller reuses: `out`
-    /// is replaced by the plaintext. A buffer already as long as the
-    /// plaintext is overwritten without reallocation or zeroing (saving the
-    /// page faults of a fresh allocation). On error `out` is wiped and
-    /// emptied: it holds no plaintext.
-    pub fn open_parallel_to(
-        self,
-        body: &[u8],
-        out: &mut Vec<u8>,
-        threads: usize,
-    ) -> crate::Result<()> {
-        let threads = parallel::resolve_threads(threads);
-        let r = (|| {
-            let len = layout::plaintext_len(body.len() as u64)?;
-            let len =
-                usize::try_from(len).map_err(|_| Error::TooLarge("object too large for memory"))?;
-            let prefix: &[u8; BODY_PREFIX_LEN] = body[..BODY_PREFIX_LEN]
-                .try_into()
-                .map_err(|_| Error::Truncated)?;
-            let cipher = self.cipher(prefix)?;
-            if out.len() >= len {
-                out.truncate(len);
-            } else {
-                out.clear();
-                out.resize(len, 0);
-            }
-            parallel::open_into(&cipher, &body[BODY_PREFIX_LEN..], out, threads)
-        })();
+    /// [`Decryptor::open`] into a buffer the caller reuses: `out` is
+    /// replaced by the plaintext. A buffer already as long as the plaintext
+    /// is overwritten without reallocation or zeroing (saving the page
+    /// faults of a fresh allocation). On error `out` is wiped and emptied:
+    /// it holds no plaintext.
+    pub fn open_into(self, body: &[u8], out: &mut Vec<u8>) -> crate::Result<()> {
+        let r = self.open_with(body, out);
         if r.is_err() {
             // Chunks that verified before the failure are plaintext: wipe.
             out.fill(0);
@@ -174,31 +155,86 @@ impl Decryptor {
         r
     }
 
-    /// Decrypts the body read from `reader` (positioned at the start of the
-    /// body) into `writer`, on `threads` threads (`0`: the available
-    /// cores). Returns the plaintext length, only after the final chunk
-    /// authenticated; `writer` is flushed.
+    fn open_with(self, body: &[u8], out: &mut Vec<u8>) -> crate::Result<()> {
+        let len = layout::plaintext_len(body.len() as u64)?;
+        let len =
+            usize::try_from(len).map_err(|_| Error::TooLarge("object too large for memory"))?;
+        let (prefix, chunks) = body
+            .split_first_chunk::<BODY_PREFIX_LEN>()
+            .ok_or(Error::Truncated)?;
+        let cipher = self.cipher(prefix)?;
+        if out.len() >= len {
+            out.truncate(len);
+        } else {
+            out.clear();
+            out.resize(len, 0);
+        }
+        parallel::open_into(&cipher, chunks, out, self.threads.count())
+    }
+
+    /// Reads the body prefix from `body` (positioned at the start of the
+    /// body: right after the header in the embedded form, see
+    /// [`Header::read_from`]), checks the commitment, and returns a reader
+    /// of the plaintext.
     ///
-    /// With `threads == 1` this is [`Decryptor::reader`] and a copy loop.
-    /// Otherwise the calling thread reads, writes in order and, when
-    /// nothing is ready to write, works too; `threads - 1` more threads
-    /// open chunks, over a bounded window of 256 KiB groups: memory is
-    /// O(threads), whatever the object size. Plaintext is written strictly
-    /// in order, and a chunk's plaintext only after it and every chunk
-    /// before it verified. On the first failure the verified chunks before
+    /// The reader implements [`Read`], and [`Seek`](std::io::Seek) and
+    /// [`read_at`](DecryptingReader::read_at) when `body` can seek; a
+    /// `read_at` of at least
+    /// [`PARALLEL_READ_MIN`](crate::stream::PARALLEL_READ_MIN) bytes opens
+    /// its chunks on the configured threads. Its errors are `io::Error`s
+    /// carrying this crate's [`Error`]: `?` into a [`crate::Result`] gives
+    /// it back ([`Error::ChunkAuthentication`], [`Error::Truncated`]).
+    ///
+    /// Cost: reads 56 bytes; one 16 KiB buffer.
+    pub fn decrypt<R: Read>(self, mut body: R) -> crate::Result<DecryptingReader<R>> {
+        let prefix = read_prefix(&mut body)?;
+        let cipher = self.cipher(&prefix)?;
+        Ok(DecryptingReader::new(body, cipher, self.threads))
+    }
+
+    /// The async [`Decryptor::decrypt`]: reads the body prefix from `body`,
+    /// checks the commitment, and returns a tokio
+    /// [`AsyncRead`](tokio::io::AsyncRead) reader of the plaintext (see
+    /// [`AsyncDecryptingReader`](crate::AsyncDecryptingReader)).
+    #[cfg(feature = "tokio")]
+    pub async fn decrypt_async<R: tokio::io::AsyncRead + Unpin>(
+        self,
+        mut body: R,
+    ) -> crate::Result<crate::stream::AsyncDecryptingReader<R>> {
+        use tokio::io::AsyncReadExt;
+        let mut prefix = [0u8; BODY_PREFIX_LEN];
+        body.read_exact(&mut prefix).await.map_err(prefix_error)?;
+        let cipher = self.cipher(&prefix)?;
+        Ok(crate::stream::AsyncDecryptingReader::new(body, cipher))
+    }
+
+    /// Decrypts the body read from `reader` (positioned at the start of the
+    /// body) into `writer`. Returns the plaintext length, only after the
+    /// final chunk authenticated; `writer` is flushed.
+    ///
+    /// On one thread this is [`Decryptor::decrypt`] and a copy loop with a
+    /// 64 KiB buffer. On *n* > 1 the calling thread reads, writes in order
+    /// and, when nothing is ready to write, opens chunks too; `n - 1` more
+    /// threads open chunks, over a bounded window of 256 KiB groups:
+    /// memory is O(*n*), whatever the object size. Either way plaintext is
+    /// written strictly in order, a chunk's only after it and every chunk
+    /// before it verified; on the first failure the verified chunks before
     /// it are written, nothing after, and the error of the lowest failing
-    /// chunk is returned — what the sequential reader writes and reports.
-    /// As there, what was written before an error is an incomplete prefix:
-    /// trust it only if this returns `Ok`.
-    pub fn decrypt_stream<R: Read, W: Write>(
+    /// chunk is returned. What was written before an error is an
+    /// incomplete prefix: trust it only if this returns `Ok`.
+    pub fn decrypt_stream<R: Read, W: Write>(self, reader: R, writer: W) -> crate::Result<u64> {
+        let threads = self.threads.count();
+        self.decrypt_stream_on(reader, writer, threads)
+    }
+
+    fn decrypt_stream_on<R: Read, W: Write>(
         self,
         mut reader: R,
         mut writer: W,
         threads: usize,
     ) -> crate::Result<u64> {
-        let threads = parallel::resolve_threads(threads);
         if threads <= 1 {
-            let mut r = self.reader(reader)?;
+            let mut r = self.decrypt(reader)?;
             let mut buf = zeroize::Zeroizing::new(vec![0u8; COPY_BUF]);
             let mut total = 0u64;
             loop {
@@ -206,7 +242,7 @@ impl Decryptor {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::from_io(e)),
+                    Err(e) => return Err(e.into()),
                 };
                 writer.write_all(&buf[..n])?;
                 total += n as u64;
@@ -221,35 +257,26 @@ impl Decryptor {
         Ok(total)
     }
 
-    /// [`Decryptor::decrypt_stream`] from a file: decrypts the body that
-    /// starts at the current position of `file` (for an embedded envelope,
-    /// after [`read_header`](crate::read_header)) and runs to its end, into
-    /// `writer`, and leaves the position at the end. Returns the plaintext
-    /// length, only after the final chunk authenticated; `writer` is
-    /// flushed.
+    /// Decrypts the body that starts at the current position of `file`
+    /// (for an embedded envelope, after [`Header::read_from`]) and runs to
+    /// its end, into `writer`, and leaves the position at the end. Returns
+    /// the plaintext length, only after the final chunk authenticated;
+    /// `writer` is flushed.
     ///
-    /// When `file` is a regular file and `threads > 1`, the body length is
-    /// checked first (a truncated body fails before anything is written)
-    /// and each thread reads the groups it opens by position (`pread`), so
-    /// reading is parallel too; the calling thread writes them in order. What is
-    /// written, and when, is exactly as in [`Decryptor::decrypt_stream`]:
-    /// in order, a chunk's plaintext only after it and every chunk before
-    /// it verified; on failure an incomplete prefix, to be trusted only if
-    /// this returns `Ok`. A file that shrinks or grows while it is read
-    /// fails with an I/O error saying so. Anything else (a pipe, a
-    /// terminal), or `threads == 1`, is read as a stream by
-    /// [`Decryptor::decrypt_stream`].
+    /// When `file` is a regular file and there are several threads, the
+    /// body length is checked first (a truncated body fails before anything
+    /// is written) and each thread reads the groups it opens by position
+    /// (`pread`), so reading is parallel too; the calling thread writes
+    /// them in order. What is written, and when, is exactly as in
+    /// [`Decryptor::decrypt_stream`]. A file that shrinks or grows while it
+    /// is read fails with an I/O error saying so. Anything else (a pipe, a
+    /// terminal), or one thread, is read as a stream.
     #[cfg(any(unix, windows))]
-    pub fn decrypt_file<W: Write>(
-        self,
-        file: &std::fs::File,
-        mut writer: W,
-        threads: usize,
-    ) -> crate::Result<u64> {
+    pub fn decrypt_file<W: Write>(self, file: &std::fs::File, mut writer: W) -> crate::Result<u64> {
         use crate::stream::positional::{self, FileSpan};
-        let threads = parallel::resolve_threads(threads);
+        let threads = self.threads.count();
         let Some(span) = FileSpan::for_threads(file, threads)? else {
-            return self.decrypt_stream(file, writer, threads);
+            return self.decrypt_stream_on(file, writer, threads);
         };
         layout::plaintext_len(span.len())?;
         let mut prefix = [0u8; BODY_PREFIX_LEN];
@@ -261,35 +288,30 @@ impl Decryptor {
         Ok(total)
     }
 
-    /// Reads the body prefix from `body`, checks the commitment, and
-    /// returns an [`AsyncRead`](tokio::io::AsyncRead) reader of the
-    /// plaintext (see
-    /// [`AsyncDecryptingReader`](crate::stream::AsyncDecryptingReader)).
-    #[cfg(feature = "tokio")]
-    pub async fn async_reader<R: tokio::io::AsyncRead + Unpin>(
-        self,
-        mut body: R,
-    ) -> crate::Result<crate::stream::AsyncDecryptingReader<R>> {
-        use tokio::io::AsyncReadExt;
-        let mut prefix = [0u8; BODY_PREFIX_LEN];
-        body.read_exact(&mut prefix)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Error::Truncated,
-                _ => Error::Io(e),
-            })?;
-        let cipher = self.cipher(&prefix)?;
-        Ok(crate::stream::AsyncDecryptingReader::new(body, cipher))
+    /// Checks the commitment against the body prefix (the 56 bytes of
+    /// [`RangePlan::PREFIX`](crate::RangePlan::PREFIX), fetched once per
+    /// object) and returns a decryptor of ranges fetched separately, for
+    /// stores that serve byte ranges. Errors: [`Error::Truncated`] unless
+    /// `body_prefix` is 56 bytes; [`Error::CommitmentMismatch`].
+    pub fn ranges(self, body_prefix: &[u8]) -> crate::Result<RangeDecryptor> {
+        let prefix: &[u8; BODY_PREFIX_LEN] =
+            body_prefix.try_into().map_err(|_| Error::Truncated)?;
+        Ok(RangeDecryptor::new(self.cipher(prefix)?))
+    }
+}
+
+/// A body that ends inside its prefix is truncated.
+fn prefix_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Error::Truncated,
+        _ => Error::from(e),
     }
 }
 
 /// Reads the 56-byte body prefix; a short body is truncated.
 fn read_prefix<R: Read>(body: &mut R) -> crate::Result<[u8; BODY_PREFIX_LEN]> {
     let mut prefix = [0u8; BODY_PREFIX_LEN];
-    body.read_exact(&mut prefix).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => Error::Truncated,
-        _ => Error::Io(e),
-    })?;
+    body.read_exact(&mut prefix).map_err(prefix_error)?;
     Ok(prefix)
 }
 
@@ -307,9 +329,7 @@ pub(crate) async fn unwrap_data_key(
         };
         resolved_any = true;
         if kek.algorithm() != entry.alg {
-            first_err.get_or_insert(Error::UnwrapFailed {
-                kek_id: entry.kek_id.clone(),
-            });
+            first_err.get_or_insert(Error::unwrap_failed(&entry.kek_id));
             continue;
         }
         match kek.unwrap_key(&entry.wrapped).await {
@@ -320,62 +340,9 @@ pub(crate) async fn unwrap_data_key(
         }
     }
     if !resolved_any {
-        return Err(Error::UnknownKek {
-            kek_ids: header.keys().iter().map(|k| k.kek_id.clone()).collect(),
-        });
+        return Err(Error::unknown_kek(
+            header.keys().iter().map(|k| k.kek_id.as_str()),
+        ));
     }
-    Err(first_err.unwrap_or(Error::ApiMisuse("internal: no unwrap result")))
-}
-
-/// Decrypts ciphertext ranges fetched separately (for ranged GETs), after
-/// the commitment has been checked. See [`RangePlan`].
-pub struct BodyDecryptor {
-    cipher: ChunkCipher,
-}
-
-impl fmt::Debug for BodyDecryptor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BodyDecryptor { .. }")
-    }
-}
-
-impl BodyDecryptor {
-    /// Decrypts `fetched` — exactly the body bytes `plan.ciphertext` — in
-    /// place, and returns the plaintext of `plan.plaintext`.
-    ///
-    /// Every chunk's tag is verified; when the plan includes the final chunk
-    /// it must be short, which authenticates the object's length. Nothing is
-    /// returned unless every chunk verified.
-    pub fn decrypt_range(&self, plan: &RangePlan, fetched: &mut [u8]) -> crate::Result<Vec<u8>> {
-        let expected = plan.ciphertext.end - plan.ciphertext.start;
-        if fetched.len() as u64 != expected {
-            return Err(Error::Truncated);
-        }
-        // Zeroizing: if a later chunk fails, what was copied is wiped.
-        let mut out = zeroize::Zeroizing::new(vec![
-            0u8;
-            (plan.plaintext.end - plan.plaintext.start)
-                as usize
-        ]);
-        let mut index = plan.first_chunk;
-        let mut rest: &mut [u8] = fetched;
-        while !rest.is_empty() {
-            let take = rest.len().min(CHUNK_CT_SIZE);
-            let is_last_piece = take == rest.len();
-            let (piece, tail) = rest.split_at_mut(take);
-            // Only the last piece may be short, and only when it is the
-            // final chunk (checked again on the opened chunk below).
-            if take < CHUNK_CT_SIZE && !(is_last_piece && plan.includes_final_chunk) {
-                return Err(Error::Truncated);
-            }
-            let d = open_piece(&self.cipher, index, piece)?;
-            let expect_final = is_last_piece && plan.includes_final_chunk;
-            let r = deliver_range_chunk(plan, index, d, expect_final, piece, &mut out);
-            zeroize::Zeroize::zeroize(&mut piece[..d.len]);
-            r?;
-            index += 1;
-            rest = tail;
-        }
-        Ok(std::mem::take(&mut *out))
-    }
+    Err(first_err.unwrap_or(Error::Internal("no unwrap result for a resolved key")))
 }

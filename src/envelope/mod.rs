@@ -1,61 +1,51 @@
 //! Envelopes: the header plus the streaming body, in the embedded or the
-//! detached form, with one-shot helpers for small objects.
+//! detached form.
+//!
+//! One way to do each job:
+//!
+//! * a small object in memory, embedded form, one thread: [`seal`] and
+//!   [`open`];
+//! * anything else: [`Encryptor`] and [`Decryptor`], whose options
+//!   (detached form, threads, provider) are set once and whose terminal
+//!   operations cover slices, `Write`/`Read` adapters (sync and tokio),
+//!   stream-to-stream copies, files and ranged reads ([`RangeDecryptor`]);
+//! * a new set of KEKs for existing objects, bodies untouched: [`rewrap`]
+//!   and [`rewrap_batch`].
+//!
+//! There is no other way in. The entry points of the fuzz targets exist
+//! only in builds with `--cfg fuzzing`, which no normal build (and so no
+//! dependent crate) has; no function anywhere lets a caller choose a
+//! nonce, a salt or a derived key:
+//!
+//! ```compile_fail,E0433
+//! cmk_envelope::fuzzing::open(b"any bytes");
+//! ```
+//!
+//! ```compile_fail,E0433
+//! let kek = cmk_envelope::__private::fuzz_kek();
+//! ```
 
 mod decryptor;
 mod encryptor;
+mod ranges;
 mod rewrap;
 
-use std::io::Read;
 use std::sync::Arc;
 
-pub use decryptor::{BodyDecryptor, Decryptor};
+pub use decryptor::Decryptor;
 pub use encryptor::Encryptor;
+pub use ranges::RangeDecryptor;
 pub use rewrap::{rewrap, rewrap_batch};
 
-use crate::error::Error;
 use crate::format::{Header, Profile};
 use crate::kek::{KeyEncryptionKey, KeyResolver};
-use crate::stream::DecryptingReader;
 
-/// Reads one header from the start of `r` (the embedded form), leaving `r`
-/// at the start of the body. Reads exactly `header_len` bytes; the header
-/// is validated before any KEK could be called.
-pub fn read_header<R: Read>(r: &mut R) -> crate::Result<Header> {
-    let mut prefix = [0u8; 11];
-    r.read_exact(&mut prefix).map_err(eof_is_malformed)?;
-    let len = Header::peek_len(&prefix)?;
-    let mut bytes = vec![0u8; len];
-    bytes[..11].copy_from_slice(&prefix);
-    r.read_exact(&mut bytes[11..]).map_err(eof_is_malformed)?;
-    Header::parse(&bytes)
-}
-
-fn eof_is_malformed(e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        Error::MalformedHeader("input ends inside the header")
-    } else {
-        Error::Io(e)
-    }
-}
-
-/// Opens an embedded envelope from a stream: reads the header, unwraps the
-/// data key through `resolver`, checks the commitment, and returns the
-/// plaintext reader.
-pub async fn open_reader<R: Read>(
-    mut r: R,
-    resolver: &dyn KeyResolver,
-    profile: Profile,
-    app_context: &[u8],
-) -> crate::Result<DecryptingReader<R>> {
-    let header = read_header(&mut r)?;
-    Decryptor::new(&header, resolver, profile, app_context)
-        .await?
-        .reader(r)
-}
-
-/// Encrypts a small object in memory into an embedded envelope.
+/// Encrypts a small object in memory into an embedded envelope (header,
+/// then body), on the calling thread: [`Encryptor::new`] then
+/// [`Encryptor::seal`].
 ///
-/// Cost: one `wrap_key` per KEK, then a single pass over the data.
+/// Cost: one `wrap_key` per KEK, then one allocation of the exact output
+/// size and a single pass over the data.
 pub async fn seal(
     keks: &[Arc<dyn KeyEncryptionKey>],
     profile: Profile,
@@ -67,9 +57,12 @@ pub async fn seal(
         .seal(plaintext)
 }
 
-/// Decrypts an embedded envelope held in memory.
+/// Decrypts an embedded envelope held in memory, on the calling thread:
+/// [`Header::parse_prefix`], [`Decryptor::new`], then [`Decryptor::open`].
+/// Nothing is returned unless every chunk verified.
 ///
-/// Cost: one `unwrap_key`, then a single pass over the data.
+/// Cost: one `unwrap_key`, then one allocation of the plaintext size and a
+/// single pass over the data.
 pub async fn open(
     resolver: &dyn KeyResolver,
     profile: Profile,
@@ -81,3 +74,6 @@ pub async fn open(
         .await?
         .open(&envelope[used..])
 }
+
+#[cfg(test)]
+mod same_bytes;

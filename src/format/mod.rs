@@ -1,7 +1,10 @@
 //! The envelope wire format, v1 (`FORMAT.md`): header codec, suites and
-//! profiles. Pure data and parsing, no I/O.
+//! profiles. Pure data and parsing; the only I/O is
+//! [`Header::read_from`] (and its async twin), a thin driver of the same
+//! parser.
 
 mod header;
+mod read;
 
 pub use header::{
     Header, FIXED_LEN, MAGIC, MAX_HEADER_LEN, MAX_KEK_ID_LEN, MAX_KEYS, MAX_WRAPPED_LEN,

@@ -10,7 +10,7 @@ use tantivy::directory::{FileHandle, OwnedBytes};
 use tantivy::HasLen;
 
 use super::cache::ChunkCache;
-use crate::envelope::BodyDecryptor;
+use crate::envelope::RangeDecryptor;
 use crate::error::Error;
 use crate::stream::{layout, RangePlan, BODY_PREFIX_LEN, CHUNK_SIZE};
 
@@ -27,7 +27,7 @@ pub(crate) struct EncryptedFile {
     pub(crate) body_start: usize,
     pub(crate) body_len: u64,
     pub(crate) len: usize,
-    pub(crate) body: BodyDecryptor,
+    pub(crate) body: RangeDecryptor,
     pub(crate) file_key: u128,
     pub(crate) cache: Arc<ChunkCache>,
     pub(crate) name: String,
@@ -88,8 +88,8 @@ impl EncryptedFile {
     /// whole chunks, clipped to the file) in one pass.
     fn decrypt(&self, range: Range<u64>) -> crate::Result<Vec<u8>> {
         let plan = RangePlan::new(range, self.body_len)?;
-        let start = self.body_start + plan.ciphertext.start as usize;
-        let end = self.body_start + plan.ciphertext.end as usize;
+        let start = self.body_start + plan.ciphertext().start as usize;
+        let end = self.body_start + plan.ciphertext().end as usize;
         let fetched = self.raw.read_bytes(start..end)?;
         let mut buf = fetched.as_slice().to_vec();
         self.body.decrypt_range(&plan, &mut buf)

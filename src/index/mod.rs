@@ -18,7 +18,7 @@
 //!   sealed and opened whole, bound the same way.
 //! * **Random access.** `FileHandle::read_bytes(range)` fetches only the
 //!   16 KiB chunks covering the range from the inner directory and
-//!   decrypts them ([`BodyDecryptor`](crate::BodyDecryptor)); the final chunk is checked when the
+//!   decrypts them ([`RangeDecryptor`](crate::RangeDecryptor)); the final chunk is checked when the
 //!   file is opened, which authenticates its length. Decrypted chunks go
 //!   into a bounded LRU shared by the directory's files (default
 //!   [`DEFAULT_CACHE_CHUNKS`] chunks of 16 KiB), so a hot loop over the
@@ -204,7 +204,7 @@ impl EncryptedDirectory {
         let body_prefix = raw
             .read_bytes(header_len..header_len + BODY_PREFIX_LEN)
             .map_err(|e| wrap(e.into()))?;
-        let body = decryptor.body(body_prefix.as_slice()).map_err(wrap)?;
+        let body = decryptor.ranges(body_prefix.as_slice()).map_err(wrap)?;
         let body_len = (raw_len - header_len) as u64;
         let (len, file_key) = file::geometry(body_len, body_prefix.as_slice()).map_err(wrap)?;
         let file = EncryptedFile {
@@ -244,7 +244,7 @@ impl Directory for EncryptedDirectory {
         let out = self.inner.open_write(path)?;
         let enc =
             block_on(Encryptor::new(&[self.scope.kek()], Profile::Index, &ctx)).map_err(wrap)?;
-        let writer = enc.writer(out).map_err(wrap)?;
+        let writer = enc.wrap_output(out).map_err(wrap)?;
         Ok(io::BufWriter::with_capacity(
             CHUNK_SIZE,
             Box::new(EncryptingFileWriter {

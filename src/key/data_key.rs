@@ -43,7 +43,7 @@ impl DataKey {
         let mut draw = zeroize::Zeroizing::new([0u8; 64]);
         let draw = draw
             .get_mut(..DATA_KEY_LEN + N)
-            .ok_or(crate::Error::ApiMisuse("salt longer than 32 bytes"))?;
+            .ok_or(crate::Error::Internal("salt longer than 32 bytes"))?;
         provider.fill_random(draw)?;
         let (key, salt) = draw.split_at(DATA_KEY_LEN);
         let key = DataKey::from_unwrapped(key)?;

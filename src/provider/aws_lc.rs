@@ -199,6 +199,7 @@ impl HkdfProvider for Hkdf {
         expand_sha512_hmac(prk, info, out)
     }
 
+    #[cfg(test)] // only the vector and cross-provider tests call it
     fn extract_sha512(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; SHA512_LEN]> {
         // HKDF-Extract(salt, ikm) = HMAC-SHA-512(key = salt, ikm)
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA512, salt);
@@ -382,6 +383,7 @@ impl RsaProvider for Rsa {
         Ok(Zeroizing::new(der.as_ref().to_vec()))
     }
 
+    #[cfg(test)] // only the vector and cross-provider tests call it
     fn public_spki_from_pkcs8(&self, der: &[u8]) -> Result<Vec<u8>, CryptoError> {
         use aws_lc_rs::encoding::AsDer;
         exactly_one_der_element(der)?;

@@ -12,9 +12,7 @@ use aes_kw::{KwAes256, KwpAes256};
 use getrandom::SysRng;
 use hkdf::HmacImpl;
 use hmac::Hmac;
-use rsa::pkcs8::{
-    EncodePrivateKey as _, EncodePublicKey as _, PrivateKeyInfoRef, SubjectPublicKeyInfoRef,
-};
+use rsa::pkcs8::{EncodePrivateKey as _, PrivateKeyInfoRef, SubjectPublicKeyInfoRef};
 use rsa::traits::PublicKeyParts as _;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
@@ -178,6 +176,7 @@ impl HkdfProvider for Hkdf {
         Ok(())
     }
 
+    #[cfg(test)] // only the vector and cross-provider tests call it
     fn extract_sha512(&self, salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; SHA512_LEN]> {
         // HKDF-Extract(salt, IKM) = HMAC-SHA-512(key = salt, IKM). An empty
         // salt is HMAC's all-zero key, exactly as RFC 5869 specifies.
@@ -364,7 +363,9 @@ impl RsaProvider for Rsa {
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
+    #[cfg(test)] // only the vector and cross-provider tests call it
     fn public_spki_from_pkcs8(&self, der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        use rsa::pkcs8::EncodePublicKey as _;
         let key = parse_pkcs8(der)?;
         let doc = key.as_public_key().to_public_key_der().map_err(ce)?;
         Ok(doc.into_vec())

@@ -318,7 +318,7 @@ impl EncryptionScope {
             .provider
             .hkdf
             .expand_sha512(&key[..], &[DERIVE_LABEL, label], &mut out[..])
-            .map_err(|_| Error::ApiMisuse("HKDF expansion failed"))?;
+            .map_err(|_| Error::Internal("HKDF expansion failed"))?;
         Ok(out)
     }
 
@@ -461,9 +461,7 @@ async fn unwrap_with(
     wrapped: &WrappedKey,
 ) -> crate::Result<Zeroizing<[u8; 32]>> {
     if kek.algorithm() != wrapped.alg {
-        return Err(Error::UnwrapFailed {
-            kek_id: wrapped.kek_id.clone(),
-        });
+        return Err(Error::unwrap_failed(&wrapped.kek_id));
     }
     let dk = kek.unwrap_key(&wrapped.wrapped).await?;
     Ok(Zeroizing::new(*dk.expose_secret_bytes()))

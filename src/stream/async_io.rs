@@ -25,10 +25,7 @@ use super::codec::{
     deliver_range_chunk, open_piece, open_piece_into, ChunkEncoder, Decoded, Sticky,
 };
 use super::RangePlan;
-use crate::envelope::Decryptor;
 use crate::error::Error;
-use crate::format::{Header, Profile};
-use crate::kek::KeyResolver;
 
 const CHUNK: u64 = CHUNK_SIZE as u64;
 
@@ -152,7 +149,7 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptingWriter<W> {
     /// Dropped before it completes, it leaves an output that fails to
     /// decrypt.
     pub async fn finish(mut self) -> crate::Result<W> {
-        self.check().map_err(Error::from_io)?;
+        self.check()?;
         poll_fn(|cx| self.poll_drain(cx)).await?;
         self.enc.seal_final()?;
         poll_fn(|cx| self.poll_drain(cx)).await?;
@@ -216,7 +213,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptingWriter<W> {
 /// existed; no byte of a chunk is returned before that chunk's tag
 /// verified; a read returns end-of-file only after the final, short chunk
 /// opened (truncation, trailing data, reordering are errors, carried in
-/// `io::Error`: recover them with [`Error::from_io`]); failures are sticky.
+/// `io::Error`; `?` into a [`crate::Result`] gives back the crate's
+/// [`Error`]); failures are sticky.
 ///
 /// Memory: a read-ahead ring of 32 chunks (≈ 512 KiB), plus one chunk for
 /// `read_at`. Reads of at least 16 KiB get whole chunks opened straight
@@ -349,7 +347,7 @@ impl<R: AsyncRead + Unpin> AsyncDecryptingReader<R> {
     /// Reads until a whole chunk is buffered at `head` or the source ends.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         if let Some(e) = self.read_error.take() {
-            return Poll::Ready(Err(Error::Io(e)));
+            return Poll::Ready(Err(Error::from(e)));
         }
         while self.filled < CHUNK_CT_SIZE && !self.eof {
             let run = self.free_run();
@@ -568,15 +566,15 @@ impl<R: AsyncRead + AsyncSeek + Unpin> AsyncDecryptingReader<R> {
         let start = self.chunks_start().await?;
         let prefix = BODY_PREFIX_LEN as u64;
         self.inner
-            .seek(SeekFrom::Start(start + plan.ciphertext.start - prefix))
+            .seek(SeekFrom::Start(start + plan.ciphertext().start - prefix))
             .await?;
         let mut scratch = self
             .scratch
             .take()
             .unwrap_or_else(|| crate::util::SecretBuf::zeroed(CHUNK_CT_SIZE));
         let r = async {
-            let mut index = plan.first_chunk;
-            let mut remaining = plan.ciphertext.end - plan.ciphertext.start;
+            let mut index = plan.first_chunk();
+            let mut remaining = plan.ciphertext().end - plan.ciphertext().start;
             while remaining > 0 {
                 let want = remaining.min(CHUNK_CT_SIZE as u64) as usize;
                 let n = read_full(&mut self.inner, &mut scratch[..want]).await?;
@@ -584,7 +582,7 @@ impl<R: AsyncRead + AsyncSeek + Unpin> AsyncDecryptingReader<R> {
                     return Err(Error::Truncated);
                 }
                 let d = open_piece(&self.cipher, index, &mut scratch[..n])?;
-                let expect_final = plan.includes_final_chunk && remaining == want as u64;
+                let expect_final = plan.includes_final_chunk() && remaining == want as u64;
                 let end = deliver_range_chunk(&plan, index, d, expect_final, &scratch, out)?;
                 if end.is_some() {
                     self.final_len = end;
@@ -592,47 +590,10 @@ impl<R: AsyncRead + AsyncSeek + Unpin> AsyncDecryptingReader<R> {
                 index += 1;
                 remaining -= want as u64;
             }
-            Ok((plan.plaintext.end - plan.plaintext.start) as usize)
+            Ok((plan.plaintext().end - plan.plaintext().start) as usize)
         }
         .await;
         self.scratch = Some(scratch);
         r.map_err(|e| Sticky::record(&mut self.sticky, e))
     }
-}
-
-/// Reads one header from the start of `r` (the embedded form), leaving `r`
-/// at the start of the body: the async
-/// [`read_header`](crate::read_header).
-pub async fn read_header_async<R: AsyncRead + Unpin>(r: &mut R) -> crate::Result<Header> {
-    let eof = |e: io::Error| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            Error::MalformedHeader("input ends inside the header")
-        } else {
-            Error::Io(e)
-        }
-    };
-    let mut prefix = [0u8; 11];
-    r.read_exact(&mut prefix).await.map_err(eof)?;
-    let len = Header::peek_len(&prefix)?;
-    let mut bytes = vec![0u8; len];
-    bytes[..11].copy_from_slice(&prefix);
-    r.read_exact(&mut bytes[11..]).await.map_err(eof)?;
-    Header::parse(&bytes)
-}
-
-/// Opens an embedded envelope from an async stream: reads the header,
-/// unwraps the data key through `resolver`, checks the commitment and
-/// returns the plaintext reader (the async
-/// [`open_reader`](crate::open_reader)).
-pub async fn open_async_reader<R: AsyncRead + Unpin>(
-    mut r: R,
-    resolver: &dyn KeyResolver,
-    profile: Profile,
-    app_context: &[u8],
-) -> crate::Result<AsyncDecryptingReader<R>> {
-    let header = read_header_async(&mut r).await?;
-    Decryptor::new(&header, resolver, profile, app_context)
-        .await?
-        .async_reader(r)
-        .await
 }

@@ -94,7 +94,7 @@ impl ChunkCipher {
                 &[INFO_PREFIX, AEAD_NAME, &[0u8], salt, context],
                 &mut okm[..],
             )
-            .map_err(|_| Error::ApiMisuse("HKDF output length"))?;
+            .map_err(|_| Error::Internal("HKDF output length"))?;
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
         key.copy_from_slice(&okm[..32]);
         let mut base_nonce = [0u8; GCM_NONCE_LEN];
@@ -166,7 +166,7 @@ impl ChunkCipher {
         let nonce = self.nonce(index)?;
         self.aead
             .seal_in_place(&nonce, &[], buf)
-            .map_err(|_| Error::ApiMisuse("AES-GCM seal failed"))
+            .map_err(|_| Error::Internal("AES-GCM seal failed"))
     }
 
     /// Encrypts chunk `index` from `input` into `output` (the same length)
@@ -182,7 +182,7 @@ impl ChunkCipher {
         let nonce = self.nonce(index)?;
         self.aead
             .seal_to(&nonce, &[], input, output)
-            .map_err(|_| Error::ApiMisuse("AES-GCM seal failed"))
+            .map_err(|_| Error::Internal("AES-GCM seal failed"))
     }
 
     /// Verifies chunk `index` (`data` and `tag`) and decrypts it into

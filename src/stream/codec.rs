@@ -99,10 +99,10 @@ pub(crate) fn open_piece_into(
 /// (`expect_final`) — a full chunk where the final one was claimed, or a
 /// short one anywhere else, is a truncation — then copies the part of its
 /// plaintext (`d.len` bytes at the start of `plaintext`) that falls in
-/// `plan.plaintext` to its place in `out`, which holds that range from its
+/// `plan.plaintext()` to its place in `out`, which holds that range from its
 /// start. Returns the object's authenticated plaintext length when this
 /// was the final chunk. Every range reader (sync, parallel, async, and
-/// [`BodyDecryptor::decrypt_range`](crate::BodyDecryptor::decrypt_range))
+/// [`RangeDecryptor::decrypt_range`](crate::RangeDecryptor::decrypt_range))
 /// goes through here.
 pub(crate) fn deliver_range_chunk(
     plan: &RangePlan,
@@ -116,11 +116,12 @@ pub(crate) fn deliver_range_chunk(
         return Err(Error::Truncated);
     }
     let start = index * CHUNK_SIZE as u64;
-    let lo = plan.plaintext.start.max(start);
-    let hi = plan.plaintext.end.min(start + d.len as u64);
+    let range = plan.plaintext();
+    let lo = range.start.max(start);
+    let hi = range.end.min(start + d.len as u64);
     if lo < hi {
         let src = (lo - start) as usize;
-        let dst = (lo - plan.plaintext.start) as usize;
+        let dst = (lo - range.start) as usize;
         let n = (hi - lo) as usize;
         out[dst..dst + n].copy_from_slice(&plaintext[src..src + n]);
     }
@@ -285,10 +286,10 @@ impl ChunkEncoder {
     pub(crate) fn seal_final(&mut self) -> crate::Result<()> {
         self.check()?;
         if self.finished {
-            return Err(Error::ApiMisuse("the message was already finished"));
+            return Err(Error::Internal("the message was already finished"));
         }
         if self.sealed != 0 {
-            return Err(Error::ApiMisuse("sealed output is still pending"));
+            return Err(Error::Internal("sealed output is still pending"));
         }
         // Full chunks are sealed as soon as they fill, so this one is short.
         debug_assert!(self.filled < CHUNK_SIZE);

@@ -50,20 +50,44 @@ pub fn chunk_offset(index: u64) -> u64 {
 /// Which ciphertext to fetch to decrypt a plaintext range, for stores that
 /// serve byte ranges (blob storage ranged GETs).
 ///
-/// Fetch [`RangePlan::PREFIX`] (the 56-byte salt and commitment; cache it
-/// per object) and [`RangePlan::ciphertext`]; then hand both to
-/// [`BodyDecryptor::decrypt_range`](crate::BodyDecryptor::decrypt_range).
+/// Plans come only from [`RangePlan::new`], which computes them from the
+/// body's geometry; their fields are read through accessors and cannot be
+/// set. Fetch [`RangePlan::PREFIX`] (the 56-byte salt and commitment; cache
+/// it per object) and [`RangePlan::ciphertext`]; then hand both to
+/// [`RangeDecryptor::decrypt_range`](crate::RangeDecryptor::decrypt_range),
+/// which checks what it was given against the plan and the geometry again.
+///
+/// A plan built for a forged body length gains nothing: every chunk's tag
+/// and its final-chunk status are verified when it is decrypted.
+///
+/// ```
+/// use cmk_envelope::RangePlan;
+/// let body_len = cmk_envelope::stream::layout::body_len(100_000);
+/// let plan = RangePlan::new(20_000..30_000, body_len)?;
+/// assert_eq!(plan.ciphertext(), 56 + 16_400..56 + 2 * 16_400);
+/// # Ok::<(), cmk_envelope::Error>(())
+/// ```
+///
+/// A plan cannot be written by hand, so it cannot claim more plaintext
+/// than its chunks hold:
+///
+/// ```compile_fail,E0451
+/// use cmk_envelope::RangePlan;
+/// let plan = RangePlan {
+///     plaintext: 0..40_000,
+///     ciphertext: 56..56 + 16_400,
+///     first_chunk: 0,
+///     includes_final_chunk: false,
+///     body_len: 100_000,
+/// };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangePlan {
-    /// The plaintext range that will be returned (the request, clipped to
-    /// the end of the object).
-    pub plaintext: Range<u64>,
-    /// Body bytes holding the chunks that cover `plaintext`.
-    pub ciphertext: Range<u64>,
-    /// Index of the first chunk in `ciphertext`.
-    pub first_chunk: u64,
-    /// Whether `ciphertext` ends with the final chunk.
-    pub includes_final_chunk: bool,
+    plaintext: Range<u64>,
+    ciphertext: Range<u64>,
+    first_chunk: u64,
+    includes_final_chunk: bool,
+    body_len: u64,
 }
 
 impl RangePlan {
@@ -74,6 +98,10 @@ impl RangePlan {
     /// A range reaching past the end is clipped; an empty result still
     /// fetches the final chunk, so that the object's length is
     /// authenticated.
+    ///
+    /// Errors: [`Error::ApiMisuse`] when `range.start > range.end`;
+    /// [`Error::Truncated`] when no valid body has length `body_len`.
+    /// Cost: arithmetic only.
     pub fn new(range: Range<u64>, body_len: u64) -> crate::Result<RangePlan> {
         if range.start > range.end {
             return Err(Error::ApiMisuse("range start is after its end"));
@@ -101,7 +129,97 @@ impl RangePlan {
             ciphertext: ct_start..ct_end,
             first_chunk: first,
             includes_final_chunk: last == final_chunk,
+            body_len,
         })
+    }
+
+    /// The plaintext range that will be returned (the request, clipped to
+    /// the end of the object).
+    pub fn plaintext(&self) -> Range<u64> {
+        self.plaintext.clone()
+    }
+
+    /// The body bytes to fetch: the chunks that cover
+    /// [`plaintext`](Self::plaintext), plus the final chunk when the range
+    /// reaches or passes the end.
+    pub fn ciphertext(&self) -> Range<u64> {
+        self.ciphertext.clone()
+    }
+
+    /// Index of the first chunk in [`ciphertext`](Self::ciphertext).
+    pub fn first_chunk(&self) -> u64 {
+        self.first_chunk
+    }
+
+    /// Whether [`ciphertext`](Self::ciphertext) ends with the final chunk.
+    pub fn includes_final_chunk(&self) -> bool {
+        self.includes_final_chunk
+    }
+
+    /// The body length the plan was computed for.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// A plan with any fields, for tests that show a forged plan is
+    /// refused.
+    #[cfg(test)]
+    pub(crate) fn forged(
+        plaintext: Range<u64>,
+        ciphertext: Range<u64>,
+        first_chunk: u64,
+        includes_final_chunk: bool,
+        body_len: u64,
+    ) -> RangePlan {
+        RangePlan {
+            plaintext,
+            ciphertext,
+            first_chunk,
+            includes_final_chunk,
+            body_len,
+        }
+    }
+
+    /// The plan's own geometry, checked again: `plaintext` lies in the
+    /// chunks `ciphertext` holds, `ciphertext` starts at `first_chunk` and
+    /// ends at a chunk boundary or, with the final chunk, at `body_len`,
+    /// which is a valid body length. Holds for every plan
+    /// [`RangePlan::new`] makes; the range readers check it before they
+    /// trust a plan with a buffer.
+    pub(crate) fn check(&self) -> crate::Result<()> {
+        let len = plaintext_len(self.body_len)?;
+        let final_chunk = len / CHUNK;
+        let ct = &self.ciphertext;
+        let pt = &self.plaintext;
+        let last = if self.includes_final_chunk {
+            final_chunk
+        } else {
+            // `ct.end` is the start of the chunk after the last one.
+            let Some(next) = ct.end.checked_sub(PREFIX).map(|n| n / CHUNK_CT) else {
+                return Err(Error::Internal("a range plan ends before the chunks"));
+            };
+            if chunk_offset(next) != ct.end || next == 0 || next > final_chunk {
+                return Err(Error::Internal("a range plan ends inside a chunk"));
+            }
+            next - 1
+        };
+        let ct_end = if self.includes_final_chunk {
+            self.body_len
+        } else {
+            chunk_offset(last + 1)
+        };
+        let ok = self.first_chunk <= last
+            && ct.start == chunk_offset(self.first_chunk)
+            && ct.end == ct_end
+            && pt.start <= pt.end
+            && pt.end <= len
+            && (pt.is_empty() || pt.start >= self.first_chunk * CHUNK)
+            && (pt.is_empty() || pt.end <= (last + 1) * CHUNK);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Internal("a range plan does not fit its body"))
+        }
     }
 }
 
@@ -138,23 +256,90 @@ mod tests {
     fn plans() {
         let body = body_len(100_000); // 6 full chunks + 1696 bytes
         let p = RangePlan::new(0..4096, body).unwrap();
-        assert_eq!(p.ciphertext, 56..56 + 16400);
-        assert_eq!(p.first_chunk, 0);
-        assert!(!p.includes_final_chunk);
+        assert_eq!(p.ciphertext(), 56..56 + 16400);
+        assert_eq!(p.first_chunk(), 0);
+        assert!(!p.includes_final_chunk());
         let p = RangePlan::new(16380..16390, body).unwrap();
-        assert_eq!(p.ciphertext, 56..56 + 2 * 16400);
+        assert_eq!(p.ciphertext(), 56..56 + 2 * 16400);
         let p = RangePlan::new(99_000..200_000, body).unwrap();
-        assert_eq!(p.plaintext, 99_000..100_000);
-        assert_eq!(p.first_chunk, 6);
-        assert_eq!(p.ciphertext, chunk_offset(6)..body);
-        assert!(p.includes_final_chunk);
+        assert_eq!(p.plaintext(), 99_000..100_000);
+        assert_eq!(p.first_chunk(), 6);
+        assert_eq!(p.ciphertext(), chunk_offset(6)..body);
+        assert!(p.includes_final_chunk());
         let p = RangePlan::new(500_000..600_000, body).unwrap();
-        assert_eq!(p.plaintext, 100_000..100_000);
-        assert!(p.includes_final_chunk);
+        assert_eq!(p.plaintext(), 100_000..100_000);
+        assert!(p.includes_final_chunk());
         // a range that ends inside the object but was not clipped
         let p = RangePlan::new(0..100_000, body).unwrap();
-        assert!(p.includes_final_chunk);
+        assert!(p.includes_final_chunk());
         let (lo, hi) = (5, 4);
-        assert!(RangePlan::new(lo..hi, body).is_err());
+        assert!(matches!(
+            RangePlan::new(lo..hi, body),
+            Err(Error::ApiMisuse(_))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod plan_checks {
+    use super::*;
+
+    /// Every plan `new` makes passes `check`, over many ranges and bodies.
+    #[test]
+    fn computed_plans_pass_their_own_check() {
+        for len in [0u64, 1, 16383, 16384, 16385, 100_000, 5 * 16384] {
+            let body = body_len(len);
+            let points = [0, 1, 16383, 16384, 16385, 50_000, len, len + 1, u64::MAX];
+            for &a in &points {
+                for &b in &points {
+                    if a <= b {
+                        let p = RangePlan::new(a..b, body).unwrap();
+                        p.check().unwrap_or_else(|e| panic!("{len} {a}..{b}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::reversed_empty_ranges)] // the forgeries under test
+    fn forged_plans_fail_the_check() {
+        let body = body_len(100_000); // chunks 0..=6, the last one short
+        let good = RangePlan::new(0..4096, body).unwrap();
+        let forged = [
+            // more plaintext than the fetched chunk holds
+            RangePlan {
+                plaintext: 0..40_000,
+                ..good.clone()
+            },
+            // start after end
+            RangePlan {
+                plaintext: 10..5,
+                ..good.clone()
+            },
+            // ciphertext that does not start at the first chunk
+            RangePlan {
+                first_chunk: 1,
+                ..good.clone()
+            },
+            // a final chunk claimed in the middle of the body
+            RangePlan {
+                includes_final_chunk: true,
+                ..good.clone()
+            },
+            // ciphertext ending inside a chunk
+            RangePlan {
+                ciphertext: 56..100,
+                ..good.clone()
+            },
+            // a body length no envelope has
+            RangePlan {
+                body_len: 56 + 16400,
+                ..good.clone()
+            },
+        ];
+        for p in forged {
+            assert!(p.check().is_err(), "{p:?}");
+        }
     }
 }

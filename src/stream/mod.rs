@@ -10,15 +10,16 @@ pub mod layout;
 pub(crate) mod parallel;
 #[cfg(any(unix, windows))]
 pub(crate) mod positional;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod raw;
 mod reader;
+mod threads;
 mod writer;
 
 #[cfg(feature = "tokio")]
-pub use async_io::{
-    open_async_reader, read_header_async, AsyncDecryptingReader, AsyncEncryptingWriter,
-};
-pub use parallel::default_threads;
+pub use async_io::{AsyncDecryptingReader, AsyncEncryptingWriter};
 pub use reader::PARALLEL_READ_MIN;
+pub use threads::Threads;
 
 pub use chunk::{
     BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE, COMMITMENT_LEN, MAX_CHUNKS, SALT_LEN, TAG_LEN,
@@ -26,3 +27,6 @@ pub use chunk::{
 pub use layout::RangePlan;
 pub use reader::DecryptingReader;
 pub use writer::EncryptingWriter;
+
+#[cfg(test)]
+mod wycheproof_chunked;

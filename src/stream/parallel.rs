@@ -54,21 +54,6 @@ use crate::error::Error;
 /// Chunks per unit of work (256 KiB of plaintext).
 pub(crate) const GROUP_CHUNKS: usize = 16;
 
-/// The default number of threads: the available cores
-/// ([`std::thread::available_parallelism`]), or 1 if unknown.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// `0` means [`default_threads`].
-pub(crate) fn resolve_threads(threads: usize) -> usize {
-    if threads == 0 {
-        default_threads()
-    } else {
-        threads
-    }
-}
-
 /// Runs `f` over `items` on `threads` threads (the caller is one of them),
 /// taking items in order from a shared cursor. On failure, items after the
 /// lowest failing one may be skipped; every item before it was run. Returns
@@ -253,7 +238,7 @@ where
     let (done_tx, done_rx) = mpsc::channel::<Job>();
     let run = |job: &mut Job| {
         if catch_unwind(AssertUnwindSafe(|| work(job))).is_err() {
-            job.error = Some(Error::ApiMisuse("a worker thread panicked"));
+            job.error = Some(Error::Internal("a worker thread panicked"));
         }
     };
     std::thread::scope(|s| {
@@ -298,7 +283,7 @@ where
                     in_flight += 1;
                     job_tx
                         .send(job)
-                        .map_err(|_| Error::ApiMisuse("worker threads ended"))?;
+                        .map_err(|_| Error::Internal("worker threads ended"))?;
                 }
                 // Write out, in order, whatever is ready.
                 if let Some(mut job) = ready.remove(&next_out) {
@@ -323,7 +308,7 @@ where
                     }
                     None => done_rx
                         .recv()
-                        .map_err(|_| Error::ApiMisuse("worker threads ended"))?,
+                        .map_err(|_| Error::Internal("worker threads ended"))?,
                 };
                 ready.insert(job.seq, job);
                 while let Ok(job) = done_rx.try_recv() {

@@ -6,13 +6,14 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use super::chunk::{ChunkCipher, BODY_PREFIX_LEN, CHUNK_CT_SIZE, CHUNK_SIZE};
 use super::codec::{deliver_range_chunk, open_piece, open_piece_into, read_full, Sticky};
-use super::{layout, parallel, RangePlan};
+use super::{layout, parallel, RangePlan, Threads};
 use crate::error::Error;
 
 const CHUNK: u64 = CHUNK_SIZE as u64;
 
-/// Below this many bytes, [`DecryptingReader::read_at_parallel`] is a plain
-/// [`DecryptingReader::read_at`] (256 KiB: 16 chunks).
+/// [`DecryptingReader::read_at`] opens the chunks of a read this long or
+/// longer on several threads, when the reader has them (256 KiB: 16
+/// chunks); shorter reads stay on the calling thread.
 pub const PARALLEL_READ_MIN: usize = 16 * CHUNK_SIZE;
 
 /// Decrypts an envelope body.
@@ -20,15 +21,16 @@ pub const PARALLEL_READ_MIN: usize = 16 * CHUNK_SIZE;
 /// Guarantees:
 ///
 /// * The key commitment was verified before this reader existed (see
-///   [`Decryptor::reader`](crate::Decryptor::reader)).
+///   [`Decryptor::decrypt`](crate::Decryptor::decrypt)).
 /// * No byte of a chunk is returned before that chunk's tag has verified,
 ///   and a failed chunk leaves no plaintext in memory.
 /// * The end of the message is authenticated: a read returns `Ok(0)` (or a
 ///   short count) only after the final, short chunk has been opened.
 ///   Truncation, trailing data and reordered, duplicated or spliced chunks
 ///   are errors ([`Error::Truncated`], [`Error::ChunkAuthentication`],
-///   wrapped in `io::Error`; recover them with [`Error::from_io`]), never
-///   short reads. Once a read has failed, every later read fails too.
+///   carried in `io::Error`; `?` into a [`crate::Result`] gives them
+///   back), never short reads. Once a read has failed, every later read
+///   fails too.
 ///
 /// With a seekable source it also implements [`Seek`] and
 /// [`DecryptingReader::read_at`], which open only the chunks covering the
@@ -57,6 +59,8 @@ pub struct DecryptingReader<R> {
     /// The authenticated plaintext length, once the final chunk opened.
     final_len: Option<u64>,
     sticky: Option<Sticky>,
+    /// For `read_at` of large ranges.
+    threads: Threads,
 }
 
 impl<R> fmt::Debug for DecryptingReader<R> {
@@ -70,8 +74,8 @@ impl<R> fmt::Debug for DecryptingReader<R> {
 
 impl<R> DecryptingReader<R> {
     /// `inner` must be positioned at chunk 0 (the prefix has been read and
-    /// the commitment verified).
-    pub(crate) fn new(inner: R, cipher: ChunkCipher) -> Self {
+    /// the commitment verified). `threads` serve `read_at` of large ranges.
+    pub(crate) fn new(inner: R, cipher: ChunkCipher, threads: Threads) -> Self {
         DecryptingReader {
             inner,
             cipher,
@@ -84,6 +88,7 @@ impl<R> DecryptingReader<R> {
             claimed_len: None,
             final_len: None,
             sticky: None,
+            threads,
         }
     }
 
@@ -276,47 +281,33 @@ impl<R: Read + Seek> DecryptingReader<R> {
 
     /// Reads plaintext at `offset` into `out` without moving the `Read`
     /// position. Returns `out.len()` bytes, or fewer only when the object
-    /// ends (an authenticated end); `Ok(0)` at or past the end.
+    /// ends (an authenticated end); `Ok(0)` at or past the end. Only
+    /// verified plaintext reaches `out`; a range reaching the end
+    /// authenticates the final chunk; failures are sticky, as for `read`.
     ///
     /// Cost: opens each chunk covering the range once (the last opened
     /// chunk is cached), plus the final chunk when the range reaches the
-    /// end.
+    /// end. A read of at least [`PARALLEL_READ_MIN`] bytes by a reader
+    /// given several [`Threads`] (by
+    /// [`Decryptor::threads`](crate::Decryptor::threads)) reads the source
+    /// in windows of up to `2 × threads × 256 KiB` of ciphertext (memory is
+    /// bounded by the window, not the range) and opens each window's chunks
+    /// in parallel; the error is then still that of the lowest failing
+    /// chunk.
     pub fn read_at(&mut self, offset: u64, out: &mut [u8]) -> crate::Result<usize> {
         if let Some(s) = self.sticky {
             return Err(s.error());
         }
-        let r = self.read_at_inner(offset, out);
-        let restore = self.align_for_pos();
-        let n = r?;
-        restore?;
-        Ok(n)
-    }
-
-    /// [`DecryptingReader::read_at`] with the chunks opened in parallel on
-    /// `threads` threads (`0`: the available cores), for large ranges.
-    ///
-    /// Reads of fewer than [`PARALLEL_READ_MIN`] bytes, or with one thread,
-    /// are plain `read_at` calls. Larger ranges are read from the source in
-    /// windows of up to `2 × threads × 256 KiB` of ciphertext (memory is
-    /// bounded by the window, not the range) and each window's chunks are
-    /// opened in parallel. Same results and guarantees as `read_at`: only
-    /// verified plaintext reaches `out`, a range reaching the end
-    /// authenticates the final chunk, the error is that of the lowest
-    /// failing chunk, and failures are sticky.
-    pub fn read_at_parallel(
-        &mut self,
-        offset: u64,
-        out: &mut [u8],
-        threads: usize,
-    ) -> crate::Result<usize> {
-        if let Some(s) = self.sticky {
-            return Err(s.error());
-        }
-        let threads = parallel::resolve_threads(threads);
-        if threads <= 1 || out.len() < PARALLEL_READ_MIN {
-            return self.read_at(offset, out);
-        }
-        let r = self.read_at_parallel_inner(offset, out, threads);
+        let threads = if out.len() < PARALLEL_READ_MIN {
+            1
+        } else {
+            self.threads.count()
+        };
+        let r = if threads > 1 {
+            self.read_at_parallel_inner(offset, out, threads)
+        } else {
+            self.read_at_inner(offset, out)
+        };
         let restore = self.align_for_pos();
         let n = r?;
         restore?;
@@ -332,14 +323,14 @@ impl<R: Read + Seek> DecryptingReader<R> {
         let body = self.claimed_body_len()?;
         let end = offset.saturating_add(out.len() as u64);
         let plan = RangePlan::new(offset..end, body).map_err(|e| self.fail(e))?;
-        if plan.plaintext.is_empty() {
+        if plan.plaintext().is_empty() {
             // At or past the end: only the final chunk, as `read_at` does.
             return self.read_at_inner(offset, out);
         }
         let prefix = BODY_PREFIX_LEN as u64;
-        let ct_end = plan.ciphertext.end - prefix; // relative to chunk 0
+        let ct_end = plan.ciphertext().end - prefix; // relative to chunk 0
         let window = (2 * threads * parallel::GROUP_CHUNKS * CHUNK_CT_SIZE) as u64;
-        let mut chunk = plan.first_chunk;
+        let mut chunk = plan.first_chunk();
         let mut scratch = crate::util::SecretBuf::zeroed(
             window.min(ct_end - chunk * CHUNK_CT_SIZE as u64) as usize,
         );
@@ -358,7 +349,7 @@ impl<R: Read + Seek> DecryptingReader<R> {
             let last_window = chunk * (CHUNK_CT_SIZE as u64) + want as u64 == ct_end;
             for (k, d) in opened.iter().enumerate() {
                 let expect_final =
-                    plan.includes_final_chunk && last_window && k + 1 == opened.len();
+                    plan.includes_final_chunk() && last_window && k + 1 == opened.len();
                 let piece = &scratch[k * CHUNK_CT_SIZE..];
                 let end =
                     deliver_range_chunk(&plan, chunk + k as u64, *d, expect_final, piece, out)
@@ -372,7 +363,7 @@ impl<R: Read + Seek> DecryptingReader<R> {
                 self.inner_chunk = chunk;
             }
         }
-        Ok((plan.plaintext.end - plan.plaintext.start) as usize)
+        Ok((plan.plaintext().end - plan.plaintext().start) as usize)
     }
 
     fn read_at_inner(&mut self, offset: u64, out: &mut [u8]) -> crate::Result<usize> {

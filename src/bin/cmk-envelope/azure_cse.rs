@@ -142,9 +142,10 @@ fn decrypt(args: &CseDecryptArgs) -> Result<(), CliError> {
             let plan = dec
                 .plan_range(range.clone(), total)
                 .map_err(|e| CliError::with_context(&read_ctx, e))?;
-            file.seek(SeekFrom::Start(plan.ciphertext.start))
+            let ct = plan.ciphertext();
+            file.seek(SeekFrom::Start(ct.start))
                 .map_err(|e| CliError::io(&read_ctx, e))?;
-            let fetched = file.take(plan.ciphertext.end - plan.ciphertext.start);
+            let fetched = file.take(ct.end - ct.start);
             copy(
                 &mut dec.range_reader(&plan, fetched),
                 &mut sink,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use cmk_envelope::format::MAX_HEADER_LEN;
 use cmk_envelope::stream::layout;
-use cmk_envelope::{read_header, Decryptor, Header, Profile};
+use cmk_envelope::{Decryptor, Header, Profile};
 use zeroize::Zeroizing;
 
 use crate::error::CliError;
@@ -41,19 +41,21 @@ fn read_header_file(path: &Path) -> Result<Header, CliError> {
     Header::parse(&bytes).map_err(|e| CliError::with_context(&ctx, e))
 }
 
-/// Unwraps the data key (the only key call) for `header`.
+/// Unwraps the data key (the only key call) for `header`; the decryptor
+/// uses the `--threads` threads.
 fn unwrap(
     args: &DecryptArgs,
     resolver: &keys::CliResolver,
     header: &Header,
 ) -> Result<Decryptor, CliError> {
     let profile: Profile = args.key.profile.into();
-    Ok(block_on(Decryptor::new(
+    let dec = block_on(Decryptor::new(
         header,
         resolver,
         profile,
         args.key.context.as_bytes(),
-    ))??)
+    ))??;
+    Ok(dec.threads(crate::threads(args.threads)))
 }
 
 /// Sequential decryption. To a file, the plaintext is renamed into place
@@ -69,25 +71,26 @@ fn decrypt_stream(
     let (input, len) = src.open()?;
     let out = Output::create(args.output.as_deref(), MODE_PRIVATE, args.force)?;
     let write_ctx = out.write_context();
-    let threads = crate::threads(args.threads);
+    let parallel = crate::threads(args.threads).count() > 1;
 
     let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
     match input {
-        Input::File(mut file) if threads > 1 && len.is_some() => {
+        Input::File(mut file) if parallel && len.is_some() => {
             // A regular file: after the header, the threads read the body
             // by position and open it; this thread writes the plaintext in
             // order, each chunk after it and every chunk before it
             // verified. The bar counts what is written.
             let header = match detached {
                 Some(h) => h,
-                None => read_header(&mut file).map_err(|e| CliError::with_context(&read_ctx, e))?,
+                None => Header::read_from(&mut file)
+                    .map_err(|e| CliError::with_context(&read_ctx, e))?,
             };
             let dec = unwrap(args, resolver, &header)?;
             let body_len = len.map(|n| n.saturating_sub(header.encoded_len() as u64));
             let total = body_len.and_then(|n| layout::plaintext_len(n).ok());
             let progress = Progress::new(total, "decrypting");
             let mut w = Tracked::new(progress.writer(&mut sink));
-            if let Err(e) = dec.decrypt_file(&file, &mut w, threads) {
+            if let Err(e) = dec.decrypt_file(&file, &mut w) {
                 let ctx = if w.failed() { &write_ctx } else { &read_ctx };
                 return Err(CliError::with_context(ctx, e));
             }
@@ -97,18 +100,17 @@ fn decrypt_stream(
             let mut input = BufReader::with_capacity(BUF_SIZE, progress.reader(input));
             let header = match detached {
                 Some(h) => h,
-                None => {
-                    read_header(&mut input).map_err(|e| CliError::with_context(&read_ctx, e))?
-                }
+                None => Header::read_from(&mut input)
+                    .map_err(|e| CliError::with_context(&read_ctx, e))?,
             };
             let dec = unwrap(args, resolver, &header)?;
-            if threads > 1 {
+            if parallel {
                 // The parallel engine writes a chunk's plaintext only after
                 // it and every chunk before it verified, in order, and
                 // returns Ok only after the final chunk authenticated (the
                 // end of the message).
                 let mut input = Tracked::new(input);
-                if let Err(e) = dec.decrypt_stream(&mut input, &mut sink, threads) {
+                if let Err(e) = dec.decrypt_stream(&mut input, &mut sink) {
                     let ctx = if input.failed() {
                         &read_ctx
                     } else {
@@ -118,7 +120,7 @@ fn decrypt_stream(
                 }
             } else {
                 let mut plaintext = dec
-                    .reader(input)
+                    .decrypt(input)
                     .map_err(|e| CliError::with_context(&read_ctx, e))?;
                 // `copy` returns only when a read returned 0, which the
                 // reader does only after the final chunk authenticated.
@@ -159,24 +161,24 @@ fn decrypt_range(
 
     let header = match detached {
         Some(h) => h,
-        None => read_header(&mut file).map_err(|e| CliError::with_context(&read_ctx, e))?,
+        None => Header::read_from(&mut file).map_err(|e| CliError::with_context(&read_ctx, e))?,
     };
     let dec = unwrap(args, resolver, &header)?;
     let mut plaintext = dec
-        .reader(file)
+        .decrypt(file)
         .map_err(|e| CliError::with_context(&read_ctx, e))?;
 
     let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
-    // With several threads, read larger spans: `read_at_parallel` opens
-    // their chunks in parallel (bounded windows; 4 MiB of plaintext here).
-    let threads = crate::threads(args.threads);
-    let span = if threads > 1 { 16 * BUF_SIZE } else { BUF_SIZE };
+    // With several threads, read larger spans: `read_at` opens their
+    // chunks in parallel (bounded windows; 4 MiB of plaintext here).
+    let parallel = crate::threads(args.threads).count() > 1;
+    let span = if parallel { 16 * BUF_SIZE } else { BUF_SIZE };
     let mut buf = Zeroizing::new(vec![0u8; span]);
     let mut pos = range.start;
     while pos < range.end {
         let want = usize::try_from(range.end - pos).map_or(span, |r| r.min(span));
         let n = plaintext
-            .read_at_parallel(pos, &mut buf[..want], threads)
+            .read_at(pos, &mut buf[..want])
             .map_err(|e| CliError::with_context(&read_ctx, e))?;
         sink.write_all(&buf[..n])
             .map_err(|e| CliError::io(&write_ctx, e))?;

@@ -33,43 +33,36 @@ pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
     let out = Output::create(args.output.as_deref(), MODE_PUBLIC, args.force)?;
     let write_ctx = out.write_context();
 
-    let enc = block_on(Encryptor::new(&keks, profile, args.key.context.as_bytes()))??;
+    let threads = crate::threads(args.threads);
+    let enc =
+        block_on(Encryptor::new(&keks, profile, args.key.context.as_bytes()))??.threads(threads);
     let header_bytes = header_out.as_ref().map(|_| enc.header().to_bytes());
     let header_len = enc.header().encoded_len();
     let read_ctx = src.read_context();
 
     let detached = header_out.is_some();
+    let enc = if detached { enc.detached() } else { enc };
     let mut sink = BufWriter::with_capacity(BUF_SIZE, out);
-    let threads = crate::threads(args.threads);
+    let parallel = threads.count() > 1;
     match reader {
-        Input::File(file) if threads > 1 && len.is_some() => {
+        Input::File(file) if parallel && len.is_some() => {
             // A regular file: the threads read it by position and seal;
             // this thread writes in order. The bar counts what is written.
             let preamble = if detached { 0 } else { header_len as u64 };
             let progress = Progress::new(len.map(|n| preamble + layout::body_len(n)), "encrypting");
             let mut w = Tracked::new(progress.writer(&mut sink));
-            let r = if detached {
-                enc.encrypt_file_detached(&file, &mut w, threads)
-            } else {
-                enc.encrypt_file(&file, &mut w, threads)
-            };
-            if let Err(e) = r {
+            if let Err(e) = enc.encrypt_file(&file, &mut w) {
                 let ctx = if w.failed() { &write_ctx } else { &read_ctx };
                 return Err(CliError::with_context(ctx, e));
             }
         }
-        mut reader if threads > 1 => {
+        mut reader if parallel => {
             // The parallel engine on a stream: this thread reads and
             // writes, the workers seal; the final chunk is written only at
             // the end of the input.
             let progress = Progress::new(len, "encrypting");
             let mut input = Tracked::new(progress.reader(&mut reader));
-            let r = if detached {
-                enc.encrypt_stream_detached(&mut input, &mut sink, threads)
-            } else {
-                enc.encrypt_stream(&mut input, &mut sink, threads)
-            };
-            if let Err(e) = r {
+            if let Err(e) = enc.encrypt_stream(&mut input, &mut sink) {
                 let ctx = if input.failed() {
                     &read_ctx
                 } else {
@@ -80,12 +73,9 @@ pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
         }
         mut reader => {
             let progress = Progress::new(len, "encrypting");
-            let mut writer = if detached {
-                enc.detached_writer(&mut sink)
-            } else {
-                enc.writer(&mut sink)
-            }
-            .map_err(|e| CliError::with_context(&write_ctx, e))?;
+            let mut writer = enc
+                .wrap_output(&mut sink)
+                .map_err(|e| CliError::with_context(&write_ctx, e))?;
             copy(
                 &mut progress.reader(&mut reader),
                 &mut writer,

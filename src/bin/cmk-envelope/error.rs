@@ -30,7 +30,7 @@ impl CliError {
     /// An `io::Error`, which may carry a crate error inside it (from a
     /// `Read`/`Write` adapter): that one is recovered and classified.
     pub(crate) fn io(context: &str, e: io::Error) -> CliError {
-        CliError::with_context(context, Error::from_io(e))
+        CliError::with_context(context, Error::from(e))
     }
 
     fn from_plain_io(context: &str, e: io::Error) -> CliError {
@@ -55,7 +55,7 @@ fn classify(e: &Error) -> &'static str {
         Error::KeyFile { .. } => "bad key file",
         Error::InvalidKey(_) => "invalid key", // Display starts with it
         Error::Kek(_) => "key-encryption key failed",
-        Error::ApiMisuse(_) => "internal error",
+        Error::ApiMisuse(_) | Error::Internal(_) => "internal error",
         Error::Io(_) => "I/O error",
         _ => "failed",
     }

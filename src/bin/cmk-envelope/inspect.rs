@@ -3,7 +3,7 @@
 use std::io::{BufReader, Write};
 
 use cmk_envelope::format::VERSION;
-use cmk_envelope::read_header;
+use cmk_envelope::Header;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -32,8 +32,8 @@ pub(crate) fn run(args: &InspectArgs) -> Result<(), CliError> {
     let src = Source::from_arg(args.input.as_deref());
     let (reader, _) = src.open()?;
     let mut reader = BufReader::new(reader);
-    let header =
-        read_header(&mut reader).map_err(|e| CliError::with_context(&src.read_context(), e))?;
+    let header = Header::read_from(&mut reader)
+        .map_err(|e| CliError::with_context(&src.read_context(), e))?;
     let json = HeaderJson {
         version: VERSION,
         suite: header.suite().to_byte(),

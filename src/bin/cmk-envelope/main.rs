@@ -297,9 +297,11 @@ fn parse_range(s: &str) -> Result<Range<u64>, String> {
     Ok(start..end)
 }
 
-/// The `--threads` value, or the available cores.
-pub(crate) fn threads(arg: Option<u16>) -> usize {
-    arg.map_or_else(cmk_envelope::stream::default_threads, usize::from)
+/// The `--threads` value, or the available cores (counted once).
+pub(crate) fn threads(arg: Option<u16>) -> cmk_envelope::Threads {
+    use cmk_envelope::Threads;
+    let n = arg.map_or_else(|| Threads::AllCores.count(), usize::from);
+    std::num::NonZeroUsize::new(n).map_or(Threads::ONE, Threads::Fixed)
 }
 
 /// Runs a future (a key-encryption key call) to completion on a

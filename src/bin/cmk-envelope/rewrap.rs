@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::Path;
 
-use cmk_envelope::{read_header, Header};
+use cmk_envelope::Header;
 
 use crate::error::CliError;
 use crate::output::Output;
@@ -41,7 +41,7 @@ pub(crate) fn run(args: &RewrapArgs) -> Result<(), CliError> {
             let f = File::open(&args.file)
                 .map_err(|e| CliError::io(&format!("cannot open {}", args.file.display()), e))?;
             let mut src = BufReader::with_capacity(256 * 1024, f);
-            let header = read_header(&mut src)
+            let header = Header::read_from(&mut src)
                 .map_err(|e| CliError::with_context(&format!("{}", args.file.display()), e))?;
             let new = rewrap(&header)?;
             replace(&args.file, |out| {

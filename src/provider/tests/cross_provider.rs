@@ -1,9 +1,8 @@
 //! The two providers are interchangeable: what one produces, the other
 //! accepts, and the deterministic primitives give identical bytes.
-#![cfg(all(feature = "aws-lc-rs", feature = "rustcrypto"))]
 
-use cmk_envelope::__private as hazmat;
-use cmk_envelope::CryptoProvider;
+use super::hazmat;
+use crate::provider::CryptoProvider;
 
 fn pair() -> [(&'static CryptoProvider, &'static CryptoProvider); 2] {
     let a = CryptoProvider::aws_lc_rs();
