@@ -79,25 +79,7 @@ async fn round_trips_store_no_plaintext_and_fill_a_100_item_page() {
         .unwrap()
         .is_sign_negative());
 
-    // A page of 100 items, decrypted whole.
-    for n in 0..100 {
-        s.enc.create(patient(n, "bulk")).await.unwrap();
-    }
-    let mut pages = s
-        .enc
-        .query(
-            EncryptedQuery::new("SELECT * FROM c")
-                .in_partition(json!("bulk"))
-                .page_size(NonZeroU32::new(100).unwrap()),
-        )
-        .await
-        .unwrap();
-    let page = pages.next_page().await.unwrap().unwrap();
-    assert_eq!(page.len(), 100);
-    for item in &page {
-        let n = item["n"].as_u64().unwrap() as usize;
-        assert_eq!(without_system(item.clone()), patient(n, "bulk"));
-    }
+    let mut pages = full_page_of_100(&s.enc, patient).await;
     assert!(pages
         .next_page()
         .await

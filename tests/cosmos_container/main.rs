@@ -151,6 +151,33 @@ async fn enc_query(c: &EncryptedContainer, q: EncryptedQuery) -> Vec<Value> {
     c.query(q).await.unwrap().all().await.unwrap()
 }
 
+/// Creates items `item(n, "bulk")` for `n` in 0..100 and checks that a
+/// query of that partition returns them in one page of 100, decrypted;
+/// returns the pages, after that one.
+async fn full_page_of_100(
+    enc: &EncryptedContainer,
+    item: fn(usize, &str) -> Value,
+) -> cmk_envelope::cosmos::ItemPages {
+    for n in 0..100 {
+        enc.create(item(n, "bulk")).await.unwrap();
+    }
+    let mut pages = enc
+        .query(
+            EncryptedQuery::new("SELECT * FROM c")
+                .in_partition(json!("bulk"))
+                .page_size(std::num::NonZeroU32::new(100).unwrap()),
+        )
+        .await
+        .unwrap();
+    let page = pages.next_page().await.unwrap().unwrap();
+    assert_eq!(page.len(), 100);
+    for row in &page {
+        let n = row["n"].as_u64().unwrap() as usize;
+        assert_eq!(without_system(row.clone()), item(n, "bulk"));
+    }
+    pages
+}
+
 /// An item of the tests: `n` picks its values (emails and cities repeat).
 fn patient(n: usize, tenant: &str) -> Value {
     let city = ["Oslo", "Lima", "Pune"][n % 3];

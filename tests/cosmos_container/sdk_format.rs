@@ -1,7 +1,6 @@
 //! The official SDKs' Always Encrypted format on Cosmos DB: the container's
 //! client encryption policy and the database's client encryption keys.
 
-use std::num::NonZeroU32;
 use std::path::Path;
 
 use azure_data_cosmos::CosmosCredential;
@@ -162,24 +161,7 @@ async fn sdk_format_round_trips_store_no_plaintext_and_fill_a_100_item_page() {
         "{e}"
     );
 
-    for n in 0..100 {
-        s.enc.create(patient_sdk(n, "bulk")).await.unwrap();
-    }
-    let mut pages = s
-        .enc
-        .query(
-            EncryptedQuery::new("SELECT * FROM c")
-                .in_partition(json!("bulk"))
-                .page_size(NonZeroU32::new(100).unwrap()),
-        )
-        .await
-        .unwrap();
-    let page = pages.next_page().await.unwrap().unwrap();
-    assert_eq!(page.len(), 100);
-    for item in &page {
-        let n = item["n"].as_u64().unwrap() as usize;
-        assert_eq!(without_system(item.clone()), patient_sdk(n, "bulk"));
-    }
+    full_page_of_100(&s.enc, patient_sdk).await;
 }
 
 /// The keys of the container's database only: a keys client of another
