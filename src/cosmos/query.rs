@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use super::container::EncryptedContainer;
 use super::error::storage;
+use super::format::Format;
 use super::sdk::partition_key;
-use super::sql::{scan, PathClass};
+use super::sql::{scan, PathClass, Scanned};
 use crate::document::JsonPointer;
 use crate::error::Error;
 
@@ -150,6 +151,111 @@ impl EncryptedQuery {
     }
 }
 
+impl EncryptedQuery {
+    /// Every parameter's name, checked: `@name`, each once.
+    fn parameter_names(&self) -> crate::Result<Vec<&str>> {
+        let mut names: Vec<&str> = Vec::new();
+        let all = self.plain.iter().map(|(n, _)| n);
+        for name in all.chain(self.encrypted.iter().map(|(n, _, _)| n)) {
+            if !is_param_name(name) {
+                return Err(Error::ApiMisuse(
+                    "a query parameter's name must be `@` and a name of letters, digits and `_`",
+                ));
+            }
+            if names.contains(&name.as_str()) {
+                return Err(Error::ApiMisuse("a query parameter is named twice"));
+            }
+            names.push(name);
+        }
+        Ok(names)
+    }
+}
+
+/// The JSON Pointer of the path a parameter is bound to, which must be a
+/// deterministic encrypted path.
+fn bound_path(format: &Format, name: &str, path: &str) -> crate::Result<String> {
+    let pointer = JsonPointer::parse(path).map_err(|_| {
+        Error::QueryRefused(format!(
+            "parameter `{name}`: the path is not a JSON Pointer"
+        ))
+    })?;
+    let why = match format.classify(pointer.tokens()) {
+        PathClass::Deterministic => return Ok(pointer.as_str().to_owned()),
+        PathClass::Randomized => {
+            "is encrypted with randomized encryption: no value can be encrypted to compare with it"
+        }
+        PathClass::Opaque => {
+            "is not an encrypted value (it holds encrypted values, or lies inside one)"
+        }
+        PathClass::Clear => "is not encrypted: pass the parameter with `with_parameter`",
+    };
+    Err(Error::QueryRefused(format!(
+        "parameter `{name}` is bound to `{}`, which {why}",
+        pointer.as_str()
+    )))
+}
+
+/// The name of the `i`-th value (from 0) of a parameter sent as several.
+fn expanded(param: &str, i: usize) -> String {
+    format!("{param}__v{}", i + 1)
+}
+
+/// The SDK query: the SQL with every equality on a parameter sent as
+/// several values turned into `REF IN (@p__v1, …)`, and every parameter's
+/// values. `names` are the query's own parameter names, which the
+/// expansion must not take.
+fn sdk_query(
+    query: &EncryptedQuery,
+    scanned: &Scanned,
+    values: &HashMap<&str, Vec<Value>>,
+    names: &[&str],
+) -> crate::Result<Query> {
+    let mut sql = query.sql.clone();
+    for eq in scanned.equalities.iter().rev() {
+        if eq.params.iter().all(|p| values[p.as_str()].len() == 1) {
+            continue;
+        }
+        let list: Vec<String> = eq
+            .params
+            .iter()
+            .flat_map(|p| match values[p.as_str()].len() {
+                1 => vec![p.clone()],
+                n => (0..n).map(|i| expanded(p, i)).collect(),
+            })
+            .collect();
+        let reference = &query.sql[eq.reference.clone()];
+        sql.replace_range(
+            eq.span.clone(),
+            &format!("{reference} IN ({})", list.join(", ")),
+        );
+    }
+    let add = |q: Query, name: String, value: &Value| {
+        q.with_parameter(name, value)
+            .map_err(|_| Error::ApiMisuse("a query parameter does not serialize"))
+    };
+    let mut q = Query::from(sql);
+    for (name, value) in &query.plain {
+        q = add(q, name.clone(), value)?;
+    }
+    for (name, _, _) in &query.encrypted {
+        let vs = &values[name.as_str()];
+        if let [one] = vs.as_slice() {
+            q = add(q, name.clone(), one)?;
+            continue;
+        }
+        for (i, v) in vs.iter().enumerate() {
+            let n = expanded(name, i);
+            if names.contains(&n.as_str()) {
+                return Err(Error::QueryRefused(format!(
+                    "parameter `{n}` is a name this query needs for `{name}` (one per scope key version): rename it"
+                )));
+            }
+            q = add(q, n, v)?;
+        }
+    }
+    Ok(q)
+}
+
 fn is_param_name(name: &str) -> bool {
     name.strip_prefix('@').is_some_and(|n| {
         n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -171,100 +277,17 @@ impl EncryptedContainer {
     /// document format).
     pub async fn query(&self, query: EncryptedQuery) -> crate::Result<ItemPages> {
         let format = self.format();
-        let mut names: Vec<&str> = Vec::new();
-        for name in query
-            .plain
-            .iter()
-            .map(|(n, _)| n)
-            .chain(query.encrypted.iter().map(|(n, _, _)| n))
-        {
-            if !is_param_name(name) {
-                return Err(Error::ApiMisuse(
-                    "a query parameter's name must be `@` and a name of letters, digits and `_`",
-                ));
-            }
-            if names.contains(&name.as_str()) {
-                return Err(Error::ApiMisuse("a query parameter is named twice"));
-            }
-            names.push(name);
-        }
+        let names = query.parameter_names()?;
         let mut bound = HashMap::new();
         for (name, path, _) in &query.encrypted {
-            let pointer = JsonPointer::parse(path).map_err(|_| {
-                Error::QueryRefused(format!(
-                    "parameter `{name}`: the path is not a JSON Pointer"
-                ))
-            })?;
-            let why = match format.classify(pointer.tokens()) {
-                PathClass::Deterministic => None,
-                PathClass::Randomized => Some("is encrypted with randomized encryption: no value can be encrypted to compare with it"),
-                PathClass::Opaque => Some("is not an encrypted value (it holds encrypted values, or lies inside one)"),
-                PathClass::Clear => Some("is not encrypted: pass the parameter with `with_parameter`"),
-            };
-            if let Some(why) = why {
-                return Err(Error::QueryRefused(format!(
-                    "parameter `{name}` is bound to `{}`, which {why}",
-                    pointer.as_str()
-                )));
-            }
-            bound.insert(name.clone(), pointer.as_str().to_owned());
+            bound.insert(name.clone(), bound_path(format, name, path)?);
         }
         let scanned = scan(&query.sql, &|n| format.classify(n), &bound)?;
-
-        // Encrypt the bound parameters; expand the equalities of those
-        // sent as several values.
         let mut values: HashMap<&str, Vec<Value>> = HashMap::new();
         for (name, path, value) in &query.encrypted {
             values.insert(name, format.parameter_values(path, value).await?);
         }
-        let expanded = |p: &str, i: usize| format!("{p}__v{}", i + 1);
-        let mut sql = query.sql.clone();
-        let mut extra: Vec<(String, Value)> = Vec::new();
-        for eq in scanned.equalities.iter().rev() {
-            if eq.params.iter().all(|p| values[p.as_str()].len() == 1) {
-                continue;
-            }
-            let mut list = Vec::new();
-            for p in &eq.params {
-                for i in 0..values[p.as_str()].len() {
-                    list.push(expanded(p, i));
-                }
-            }
-            let text = format!(
-                "{} IN ({})",
-                &query.sql[eq.reference.clone()],
-                list.join(", ")
-            );
-            sql.replace_range(eq.span.clone(), &text);
-        }
-        let mut q = Query::from(sql);
-        let add = |q: Query, name: String, value: &Value| {
-            q.with_parameter(name, value)
-                .map_err(|_| Error::ApiMisuse("a query parameter does not serialize"))
-        };
-        for (name, value) in &query.plain {
-            q = add(q, name.clone(), value)?;
-        }
-        for (name, _, _) in &query.encrypted {
-            let vs = &values[name.as_str()];
-            if vs.len() == 1 {
-                q = add(q, name.clone(), &vs[0])?;
-                continue;
-            }
-            for (i, v) in vs.iter().enumerate() {
-                let n = expanded(name, i);
-                if names.contains(&n.as_str()) {
-                    return Err(Error::QueryRefused(format!(
-                        "parameter `{n}` is a name this query needs for `{name}` (one per scope key version): rename it"
-                    )));
-                }
-                extra.push((n, v.clone()));
-            }
-        }
-        for (name, value) in &extra {
-            q = add(q, name.clone(), value)?;
-        }
-
+        let q = sdk_query(&query, &scanned, &values, &names)?;
         let scope = match &query.partition {
             None => FeedScope::full_container(),
             Some(pk) => {
@@ -353,6 +376,59 @@ impl ItemPages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equalities_expand_to_one_value_per_version() {
+        let classify = |n: &[String]| match n {
+            [a] if a == "email" || a == "city" => PathClass::Deterministic,
+            _ => PathClass::Clear,
+        };
+        let sql = "SELECT * FROM c WHERE c.email = @e AND (c.city IN (@c, @d) OR @e = c.email) AND c.n > @n";
+        let q = EncryptedQuery::new(sql)
+            .with_parameter("@n", serde_json::json!(5))
+            .with_encrypted_parameter("@e", "/email", serde_json::json!("x"))
+            .with_encrypted_parameter("@c", "/city", serde_json::json!("y"))
+            .with_encrypted_parameter("@d", "/city", serde_json::json!("z"));
+        let bound = [("@e", "/email"), ("@c", "/city"), ("@d", "/city")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        let scanned = scan(sql, &classify, &bound).unwrap();
+        let two = |t: &str| {
+            vec![
+                serde_json::json!(format!("{t}1")),
+                serde_json::json!(format!("{t}2")),
+            ]
+        };
+        let values: HashMap<&str, Vec<Value>> = [
+            ("@e", two("e")),
+            ("@c", two("c")),
+            ("@d", vec![serde_json::json!("d")]),
+        ]
+        .into();
+        let names = q.parameter_names().unwrap();
+        let out = serde_json::to_value(sdk_query(&q, &scanned, &values, &names).unwrap()).unwrap();
+        assert_eq!(
+            out["query"],
+            "SELECT * FROM c WHERE c.email IN (@e__v1, @e__v2) AND (c.city IN (@c__v1, @c__v2, @d) OR c.email IN (@e__v1, @e__v2)) AND c.n > @n"
+        );
+        let params: Vec<(String, Value)> = out["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().to_owned(), p["value"].clone()))
+            .collect();
+        assert_eq!(params.len(), 6);
+        assert!(params.contains(&("@e__v2".into(), serde_json::json!("e2"))));
+        assert!(params.contains(&("@d".into(), serde_json::json!("d"))));
+        // A name the expansion needs is taken.
+        let q = q.with_parameter("@e__v1", serde_json::json!(0));
+        let names = q.parameter_names().unwrap();
+        assert!(matches!(
+            sdk_query(&q, &scanned, &values, &names),
+            Err(Error::QueryRefused(_))
+        ));
+    }
 
     #[test]
     fn parameter_names() {
