@@ -89,6 +89,27 @@
 //! # }
 //! ```
 
+//! # Limits
+//!
+//! * One partition key path, of plain property names (`/tenant`,
+//!   `/a/b`); hierarchical partition keys are refused. Item ids follow the
+//!   service's rule (no `/`, `\`, `?`, `#`), checked before encryption as
+//!   the SDKs check them.
+//! * Query results must be whole items (every row is decrypted as an item);
+//!   no aggregates or `SELECT VALUE` of an encrypted path.
+//! * Document format: [`rewrap_container`] moves data keys, not
+//!   deterministic field ciphertexts, which stay under the scope key
+//!   version that wrote them (queries match every version; an item written
+//!   again moves to the current one). Keep older versions in the scope.
+//! * SDK format: the official SDKs send the container's resource id with
+//!   each write (`x-ms-cosmos-intended-collection-rid`), so the service
+//!   refuses a write encrypted under the policy of a container since
+//!   deleted and created again; the Rust SDK has no setting for that
+//!   header. An [`EncryptedContainer`] reads the policy when it is made:
+//!   make it again after a container is recreated.
+//! * Patch and transactional batch are not offered (they would write
+//!   values this type has not encrypted).
+//!
 mod container;
 mod error;
 mod format;
