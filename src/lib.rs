@@ -53,7 +53,7 @@ pub use kek::azure::{AzureKeyVaultKek, AzureKeyVaultResolver};
 #[cfg(feature = "pkcs11")]
 pub use kek::pkcs11::Pkcs11Kek;
 pub use kek::{
-    KeyEncryptionKey, KeyResolver, LocalKek, LocalKeyKind, StaticResolver, WrapAlgorithm,
+    KeyEncryptionKey, KeyLease, KeyResolver, LocalKek, LocalKeyKind, StaticResolver, WrapAlgorithm,
     WrappedKey,
 };
 pub use key::{DataKey, KeyMaterial, DATA_KEY_LEN, KEY_MATERIAL_MAX_LEN, KEY_MATERIAL_MIN_LEN};

@@ -187,7 +187,9 @@ pub struct DocumentCipher {
     provider: &'static CryptoProvider,
     /// Deterministic keys, by (scope key version, rule index). Only used by
     /// `encrypt` and `decrypt`, which also reach the scope key through its
-    /// cache (to wrap or unwrap the DEK), so revocation still applies.
+    /// cache first (to wrap or unwrap the DEK), so a destroyed or revoked
+    /// scope stops them within its TTL; the first refusal wipes this map
+    /// (`Aes256Siv` zeroizes its keys on drop).
     siv: Mutex<HashMap<(u32, usize), Aes256Siv>>,
 }
 
@@ -264,14 +266,17 @@ impl DocumentCipher {
             }
         }
 
-        let kek = self.scope.kek();
-        let version = kid_version(kek.key_id())?;
         let dek = DataKey::generate(self.provider)?;
-        let header = Header::new(
-            Suite::Cobblestone256,
-            Profile::Document,
-            vec![kek.wrap_key(&dek).await?],
-        )?;
+        let wrapped = self
+            .scope
+            .kek()
+            .wrap_key(&dek)
+            .await
+            .inspect_err(|_| self.forget_siv_keys())?;
+        // The version the data key was wrapped under: the deterministic
+        // fields of this write use the same one.
+        let version = kid_version(&wrapped.kek_id)?;
+        let header = Header::new(Suite::Cobblestone256, Profile::Document, vec![wrapped])?;
         self.ensure_siv_keys(version).await?;
 
         // Nothing below can fail for a well-formed policy; `doc` is only
@@ -315,8 +320,9 @@ impl DocumentCipher {
     pub async fn decrypt(&self, doc: &mut Value) -> crate::Result<()> {
         let id = document_id(doc)?.to_owned();
         let header = document_header(doc)?;
-        let decryptor =
-            Decryptor::new(&header, &self.resolver, Profile::Document, id.as_bytes()).await?;
+        let decryptor = Decryptor::new(&header, &self.resolver, Profile::Document, id.as_bytes())
+            .await
+            .inspect_err(|_| self.forget_siv_keys())?;
         let gcm = self.field_key(decryptor.data_key(), &id)?;
         drop(decryptor);
 
@@ -422,7 +428,7 @@ impl DocumentCipher {
     /// Errors: [`Error::DocumentField`] when `path` is not a deterministic
     /// field of the policy.
     pub async fn equality_token(&self, path: &str, value: &Value) -> crate::Result<Value> {
-        let version = kid_version(self.scope.kek().key_id())?;
+        let version = self.scope.sealing_version().await?;
         self.equality_token_for_version(path, value, version).await
     }
 
@@ -473,11 +479,21 @@ impl DocumentCipher {
         Ok(self.provider.aead.aes256_gcm(&key))
     }
 
+    /// Drops (and wipes) the cached deterministic keys: the scope refused
+    /// a key, so it may be destroyed or its CMK revoked.
+    fn forget_siv_keys(&self) {
+        self.siv.lock().expect("siv lock").clear();
+    }
+
     async fn derive_siv(&self, version: u32, path: &str) -> crate::Result<Aes256Siv> {
         let mut label = Vec::with_capacity(DET_LABEL.len() + path.len());
         label.extend_from_slice(DET_LABEL);
         label.extend_from_slice(path.as_bytes());
-        let key = self.scope.derive_key(version, &label).await?;
+        let key = self
+            .scope
+            .derive_key(version, &label)
+            .await
+            .inspect_err(|_| self.forget_siv_keys())?;
         Aes256Siv::new_from_slice(&key[..]).map_err(|_| Error::Internal("AES-SIV key length"))
     }
 

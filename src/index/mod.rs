@@ -34,6 +34,20 @@
 //! vault) should be warmed first with [`EncryptedDirectory::warm`] from
 //! async code; afterwards only the cache TTL's refreshes reach the CMK.
 //!
+//! **Open files follow the scope.** Each open file holds the
+//! [`KeyLease`](crate::KeyLease) of its data key and checks it before it
+//! opens a chunk or serves one from the chunk cache: once the scope is
+//! destroyed (seen by this process) reads fail at once, and once its record
+//! or CMK could not be reached for a whole cache TTL they fail with the
+//! scope's error. A read that finds the lease due renews it on tantivy's
+//! thread, through the same executor (an in-process refresh when another
+//! user of the scope refreshed it already; otherwise one store read and the
+//! CMK calls of the refresh — for a remote CMK or store, keep the scope
+//! fresh from async code with
+//! [`EncryptionScope::refresh`](crate::scope::EncryptionScope::refresh), or
+//! read on threads outside the async runtime). When a file's lease fails,
+//! the whole chunk cache is wiped.
+//!
 //! What is not hidden: the number, names and sizes of files (each file's
 //! size is its plaintext size plus 72 bytes, plus 16 per 16 KiB, plus the
 //! header), and when they are written — the structure of the index, but

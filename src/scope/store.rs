@@ -22,7 +22,13 @@ pub struct Etag(pub String);
 /// `If-Match` / `If-None-Match: *`). Another implementation can check itself
 /// with the store suite of `cmk_envelope::conformance` (feature
 /// `conformance`). Records hold only wrapped keys, but a store must still
-/// not be world-readable.
+/// not be world-readable, and writing it must be restricted: see what a
+/// store writer can do in the scope key material's documentation
+/// (`src/scope/material.rs`).
+///
+/// An open scope reads the record once per cache refresh period, and once
+/// more (rate-limited) for a header naming a version it lacks; a `None`
+/// from [`ScopeStore::get`] means the scope was destroyed.
 #[async_trait]
 pub trait ScopeStore: Send + Sync + Debug {
     /// The record of `scope_id` and its tag, or `None`.

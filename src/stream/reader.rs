@@ -113,6 +113,8 @@ impl<R: Read> DecryptingReader<R> {
     /// (which must be the start of that chunk). A short read is the final
     /// chunk.
     fn load_chunk(&mut self, index: u64) -> crate::Result<()> {
+        // Before the source is read: a refused key leaves it in place.
+        self.cipher.check_lease()?;
         self.buf_chunk = None;
         self.buf_len = 0;
         let n = read_full(&mut self.inner, &mut self.buf[..])?;
@@ -134,6 +136,7 @@ impl<R: Read> DecryptingReader<R> {
     /// [`CHUNK_SIZE`] bytes); returns its plaintext length. On failure
     /// `out` holds no plaintext of the chunk.
     fn read_chunk_direct(&mut self, index: u64, out: &mut [u8]) -> crate::Result<usize> {
+        self.cipher.check_lease()?;
         self.buf_chunk = None;
         self.buf_len = 0;
         let n = read_full(&mut self.inner, &mut self.buf[..])?;
