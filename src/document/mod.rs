@@ -399,6 +399,47 @@ impl DocumentCipher {
         Ok(())
     }
 
+    /// Re-wraps `doc`'s data key under the scope's current key version: its
+    /// `_cmk` header changes, every field stays as it is. Randomized fields
+    /// keep their data key (the same key, wrapped anew); deterministic
+    /// fields keep the scope key version they were written under (the `v`
+    /// of `cmke1:d:v:`), so that version is needed to read and to query
+    /// them until the document is written again.
+    ///
+    /// Returns whether the header changed: `false` (and `doc` unchanged)
+    /// when it already names the current version. The fields are not
+    /// checked (the header is re-wrapped without reading them); a header
+    /// that does not open fails as in [`DocumentCipher::decrypt`], with
+    /// `doc` unchanged.
+    ///
+    /// Cost: one unwrap and one wrap under cached scope keys (no KMS call
+    /// once they are cached).
+    pub async fn rewrap(&self, doc: &mut Value) -> crate::Result<bool> {
+        let header = document_header(doc)?;
+        let rewrapped =
+            crate::envelope::rewrap(&header, &self.resolver, &[self.scope.kek()]).await?;
+        let kids = |h: &Header| {
+            h.keys()
+                .iter()
+                .map(|k| k.kek_id.clone())
+                .collect::<Vec<_>>()
+        };
+        if kids(&rewrapped) == kids(&header) {
+            return Ok(false);
+        }
+        doc.as_object_mut().expect("has a header").insert(
+            CMK_PROPERTY.to_owned(),
+            Value::String(STANDARD.encode(rewrapped.to_bytes())),
+        );
+        Ok(true)
+    }
+
+    /// The scope this cipher encrypts under.
+    #[cfg(feature = "cosmos")]
+    pub(crate) fn scope(&self) -> &EncryptionScope {
+        &self.scope
+    }
+
     /// The ciphertext that [`DocumentCipher::encrypt`] writes today for
     /// `value` under the deterministic field `path`: compare it for
     /// equality in a store query. Uses the current scope key version.
