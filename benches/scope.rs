@@ -8,9 +8,15 @@
 //! * `rewrap_header_local_a256kw`: `rewrap(header, resolver, [new local
 //!   A256KW KEK])` — a header-only rotation (unwrap + wrap + encode). The
 //!   rate in headers/s is 1 / time.
+//! * `seal_1MiB_scope_key` / `seal_1MiB_local_a256kw` and
+//!   `open_1MiB_scope_key` / `open_1MiB_local_a256kw`: 64 chunks sealed or
+//!   opened under a scope key, whose lease is checked before every chunk,
+//!   and under a local key, which has no lease. Their ratio is the cost of
+//!   the per-chunk lease check.
 //!
 //! Before the criterion run it seals 1,000,000 objects under one scope
-//! within one TTL and prints how many CMK calls that took (target: 1).
+//! within one TTL and prints how many CMK calls and store reads that took
+//! (target: 1 each, the store read being the one that opened the scope).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +26,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cmk_envelope::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 use cmk_envelope::{
-    rewrap, Encryptor, Header, KeyEncryptionKey, KeyMaterial, LocalKek, Profile, StaticResolver,
-    WrapAlgorithm, WrappedKey,
+    rewrap, Decryptor, Encryptor, Header, KeyEncryptionKey, KeyMaterial, KeyResolver, LocalKek,
+    Profile, StaticResolver, WrapAlgorithm, WrappedKey,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::executor::block_on;
@@ -84,19 +90,26 @@ fn scope_bench(c: &mut Criterion) {
     let scope_kek = [scope.kek()];
     let msg = vec![0x5Au8; 1024];
 
-    // KMS calls per 1M objects sealed within one TTL.
+    // KMS calls per 1M objects sealed within one TTL (another count with
+    // CMK_BENCH_SCOPE_OBJECTS, e.g. for instruction counts under callgrind).
+    let objects: u64 = std::env::var("CMK_BENCH_SCOPE_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let before = cmk.calls.load(Ordering::Relaxed);
     let t = Instant::now();
-    for _ in 0..1_000_000 {
+    for _ in 0..objects {
         let enc = block_on(Encryptor::new(&scope_kek, Profile::Document, CTX)).unwrap();
         black_box(enc.seal(&msg).unwrap());
     }
     let calls = cmk.calls.load(Ordering::Relaxed) - before;
+    let reads = scope.cache_stats().store_reads;
     println!(
-        "scope: 1,000,000 objects sealed under one scope within one TTL: {calls} CMK call(s), {:.2} µs/object",
-        t.elapsed().as_secs_f64()
+        "scope: {objects} objects sealed under one scope within one TTL: {calls} CMK call(s), {reads} store read(s), {:.2} µs/object",
+        t.elapsed().as_secs_f64() * 1e6 / objects as f64
     );
     assert_eq!(calls, 1);
+    assert_eq!(reads, 1);
 
     let local =
         [
@@ -140,6 +153,35 @@ fn scope_bench(c: &mut Criterion) {
     g.bench_function("rewrap_header_local_a256kw", |b| {
         b.iter(|| block_on(rewrap(black_box(&header), &resolver, &new)).unwrap())
     });
+
+    // The per-chunk lease check: 64 chunks under a scope key and under a
+    // local key (no lease), sealed and opened.
+    let big = vec![0xA5u8; 1 << 20];
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    let scope_resolver = scope.resolver();
+    for (name, keks, resolver) in [
+        (
+            "scope_key",
+            &scope_kek[..],
+            &scope_resolver as &dyn KeyResolver,
+        ),
+        ("local_a256kw", &local[..], &resolver as &dyn KeyResolver),
+    ] {
+        g.bench_function(format!("seal_1MiB_{name}"), |b| {
+            b.iter(|| {
+                let enc = block_on(Encryptor::new(keks, Profile::Blob, CTX)).unwrap();
+                enc.seal(black_box(&big)).unwrap()
+            })
+        });
+        let env = block_on(cmk_envelope::seal(keks, Profile::Blob, CTX, &big)).unwrap();
+        let (h, n) = Header::parse_prefix(&env).unwrap();
+        g.bench_function(format!("open_1MiB_{name}"), |b| {
+            b.iter(|| {
+                let dec = block_on(Decryptor::new(&h, resolver, Profile::Blob, CTX)).unwrap();
+                dec.open(black_box(&env[n..])).unwrap()
+            })
+        });
+    }
     g.finish();
 }
 

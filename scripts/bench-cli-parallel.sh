@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CLI targets of issue 8, measured as ratios in one run:
+# The CLI against its baselines, measured as ratios in one run:
 #   * file to file on tmpfs: encrypt and decrypt vs `cp` of the same file;
 #   * peak RSS (`/usr/bin/time -v`, or /proc-based fallback) of each;
 #   * 1 GiB encrypt to stdout redirected to /dev/null: --threads 2 vs 1.

@@ -17,6 +17,9 @@
 #   COSMOS_ENDPOINT     https://127.0.0.1:PORT/
 #   COSMOS_KEY          the account key (random for each start; the server
 #                       checks every request's signature with it)
+#   COSMOS_AAD_TOKEN    the one Entra ID bearer token the server accepts
+#                       (random for each start; what the tests' token
+#                       credential hands out)
 #   COSMOS_CA_CERT      the test CA certificate (PEM)
 #   SSL_CERT_FILE       the system's CA bundle plus the test CA: the Rust
 #                       SDK's TLS stack (reqwest's rustls platform verifier,
@@ -24,8 +27,11 @@
 #                       from this file, so the tests keep certificate
 #                       validation on instead of the SDK's emulator bypass.
 #                       Every public root stays trusted.
-#   COSMOSDB_SERVER_JS  the fixture script, and COSMOSDB_NODE_PATH its
-#                       node_modules (for tests that start their own server)
+#   COSMOSDB_SERVER_JS  the fixture script, COSMOSDB_NODE_PATH its
+#                       node_modules, COSMOSDB_SERVER_CERT and
+#                       COSMOSDB_SERVER_KEY the server's certificate and key
+#                       (for tests that start their own server, e.g. with
+#                       --state FILE to kill and restart it)
 
 COSMOSDB_VERSION=1.0.1
 cosmosdb_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -110,11 +116,13 @@ cosmosdb_start() {
     cosmosdb_certs "$COSMOSDB_WORK" || { cosmosdb_stop; return 1; }
     COSMOSDB_SERVER_JS="$cosmosdb_repo/tests/fixtures/cosmosdb_server.js"
     COSMOSDB_NODE_PATH="$COSMOSDB_DIR/node_modules"
-    local key
+    local key token
     key="$(openssl rand -base64 64 | tr -d '\n')"
+    token="$(openssl rand -hex 32)"
     # exec: $! is node's own pid, so it can be stopped exactly. The key
-    # goes through the environment, not the command line.
-    (exec env NODE_PATH="$COSMOSDB_NODE_PATH" COSMOS_KEY="$key" node "$COSMOSDB_SERVER_JS" \
+    # and token go through the environment, not the command line.
+    (exec env NODE_PATH="$COSMOSDB_NODE_PATH" COSMOS_KEY="$key" COSMOS_AAD_TOKEN="$token" \
+        node "$COSMOSDB_SERVER_JS" \
         --cert "$COSMOSDB_WORK/server.pem" --key "$COSMOSDB_WORK/server.key" \
         --ca "$COSMOSDB_WORK/ca.pem") >"$COSMOSDB_WORK/server.log" 2>&1 &
     COSMOSDB_PID=$!
@@ -141,7 +149,10 @@ cosmosdb_start() {
     fi
     export COSMOS_ENDPOINT="$url"
     export COSMOS_KEY="$key"
+    export COSMOS_AAD_TOKEN="$token"
     export COSMOS_CA_CERT="$COSMOSDB_WORK/ca.pem"
+    export COSMOSDB_SERVER_CERT="$COSMOSDB_WORK/server.pem"
+    export COSMOSDB_SERVER_KEY="$COSMOSDB_WORK/server.key"
     export SSL_CERT_FILE="$COSMOSDB_WORK/trust.pem"
     export COSMOSDB_SERVER_JS COSMOSDB_NODE_PATH
     echo "== cosmosdb-server $COSMOSDB_VERSION (pid $COSMOSDB_PID) listens on $COSMOS_ENDPOINT" >&2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README "Run the tests"). Installs what it
+# The project's test command (README, "Run it"). Installs what it
 # needs (SoftHSM2, Azurite, the Azure Storage Python SDK, a Cosmos DB
 # server, the Cosmos DB JavaScript SDK), then runs formatting, lints and
 # every test, for both crypto providers. Exits non-zero on the first

@@ -203,6 +203,20 @@ pub enum Error {
         blob: String,
     },
 
+    /// A conditional write to Cosmos DB lost a race: the item or client
+    /// encryption key changed since its ETag was read, was deleted since,
+    /// or (for a create) already exists. Nothing was written; re-read it
+    /// and retry.
+    #[error("Cosmos DB {resource}{} was changed concurrently (its ETag no longer matches, it was deleted, or it already exists); nothing was written: re-read it and retry", .id.as_deref().map(|i| format!(" `{i}`")).unwrap_or_default())]
+    CosmosConflict {
+        /// What it is: `"item"` or `"client encryption key"`.
+        resource: &'static str,
+        /// Its id, when the id is stored in clear (an id the container
+        /// encrypts is left out: it is plaintext), escaped and truncated as
+        /// untrusted strings are.
+        id: Option<String>,
+    },
+
     /// A storage request (Azure Blob Storage, Cosmos DB) failed. The
     /// message names the service, the operation and the HTTP status or
     /// service error code; URLs, SAS signatures, account keys and tokens are
@@ -215,6 +229,14 @@ pub enum Error {
     /// untrusted data.
     #[error("API misuse: {0}")]
     ApiMisuse(&'static str),
+
+    /// A query on an encrypted Cosmos DB container was refused before it
+    /// was sent: it filters, orders, groups or computes on an encrypted
+    /// path, compares one with something other than a parameter bound to
+    /// it, or holds something the check does not read. The message names
+    /// the policy path and the rule, never the query text.
+    #[error("query refused: {0}")]
+    QueryRefused(String),
 
     // ----- internal failures -----
     /// A cryptographic primitive failed where it cannot fail on valid

@@ -5,6 +5,8 @@
 #![cfg(feature = "azure")]
 
 mod common;
+#[path = "common/keyvault_client.rs"]
+mod keyvault_client;
 #[path = "common/keyvault_server.rs"]
 mod keyvault_server;
 
@@ -12,78 +14,19 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
+use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, Method, Request, Transport, Url};
 use cmk_envelope::conformance::kek as kek_conformance;
 use cmk_envelope::kek::azure::{
     AzureKeyVaultKek, AzureKeyVaultResolver, CredentialChain, CredentialChainOptions,
-    CredentialKind, HttpConfig, PreflightProblem, RetryConfig,
+    CredentialKind, PreflightProblem, RetryConfig,
 };
 use cmk_envelope::{
     open, seal, CryptoProvider, DataKey, Error, Header, KekErrorKind, KeyEncryptionKey,
     KeyResolver, Profile, WrapAlgorithm,
 };
-use keyvault_server::{
-    Fault, KeySpec, KeyVaultServer, RandomFaults, HSM_HOST, LOGIN_HOST, TENANT, VAULT_HOST,
-};
-
-/// A credential that returns a fixed token (what the server accepts, or
-/// not).
-#[derive(Debug)]
-struct FixedToken(String);
-
-#[async_trait]
-impl TokenCredential for FixedToken {
-    async fn get_token(
-        &self,
-        _: &[&str],
-        _: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        Ok(AccessToken::new(
-            Secret::new(self.0.clone()),
-            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
-        ))
-    }
-}
-
-fn http(server: &KeyVaultServer) -> HttpConfig {
-    HttpConfig::new()
-        .add_root_certificate_pem(server.ca_pem.as_bytes())
-        .resolve(VAULT_HOST, server.addr)
-        .resolve(HSM_HOST, server.addr)
-        .resolve(LOGIN_HOST, server.addr)
-}
-
-/// Small waits, so retry tests stay fast.
-fn fast_retry() -> RetryConfig {
-    RetryConfig::default()
-        .backoff(Duration::from_millis(1), Duration::from_millis(20))
-        .max_retries(10)
-        .max_total_time(Duration::from_secs(20))
-        .per_request_timeout(Duration::from_secs(5))
-        .seed(42)
-}
-
-fn kek_with(
-    server: &KeyVaultServer,
-    url: &str,
-    alg: WrapAlgorithm,
-    retry: RetryConfig,
-) -> AzureKeyVaultKek {
-    AzureKeyVaultKek::builder(url)
-        .unwrap()
-        .algorithm(alg)
-        .credential(Arc::new(FixedToken(server.token.clone())))
-        .http(http(server))
-        .retry(retry)
-        .build()
-        .unwrap()
-}
-
-fn kek(server: &KeyVaultServer, url: &str, alg: WrapAlgorithm) -> AzureKeyVaultKek {
-    kek_with(server, url, alg, fast_retry())
-}
+use keyvault_client::{fast_retry, http, kek, kek_with, FixedToken};
+use keyvault_server::{Fault, KeySpec, KeyVaultServer, RandomFaults, HSM_HOST, TENANT, VAULT_HOST};
 
 fn dek() -> DataKey {
     DataKey::generate(CryptoProvider::default_provider()).unwrap()

@@ -13,6 +13,8 @@ mod common;
 #[path = "common/cosmos_sdk.rs"]
 mod cosmos_sdk;
 
+use cosmos_sdk::{js_view, TestKek};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,21 +37,11 @@ use serde_json::{json, Value};
 
 // ---------------------------------------------------------------- harness
 
-/// A test KEK: an RSA-OAEP (SHA-1) key named by a Key Vault-style URL,
-/// with its private JWK for the fixture's resolver.
-struct TestKek {
-    url: String,
-    kek: Arc<dyn KeyEncryptionKey>,
-    jwk: Value,
-}
-
 fn test_kek(slot: usize, name: &str) -> TestKek {
-    let url = format!("https://myvault.vault.azure.net/keys/{name}/0123456789abcdef{slot}");
-    let mut jwk: Value = serde_json::from_str(common::rsa_jwk(slot)).unwrap();
-    jwk["alg"] = json!("RSA-OAEP");
-    jwk["kid"] = json!(url);
-    let kek = Arc::new(LocalKek::from_jwk_bytes(jwk.to_string().as_bytes()).unwrap());
-    TestKek { url, kek, jwk }
+    TestKek::new(
+        common::rsa_jwk(slot),
+        format!("https://myvault.vault.azure.net/keys/{name}/0123456789abcdef{slot}"),
+    )
 }
 
 struct Sdk {
@@ -60,13 +52,9 @@ struct Sdk {
 
 impl Sdk {
     fn new(keks: &[&TestKek]) -> Sdk {
-        let keys = keks
-            .iter()
-            .map(|k| (k.url.clone(), k.jwk.clone()))
-            .collect::<serde_json::Map<String, Value>>();
         Sdk {
             dir: common::tempdir(),
-            keys: Value::Object(keys),
+            keys: cosmos_sdk::keys_json(keks),
             n: AtomicUsize::new(0),
         }
     }
@@ -171,29 +159,6 @@ fn policy() -> ClientEncryptionPolicy {
         ],
     )
     .unwrap()
-}
-
-/// How the JavaScript SDK sees a JSON value: every number is a double, an
-/// integral one is written as its exact decimal (see the fixture).
-fn js_view(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => {
-            let f = n.as_f64().unwrap();
-            if f.fract() == 0.0 && f.abs() < 9.3e18 {
-                let i = f as i128;
-                if let Ok(i) = i64::try_from(i) {
-                    json!(i)
-                } else {
-                    json!(u64::try_from(i).unwrap())
-                }
-            } else {
-                json!(f)
-            }
-        }
-        Value::Array(a) => Value::Array(a.iter().map(js_view).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), js_view(x))).collect()),
-        other => other.clone(),
-    }
 }
 
 const TWO_53: i64 = 1 << 53;

@@ -361,3 +361,81 @@ async fn random_access_reads_match_the_plaintext() {
         b"{\"x\":1}"
     );
 }
+
+/// Two instances of one scope over one scope store: B has an index file
+/// open (with chunks in its cache) when A destroys the scope. B's reads
+/// keep working for as long as the scope lives (across several TTLs: the
+/// file's lease renews on tantivy's thread), and fail once B learns of the
+/// destroy, within the TTL — served from the chunk cache or not — and the
+/// cache is wiped.
+#[tokio::test]
+async fn an_open_index_file_stops_within_the_ttl_of_a_destroy() {
+    use std::io::Write as _;
+    use tantivy::directory::TerminatingWrite as _;
+
+    let root = common::tempdir();
+    let ttl = std::time::Duration::from_millis(300);
+    let policy = CachePolicy {
+        ttl,
+        failure_backoff: std::time::Duration::from_millis(20),
+        ..CachePolicy::default()
+    };
+    let store =
+        || -> Arc<dyn ScopeStore> { Arc::new(FsScopeStore::new(root.join("scopes")).unwrap()) };
+    let cmk = || Cmk::CustomerManaged(file_kek(&root));
+    let a = EncryptionScope::create(store(), "ix", cmk(), policy.clone())
+        .await
+        .unwrap();
+    let b = EncryptionScope::open(store(), "ix", cmk(), policy)
+        .await
+        .unwrap();
+    let idx = root.join("idx");
+    std::fs::create_dir_all(&idx).unwrap();
+    let chunk = 16 * 1024;
+    let data = common::data(40 * chunk, 8);
+    let a_dir =
+        EncryptedDirectory::new(MmapDirectory::open(&idx).unwrap(), a.clone(), "ix").unwrap();
+    let mut w = a_dir.open_write(Path::new("seg.idx")).unwrap();
+    w.write_all(&data).unwrap();
+    w.terminate().unwrap();
+
+    let b_dir =
+        EncryptedDirectory::new(MmapDirectory::open(&idx).unwrap(), b.clone(), "ix").unwrap();
+    let file = b_dir.get_file_handle(Path::new("seg.idx")).unwrap();
+    let read = |i: usize| file.read_bytes(i * chunk..i * chunk + 100);
+    // the scope lives: reads go on across three TTLs
+    let start = std::time::Instant::now();
+    let mut i = 0;
+    while start.elapsed() < ttl * 3 {
+        assert_eq!(
+            read(i % 40).unwrap().as_slice(),
+            &data[(i % 40) * chunk..][..100]
+        );
+        assert_eq!(read(0).unwrap().as_slice(), &data[..100]); // from the cache
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(b_dir.cache_stats().chunks > 0);
+
+    a.destroy("ix").await.unwrap();
+    let destroyed = std::time::Instant::now();
+    let e = loop {
+        match read(0) {
+            Ok(_) => assert!(destroyed.elapsed() < ttl + std::time::Duration::from_millis(250)),
+            Err(e) => break e,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    println!(
+        "index: an open file failed {:?} after the destroy (TTL {ttl:?}): {e}",
+        destroyed.elapsed()
+    );
+    let inner = e
+        .get_ref()
+        .and_then(|x| x.downcast_ref::<EncryptedFileError>())
+        .expect("an EncryptedFileError");
+    assert!(matches!(inner.source, Error::ScopeNotFound { .. }), "{e}");
+    assert_eq!(b_dir.cache_stats().chunks, 0, "cached plaintext wiped");
+    assert!(read(7).is_err());
+    assert!(read(0).is_err());
+}

@@ -3,97 +3,22 @@
 //! header rewrap.
 
 mod common;
+#[path = "common/scope_suite.rs"]
+mod scope_suite;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use cmk_envelope::conformance::{kek as kek_conformance, store as store_conformance};
 use cmk_envelope::scope::{
     CachePolicy, Cmk, EncryptionScope, FsScopeStore, MemoryScopeStore, ScopeMode, ScopeStore,
 };
 use cmk_envelope::{
-    open, rewrap, rewrap_batch, seal, Error, Header, KekError, KekErrorKind, KeyEncryptionKey,
-    KeyMaterial, LocalKek, Profile, StaticResolver, WrapAlgorithm, WrappedKey,
+    open, rewrap, rewrap_batch, seal, Error, Header, KekErrorKind, Profile, StaticResolver,
+    WrapAlgorithm,
 };
-
-/// Wraps a KEK, counts its calls, and can be switched off (as a customer
-/// disabling the key in their vault would).
-#[derive(Debug)]
-struct Switchable {
-    inner: Arc<dyn KeyEncryptionKey>,
-    wraps: AtomicU64,
-    unwraps: AtomicU64,
-    off: AtomicBool,
-    delay: Duration,
-}
-
-impl Switchable {
-    fn new(inner: Arc<dyn KeyEncryptionKey>) -> Arc<Switchable> {
-        Arc::new(Switchable {
-            inner,
-            wraps: 0.into(),
-            unwraps: 0.into(),
-            off: false.into(),
-            delay: Duration::ZERO,
-        })
-    }
-    fn slow(inner: Arc<dyn KeyEncryptionKey>, delay: Duration) -> Arc<Switchable> {
-        Arc::new(Switchable {
-            inner,
-            wraps: 0.into(),
-            unwraps: 0.into(),
-            off: false.into(),
-            delay,
-        })
-    }
-    fn check(&self) -> cmk_envelope::Result<()> {
-        if self.off.load(Ordering::SeqCst) {
-            return Err(
-                KekError::new("test", KekErrorKind::KeyUnavailable, "key is disabled").into(),
-            );
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl KeyEncryptionKey for Switchable {
-    fn key_id(&self) -> &str {
-        self.inner.key_id()
-    }
-    fn algorithm(&self) -> WrapAlgorithm {
-        self.inner.algorithm()
-    }
-    fn key_container(&self) -> Option<String> {
-        self.inner.key_container()
-    }
-    async fn wrap_key_material(&self, m: &KeyMaterial) -> cmk_envelope::Result<WrappedKey> {
-        self.wraps.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.wrap_key_material(m).await
-    }
-    async fn unwrap_key_material(&self, wrapped: &[u8]) -> cmk_envelope::Result<KeyMaterial> {
-        self.unwraps.fetch_add(1, Ordering::SeqCst);
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        self.check()?;
-        self.inner.unwrap_key_material(wrapped).await
-    }
-}
-
-/// A local KEK saved in `dir` (its key container is that directory).
-fn file_kek(dir: &std::path::Path, kid: &str, alg: WrapAlgorithm) -> Arc<dyn KeyEncryptionKey> {
-    let path = dir.join(format!("{kid}.jwk"));
-    let bits = alg.is_rsa().then_some(3072);
-    LocalKek::generate(alg, Some(kid.into()), bits)
-        .unwrap()
-        .save_jwk(&path, false)
-        .unwrap();
-    Arc::new(LocalKek::from_jwk_file(&path).unwrap())
-}
+use scope_suite::{file_kek, Switchable};
 
 fn policy(ttl_ms: u64) -> CachePolicy {
     CachePolicy {

@@ -2,6 +2,23 @@
 //! (feature `azure-cse`): read blobs written by the official .NET, Java
 //! and Python SDKs, and write blobs they read.
 //!
+//! * **Read** a blob whole ([`decrypt`]), streamed with one region of
+//!   memory ([`CseDecryptor::reader`]), or by plaintext range
+//!   ([`CseDecryptor::plan_range`] gives the region-aligned ciphertext
+//!   range to fetch, [`CseDecryptor::decrypt_range`] opens it). The KEK is
+//!   found through a [`KeyResolver`] allow-list by the metadata's `KeyId`.
+//! * **Write** protocol 2.0 ([`CseEncryptOptions::v2_0`], 4 MiB regions)
+//!   or 2.1 with a chosen region size ([`CseEncryptOptions::v2_1`]), with
+//!   the Python SDK's nonces, which every SDK reads ([`encrypt`],
+//!   [`CseEncryptor::writer`]).
+//! * **Rotate** the KEK by rewriting the metadata only
+//!   ([`rewrap_metadata`]).
+//!
+//! Any of this crate's KEKs wraps the content key — a local key, a Key
+//! Vault or Managed HSM key, a PKCS#11 key, a scope key — with `A256KW`,
+//! `RSA-OAEP` or `RSA-OAEP-256`. With feature `cli`, `cmk-envelope
+//! azure-cse encrypt | decrypt` does the same from the command line.
+//!
 //! # The format
 //!
 //! **Metadata.** The blob metadata key `encryptiondata` holds a JSON object

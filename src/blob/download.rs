@@ -162,9 +162,16 @@ impl EncryptedBlob {
     ///
     /// Errors: [`Error::BlobConflict`] if the blob was replaced since it
     /// was opened (open it again), [`Error::ChunkAuthentication`] for a
-    /// tampered chunk.
+    /// tampered chunk; for a blob sealed under an encryption scope,
+    /// [`Error::ScopeNotFound`] once the scope was destroyed, or
+    /// [`Error::Kek`] once its key could not be renewed past the cache TTL
+    /// (see [`KeyLease`](crate::KeyLease)).
     pub async fn read_range(&self, range: Range<u64>) -> crate::Result<Vec<u8>> {
         let plan = RangePlan::new(range, self.body_len)?;
+        // Blobs sealed under a scope key: renew its lease here, without
+        // blocking; once the scope is destroyed or its CMK revoked, reads
+        // of an already opened blob fail within the cache TTL.
+        self.decryptor.renew_lease().await?;
         // The response's buffer, taken over without a copy when it is the
         // only reference (it is decrypted in place, then wiped).
         let mut fetched = Vec::from(

@@ -16,7 +16,39 @@
 //! `azure` feature's [`CredentialChain`](crate::kek::azure::CredentialChain):
 //! this feature implies `azure` to share it), or with a SAS carried in the
 //! container URL when the credential is `None`. SAS URLs are secrets: they
-//! are never printed by `Debug`, and never appear in errors.
+//! are never printed by `Debug`, and never appear in errors. A credential
+//! is sent over `https` only; a SAS URL may be `http` (the emulator), where
+//! the SAS crosses the network in clear.
+//!
+//! # How each operation works
+//!
+//! * [`EncryptedBlobClient::upload`] streams: chunks are sealed into 4 MiB
+//!   blocks (configurable), staged 4 at a time while the next ones are
+//!   sealed, and one *Put Block List* commits the blocks **with** the
+//!   header metadata, so the blob appears whole or not at all (an object of
+//!   one block is a single *Put Blob*). [`WriteCondition`] chooses
+//!   overwrite, create-only (`If-None-Match: *`) or `If-Match`.
+//! * [`EncryptedBlobClient::download`] is an `AsyncRead` of the plaintext:
+//!   the key commitment is checked first, then each chunk is released only
+//!   after its tag verified; the SDK's ranged sub-requests are pinned to
+//!   one ETag.
+//! * [`EncryptedBlobClient::open`] makes one 56-byte ranged GET, which also
+//!   returns the metadata, the ETag and the size; then
+//!   [`EncryptedBlob::read_range`] makes **one** ranged GET of exactly the
+//!   chunks a [`RangePlan`](crate::RangePlan) names, `If-Match` the opened
+//!   version.
+//! * [`EncryptedBlobClient::rewrap`] replaces only the metadata, `If-Match`
+//!   the ETag it read: a concurrent writer makes it fail with
+//!   [`Error::BlobConflict`](crate::Error::BlobConflict), never overwritten.
+//! * [`BlobScopeStore`] keeps one blob per scope, `<prefix><scope-id>.json`:
+//!   created with `If-None-Match: *`, updated and deleted with `If-Match`,
+//!   so of two instances rotating one scope exactly one wins and the other
+//!   gets [`Error::ScopeConflict`](crate::Error::ScopeConflict).
+//!
+//! Errors keep only the operation, the HTTP status and the service's error
+//! code; requests are retried under the crate's
+//! [`RetryConfig`](crate::RetryConfig) and one status table shared with
+//! the Key Vault backend.
 //!
 //! ```no_run
 //! # async fn example(cmk: std::sync::Arc<dyn cmk_envelope::KeyEncryptionKey>) -> cmk_envelope::Result<()> {

@@ -36,22 +36,28 @@ pub(super) fn is_not_found(e: &CosmosError) -> bool {
 pub(super) fn storage(op: &'static str, e: &CosmosError) -> Error {
     let status = e.status();
     let http = u16::from(status.status_code());
-    let message = if e.is_from_wire() {
-        let body = e.response().and_then(|r| r.body().clone().single().ok());
-        let code = body
-            .as_deref()
-            .and_then(service_code)
-            .unwrap_or("no error code");
-        match status.sub_status().filter(|s| s.value() != 0) {
-            Some(_) => format!("{op}: {code} (status {status})"),
-            None => format!("{op}: {code}"),
-        }
-    } else {
-        format!("{op}: no response from the service (SDK status {status})")
+    if !e.is_from_wire() {
+        let message = format!("{op}: no response from the service (SDK status {status})");
+        let kind = StatusKind::of(http).into();
+        return Error::Storage(StorageError::new(kind, None, message).in_service(SERVICE));
+    }
+    let body = e.response().and_then(|r| r.body().clone().single().ok());
+    let sub = status.sub_status().map(|s| u32::from(s.value()));
+    answered(op, http, sub, body.as_deref().unwrap_or_default())
+}
+
+/// A crate error for a failed REST request `op` that the service answered
+/// with `status` (and `x-ms-substatus` `sub`) and `body`: the status, the
+/// sub-status and the body's error code, nothing else.
+pub(super) fn answered(op: &'static str, status: u16, sub: Option<u32>, body: &[u8]) -> Error {
+    let code = service_code(body).unwrap_or("no error code");
+    let message = match sub.filter(|&s| s != 0) {
+        Some(s) => format!("{op}: {code} (status {status}, sub-status {s})"),
+        None => format!("{op}: {code}"),
     };
-    let kind = StatusKind::of(http).into();
-    let status = e.is_from_wire().then_some(http);
-    Error::Storage(StorageError::new(kind, status, message).in_service(SERVICE))
+    Error::Storage(
+        StorageError::new(StatusKind::of(status).into(), Some(status), message).in_service(SERVICE),
+    )
 }
 
 /// A storage error for an item this crate cannot use.

@@ -4,16 +4,15 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use azure_core::http::Etag as SdkEtag;
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::ContainerProperties;
-use azure_data_cosmos::options::{ItemWriteOptions, Precondition};
 use azure_data_cosmos::PartitionKey;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::Deserialize;
 
 use super::error::{is_conflict, is_not_found, not_ours, storage};
+use super::sdk::{if_match, require_etag};
 use crate::error::Error;
 use crate::scope::{Etag, ScopeStore};
 
@@ -133,22 +132,9 @@ fn top_level_property(path: &str) -> Option<&str> {
     ok.then_some(p)
 }
 
-/// The crate's [`Etag`] of a successful response.
-fn require_etag(etag: Option<&SdkEtag>) -> crate::Result<Etag> {
-    etag.map(|e| Etag(e.to_string()))
-        .ok_or_else(|| not_ours("the service returned no ETag"))
-}
-
 /// The partition key of the record of `scope_id`: the scope id.
 fn pk(scope_id: &str) -> PartitionKey {
     PartitionKey::from(scope_id.to_owned())
-}
-
-fn if_match(expected: &Etag) -> Option<ItemWriteOptions> {
-    Some(
-        ItemWriteOptions::default()
-            .with_precondition(Precondition::if_match(SdkEtag::from(expected.0.clone()))),
-    )
 }
 
 #[async_trait]
@@ -194,7 +180,7 @@ impl ScopeStore for CosmosScopeStore {
             }
             Some(tag) => {
                 self.container
-                    .replace_item(pk(scope_id), scope_id, item, if_match(tag))
+                    .replace_item(pk(scope_id), scope_id, item, if_match(Some(tag)))
                     .await
             }
         };
@@ -213,7 +199,7 @@ impl ScopeStore for CosmosScopeStore {
         crate::scope::validate_scope_id(scope_id)?;
         match self
             .container
-            .delete_item(pk(scope_id), scope_id, if_match(expected))
+            .delete_item(pk(scope_id), scope_id, if_match(Some(expected)))
             .await
         {
             Ok(_) => Ok(()),

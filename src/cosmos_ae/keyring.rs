@@ -103,6 +103,12 @@ impl CekKeyring {
             .map(|k| k.cek.clone())
     }
 
+    /// The allow-list the root keys are unwrapped through.
+    #[cfg(feature = "cosmos")]
+    pub(crate) fn resolver(&self) -> &Arc<dyn KeyResolver> {
+        &self.resolver
+    }
+
     /// Cache counters: hits, misses, KEK calls, errors.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()

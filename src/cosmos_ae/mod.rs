@@ -5,7 +5,8 @@
 //! SDK's own code (`@azure/cosmos` 4.10.1); it was also read against the
 //! .NET SDK's source; the Java SDK was not examined. No HTTP: this module
 //! turns items, keys and policies (JSON) into other JSON; storing them is
-//! the caller's.
+//! the caller's (feature `cosmos`: `cosmos::EncryptedContainer` and
+//! `cosmos::ClientEncryptionKeys` store them in Cosmos DB).
 //!
 //! # The model
 //!
@@ -162,8 +163,10 @@ mod lifecycle;
 mod policy;
 mod value;
 
+pub(crate) use cek::check_resource_id;
 pub use cek::{ClientEncryptionKey, KeyWrapMetadata, AZURE_KEY_VAULT, CMK_ENVELOPE};
 pub use item::ItemCipher;
 pub use keyring::CekKeyring;
 pub use lifecycle::VaultRule;
+pub(crate) use policy::top_level;
 pub use policy::{ClientEncryptionPolicy, EncryptionType, IncludedPath, ALGORITHM};

@@ -14,6 +14,25 @@
 //!  "_cmk": "Q01LRQEBAg…"}                      the header, base64
 //! ```
 //!
+//! ```no_run
+//! # async fn document(scope: cmk_envelope::scope::EncryptionScope) -> cmk_envelope::Result<()> {
+//! use cmk_envelope::document::{DocumentCipher, DocumentPolicy};
+//!
+//! let policy = DocumentPolicy::new("/tenantId")? // the partition key stays in clear
+//!     .randomized("/patient/ssn")?
+//!     .deterministic("/email")?; // equality-queryable
+//! let cipher = DocumentCipher::new(scope, policy);
+//! let mut doc = serde_json::json!({
+//!     "id": "p-1", "tenantId": "t-1",
+//!     "patient": {"ssn": "078-05-1120"}, "email": "a@example.com"
+//! });
+//! cipher.encrypt(&mut doc).await?; // adds "_cmk"
+//! let token = cipher.equality_token("/email", &"a@example.com".into()).await?;
+//! assert_eq!(doc["email"], token); // what a query compares with
+//! cipher.decrypt(&mut doc).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # The per-document data key
 //!
 //! Every call to [`DocumentCipher::encrypt`] draws a fresh 256-bit data key
@@ -187,7 +206,9 @@ pub struct DocumentCipher {
     provider: &'static CryptoProvider,
     /// Deterministic keys, by (scope key version, rule index). Only used by
     /// `encrypt` and `decrypt`, which also reach the scope key through its
-    /// cache (to wrap or unwrap the DEK), so revocation still applies.
+    /// cache first (to wrap or unwrap the DEK), so a destroyed or revoked
+    /// scope stops them within its TTL; the first refusal wipes this map
+    /// (`Aes256Siv` zeroizes its keys on drop).
     siv: Mutex<HashMap<(u32, usize), Aes256Siv>>,
 }
 
@@ -264,14 +285,17 @@ impl DocumentCipher {
             }
         }
 
-        let kek = self.scope.kek();
-        let version = kid_version(kek.key_id())?;
         let dek = DataKey::generate(self.provider)?;
-        let header = Header::new(
-            Suite::Cobblestone256,
-            Profile::Document,
-            vec![kek.wrap_key(&dek).await?],
-        )?;
+        let wrapped = self
+            .scope
+            .kek()
+            .wrap_key(&dek)
+            .await
+            .inspect_err(|_| self.forget_siv_keys())?;
+        // The version the data key was wrapped under: the deterministic
+        // fields of this write use the same one.
+        let version = kid_version(&wrapped.kek_id)?;
+        let header = Header::new(Suite::Cobblestone256, Profile::Document, vec![wrapped])?;
         self.ensure_siv_keys(version).await?;
 
         // Nothing below can fail for a well-formed policy; `doc` is only
@@ -315,8 +339,9 @@ impl DocumentCipher {
     pub async fn decrypt(&self, doc: &mut Value) -> crate::Result<()> {
         let id = document_id(doc)?.to_owned();
         let header = document_header(doc)?;
-        let decryptor =
-            Decryptor::new(&header, &self.resolver, Profile::Document, id.as_bytes()).await?;
+        let decryptor = Decryptor::new(&header, &self.resolver, Profile::Document, id.as_bytes())
+            .await
+            .inspect_err(|_| self.forget_siv_keys())?;
         let gcm = self.field_key(decryptor.data_key(), &id)?;
         drop(decryptor);
 
@@ -374,6 +399,47 @@ impl DocumentCipher {
         Ok(())
     }
 
+    /// Re-wraps `doc`'s data key under the scope's current key version: its
+    /// `_cmk` header changes, every field stays as it is. Randomized fields
+    /// keep their data key (the same key, wrapped anew); deterministic
+    /// fields keep the scope key version they were written under (the `v`
+    /// of `cmke1:d:v:`), so that version is needed to read and to query
+    /// them until the document is written again.
+    ///
+    /// Returns whether the header changed: `false` (and `doc` unchanged)
+    /// when it already names the current version. The fields are not
+    /// checked (the header is re-wrapped without reading them); a header
+    /// that does not open fails as in [`DocumentCipher::decrypt`], with
+    /// `doc` unchanged.
+    ///
+    /// Cost: one unwrap and one wrap under cached scope keys (no KMS call
+    /// once they are cached).
+    pub async fn rewrap(&self, doc: &mut Value) -> crate::Result<bool> {
+        let header = document_header(doc)?;
+        let rewrapped =
+            crate::envelope::rewrap(&header, &self.resolver, &[self.scope.kek()]).await?;
+        let kids = |h: &Header| {
+            h.keys()
+                .iter()
+                .map(|k| k.kek_id.clone())
+                .collect::<Vec<_>>()
+        };
+        if kids(&rewrapped) == kids(&header) {
+            return Ok(false);
+        }
+        doc.as_object_mut().expect("has a header").insert(
+            CMK_PROPERTY.to_owned(),
+            Value::String(STANDARD.encode(rewrapped.to_bytes())),
+        );
+        Ok(true)
+    }
+
+    /// The scope this cipher encrypts under.
+    #[cfg(feature = "cosmos")]
+    pub(crate) fn scope(&self) -> &EncryptionScope {
+        &self.scope
+    }
+
     /// The ciphertext that [`DocumentCipher::encrypt`] writes today for
     /// `value` under the deterministic field `path`: compare it for
     /// equality in a store query. Uses the current scope key version.
@@ -381,7 +447,7 @@ impl DocumentCipher {
     /// Errors: [`Error::DocumentField`] when `path` is not a deterministic
     /// field of the policy.
     pub async fn equality_token(&self, path: &str, value: &Value) -> crate::Result<Value> {
-        let version = kid_version(self.scope.kek().key_id())?;
+        let version = self.scope.sealing_version().await?;
         self.equality_token_for_version(path, value, version).await
     }
 
@@ -432,11 +498,21 @@ impl DocumentCipher {
         Ok(self.provider.aead.aes256_gcm(&key))
     }
 
+    /// Drops (and wipes) the cached deterministic keys: the scope refused
+    /// a key, so it may be destroyed or its CMK revoked.
+    fn forget_siv_keys(&self) {
+        self.siv.lock().expect("siv lock").clear();
+    }
+
     async fn derive_siv(&self, version: u32, path: &str) -> crate::Result<Aes256Siv> {
         let mut label = Vec::with_capacity(DET_LABEL.len() + path.len());
         label.extend_from_slice(DET_LABEL);
         label.extend_from_slice(path.as_bytes());
-        let key = self.scope.derive_key(version, &label).await?;
+        let key = self
+            .scope
+            .derive_key(version, &label)
+            .await
+            .inspect_err(|_| self.forget_siv_keys())?;
         Aes256Siv::new_from_slice(&key[..]).map_err(|_| Error::Internal("AES-SIV key length"))
     }
 

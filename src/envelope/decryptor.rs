@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::format::{Header, Profile};
-use crate::kek::{KeyEncryptionKey, KeyResolver};
+use crate::kek::{KeyEncryptionKey, KeyLease, KeyResolver};
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
 use crate::stream::chunk::{envelope_context, ChunkCipher, BODY_PREFIX_LEN};
@@ -44,6 +44,9 @@ pub struct Decryptor {
     dek: DataKey,
     context: Vec<u8>,
     threads: Threads,
+    /// The lease of the KEK that unwrapped the data key, if it gave one:
+    /// chunks are opened only while it holds.
+    lease: Option<Arc<[KeyLease]>>,
 }
 
 impl fmt::Debug for Decryptor {
@@ -81,13 +84,15 @@ impl Decryptor {
             // only fail it. Say so without calling any KEK.
             return Err(Error::CommitmentMismatch);
         }
-        let dek = unwrap_data_key(header, resolver).await?;
+        let (dek, lease) = unwrap_leased(header, resolver).await?;
+        let lease = lease.map(|l| Arc::from([l]));
         let context = envelope_context(header.suite(), header.profile(), app_context);
         Ok(Decryptor {
             provider: CryptoProvider::default_provider(),
             dek,
             context,
             threads: Threads::ONE,
+            lease,
         })
     }
 
@@ -118,12 +123,13 @@ impl Decryptor {
 
     /// Checks the commitment in `prefix` and derives the chunk cipher.
     fn cipher(&self, prefix: &[u8; BODY_PREFIX_LEN]) -> crate::Result<ChunkCipher> {
-        ChunkCipher::for_decryption(
+        let cipher = ChunkCipher::for_decryption(
             self.provider,
             self.dek.expose_secret_bytes(),
             &self.context,
             prefix,
-        )
+        )?;
+        Ok(cipher.with_leases(self.lease.clone()))
     }
 
     /// Decrypts a whole body held in memory (for an embedded envelope in
@@ -328,6 +334,14 @@ pub(crate) async fn unwrap_data_key(
     header: &Header,
     resolver: &dyn KeyResolver,
 ) -> crate::Result<DataKey> {
+    unwrap_leased(header, resolver).await.map(|(dek, _)| dek)
+}
+
+/// [`unwrap_data_key`], with the lease the unwrapping KEK gave.
+async fn unwrap_leased(
+    header: &Header,
+    resolver: &dyn KeyResolver,
+) -> crate::Result<(DataKey, Option<KeyLease>)> {
     let mut first_err = None;
     let mut tried: Vec<Arc<dyn KeyEncryptionKey>> = Vec::new();
     for entry in header.keys() {
@@ -346,7 +360,7 @@ pub(crate) async fn unwrap_data_key(
             continue;
         }
         match kek.unwrap_key(&entry.wrapped).await {
-            Ok(dek) => return Ok(dek),
+            Ok(dek) => return Ok((dek, kek.lease(&entry.kek_id))),
             Err(e) => {
                 first_err.get_or_insert(e);
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::format::{Header, Profile, Suite, MAX_KEYS};
-use crate::kek::KeyEncryptionKey;
+use crate::kek::{KeyEncryptionKey, KeyLease};
 use crate::key::DataKey;
 use crate::provider::CryptoProvider;
 use crate::stream::chunk::{
@@ -48,6 +48,9 @@ pub struct Encryptor {
     salt: [u8; SALT_LEN],
     detached: bool,
     threads: Threads,
+    /// The leases the KEKs gave with their wraps ([`KeyEncryptionKey::lease`]):
+    /// sealing stops once any of them ends.
+    leases: Option<Arc<[KeyLease]>>,
 }
 
 impl fmt::Debug for Encryptor {
@@ -94,12 +97,20 @@ impl Encryptor {
         let provider = CryptoProvider::default_provider();
         let (dek, salt) = DataKey::generate_with_salt::<SALT_LEN>(provider)?;
         let mut wrapped = Vec::with_capacity(keks.len());
+        let mut leases: Option<Arc<[KeyLease]>> = None;
         for kek in keks {
             let w = kek.wrap_key(&dek).await?;
             if w.alg != kek.algorithm() {
                 return Err(Error::Internal(
                     "a key-encryption key returned a wrapped key of another algorithm",
                 ));
+            }
+            if let Some(l) = kek.lease(&w.kek_id) {
+                // Usually one: a single allocation.
+                leases = Some(match leases.take() {
+                    None => Arc::new([l]),
+                    Some(more) => more.iter().cloned().chain([l]).collect(),
+                });
             }
             wrapped.push(w);
         }
@@ -114,6 +125,7 @@ impl Encryptor {
             salt,
             detached: false,
             threads: Threads::ONE,
+            leases,
         })
     }
 
@@ -162,12 +174,13 @@ impl Encryptor {
 
     /// The chunk cipher and body prefix of this envelope.
     fn cipher(&self) -> crate::Result<(ChunkCipher, [u8; BODY_PREFIX_LEN])> {
-        ChunkCipher::for_encryption(
+        let (cipher, prefix) = ChunkCipher::for_encryption(
             self.provider,
             self.dek.expose_secret_bytes(),
             &self.salt,
             &self.context,
-        )
+        )?;
+        Ok((cipher.with_leases(self.leases.clone()), prefix))
     }
 
     /// Encrypts `plaintext`, held in memory, into a new envelope.
@@ -358,6 +371,7 @@ impl Encryptor {
             salt,
             detached: self.detached,
             threads: self.threads,
+            leases: self.leases.clone(),
         }
     }
 }

@@ -26,6 +26,21 @@ impl RangeDecryptor {
         RangeDecryptor { cipher }
     }
 
+    /// Whether the data key may still be used (see
+    /// [`KeyLease`](crate::kek::KeyLease)): for plaintext served from a
+    /// cache of opened chunks.
+    #[cfg(feature = "index")]
+    pub(crate) fn check_lease(&self) -> crate::Result<()> {
+        self.cipher.check_lease()
+    }
+
+    /// Renews the data key's lease when due, by polling (for async callers,
+    /// before [`RangeDecryptor::decrypt_range`]).
+    #[cfg(feature = "blob")]
+    pub(crate) async fn renew_lease(&self) -> crate::Result<()> {
+        self.cipher.renew_lease().await
+    }
+
     /// Decrypts `fetched` — exactly the body bytes
     /// [`plan.ciphertext()`](RangePlan::ciphertext) — in place, and returns
     /// the plaintext of [`plan.plaintext()`](RangePlan::plaintext).

@@ -34,8 +34,8 @@
 //! * a `kek_id` that is not valid UTF-8.
 //!
 //! The header is not MACed: its integrity follows from the body's key
-//! commitment (see the crate docs), which is what allows a KEK rotation to
-//! rewrite only the header.
+//! commitment (see the `format` module docs), which is what allows a KEK
+//! rotation to rewrite only the header.
 
 use crate::error::Error;
 use crate::kek::{WrapAlgorithm, WrappedKey};

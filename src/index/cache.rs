@@ -5,6 +5,11 @@
 //! envelope's random 24-byte body salt: two envelopes never share one, so a
 //! file deleted and written again under the same name can never be served
 //! stale chunks.
+//!
+//! Plaintext leaving the cache (evicted, or the whole cache cleared when a
+//! file's data key is no longer usable) is wiped when the cache holds its
+//! last reference. A chunk tantivy still holds is tantivy's: its memory is
+//! freed, unwiped, when tantivy drops it, like any plaintext it reads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,7 +80,18 @@ impl ChunkCache {
             let Some((_, evict)) = lru.order.pop_first() else {
                 break;
             };
-            lru.map.remove(&evict);
+            if let Some((mut data, _)) = lru.map.remove(&evict) {
+                wipe(&mut data);
+            }
+        }
+    }
+
+    /// Drops (and wipes) every cached chunk.
+    pub(crate) fn clear(&self) {
+        let mut lru = self.inner.lock().expect("chunk cache lock");
+        lru.order.clear();
+        for (_, (mut data, _)) in lru.map.drain() {
+            wipe(&mut data);
         }
     }
 
@@ -88,6 +104,18 @@ impl ChunkCache {
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Zeroes a chunk's plaintext if `data` is its last reference (before it
+/// is dropped); returns whether it did.
+fn wipe(data: &mut Arc<[u8]>) -> bool {
+    match Arc::get_mut(data) {
+        Some(bytes) => {
+            zeroize::Zeroize::zeroize(bytes);
+            true
+        }
+        None => false,
     }
 }
 
@@ -111,5 +139,31 @@ mod tests {
         let z = ChunkCache::new(0);
         z.insert((1, 0), d);
         assert_eq!(z.len(), 0);
+    }
+
+    #[test]
+    fn cleared_chunks_still_held_by_a_reader_stay_intact() {
+        let c = ChunkCache::new(1);
+        c.insert((1, 0), Arc::from(&[0xAAu8; 64][..]));
+        c.insert((1, 1), Arc::from(&[0xBBu8; 64][..])); // evicts (1, 0)
+        assert!(c.get(&(1, 0)).is_none());
+        let held = c.get(&(1, 1)).unwrap();
+        c.clear();
+        assert_eq!(c.len(), 0);
+        assert!(
+            held.iter().all(|b| *b == 0xBB),
+            "a reader's copy is its own"
+        );
+    }
+
+    #[test]
+    fn wipe_zeroes_only_a_last_reference() {
+        let mut unique: Arc<[u8]> = Arc::from(&[0xCCu8; 16][..]);
+        assert!(wipe(&mut unique));
+        assert!(unique.iter().all(|b| *b == 0));
+        let mut shared: Arc<[u8]> = Arc::from(&[0xDDu8; 16][..]);
+        let reader = shared.clone();
+        assert!(!wipe(&mut shared));
+        assert!(reader.iter().all(|b| *b == 0xDD));
     }
 }

@@ -98,11 +98,26 @@ impl EncryptedFile {
     pub(crate) fn chunk(&self, index: u64) -> crate::Result<Arc<[u8]>> {
         let key = (self.file_key, index);
         if let Some(c) = self.cache.get(&key) {
+            // Cached plaintext is released only while the file's data key
+            // is: once the scope is destroyed or revoked, the cache is
+            // wiped rather than served.
+            if let Err(e) = self.body.check_lease() {
+                drop(c);
+                self.cache.clear();
+                return Err(e);
+            }
             return Ok(c);
         }
         // `Arc<[u8]>` cannot take the `Vec`'s allocation over: copy, then
         // wipe the `Vec` so no plaintext is left in freed memory.
-        let mut v = self.decrypt(index * CHUNK..(index + 1) * CHUNK)?;
+        let mut v = self
+            .decrypt(index * CHUNK..(index + 1) * CHUNK)
+            .inspect_err(|e| {
+                if matches!(e, Error::ScopeNotFound { .. } | Error::Kek(_)) {
+                    // The key was refused: no plaintext of the scope stays.
+                    self.cache.clear();
+                }
+            })?;
         let plain: Arc<[u8]> = Arc::from(&v[..]);
         v.fill(0);
         std::hint::black_box(&mut v);

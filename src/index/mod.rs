@@ -27,12 +27,44 @@
 //!   one pass and bypass the cache, so scans do not evict the hot set.
 //! * Lock files are delegated to the inner directory (they hold no data).
 //!
+//! ```no_run
+//! # async fn index(scope: cmk_envelope::scope::EncryptionScope) -> Result<(), Box<dyn std::error::Error>> {
+//! use cmk_envelope::index::EncryptedDirectory;
+//! use tantivy::directory::MmapDirectory;
+//! use tantivy::schema::{Schema, TEXT};
+//! use tantivy::{doc, Index, IndexWriter};
+//!
+//! let dir = EncryptedDirectory::new(MmapDirectory::open("idx")?, scope, "products")?;
+//! dir.warm().await?; // unwrap the scope key once, from async code
+//! let mut schema = Schema::builder();
+//! let title = schema.add_text_field("title", TEXT);
+//! let index = Index::create(dir, schema.build(), Default::default())?;
+//! let mut writer: IndexWriter = index.writer(50_000_000)?;
+//! writer.add_document(doc!(title => "encrypted at rest"))?;
+//! writer.commit()?;
+//! # Ok(()) }
+//! ```
+//!
 //! Tantivy's `Directory` is synchronous while KEKs are async: the directory
 //! drives the scope KEK's futures with a small parking executor. After the
 //! first unwrap the scope key is cached in-process and those futures
 //! complete at once. A scope whose CMK needs an async runtime (a remote
 //! vault) should be warmed first with [`EncryptedDirectory::warm`] from
 //! async code; afterwards only the cache TTL's refreshes reach the CMK.
+//!
+//! **Open files follow the scope.** Each open file holds the
+//! [`KeyLease`](crate::KeyLease) of its data key and checks it before it
+//! opens a chunk or serves one from the chunk cache: once the scope is
+//! destroyed (seen by this process) reads fail at once, and once its record
+//! or CMK could not be reached for a whole cache TTL they fail with the
+//! scope's error. A read that finds the lease due renews it on tantivy's
+//! thread, through the same executor (an in-process refresh when another
+//! user of the scope refreshed it already; otherwise one store read and the
+//! CMK calls of the refresh — for a remote CMK or store, keep the scope
+//! fresh from async code with
+//! [`EncryptionScope::refresh`](crate::scope::EncryptionScope::refresh), or
+//! read on threads outside the async runtime). When a file's lease fails,
+//! the whole chunk cache is wiped.
 //!
 //! What is not hidden: the number, names and sizes of files (each file's
 //! size is its plaintext size plus 72 bytes, plus 16 per 16 KiB, plus the

@@ -27,11 +27,13 @@ use crate::key::{DataKey, KeyMaterial};
 
 #[cfg(feature = "azure")]
 pub mod azure;
+pub(crate) mod lease;
 mod local;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 mod resolver;
 
+pub use lease::KeyLease;
 #[cfg(fuzzing)]
 pub(crate) use local::fuzz_jwk_round_trip;
 pub use local::{LocalKek, LocalKeyKind};
@@ -223,6 +225,37 @@ pub trait KeyEncryptionKey: Send + Sync + Debug {
             .map_err(|_| crate::Error::UnwrapFailed {
                 kek_id: self.key_id().to_string(),
             })
+    }
+
+    /// A bound on how long a data key this KEK has just wrapped or
+    /// unwrapped under `kek_id` (the id in the header entry) may keep being
+    /// used by handles that outlive the call: readers, writers, encrypted
+    /// index files and blobs check it before each chunk (see
+    /// [`KeyLease`]). KEKs that cache their own key (the scope keys of an
+    /// [`EncryptionScope`](crate::scope::EncryptionScope)) return one, so
+    /// that destroying or revoking that key stops open handles within the
+    /// cache TTL.
+    ///
+    /// Provided: `None` (the data key, once unwrapped, is not bound by this
+    /// KEK). Cost: no I/O, no lock.
+    fn lease(&self, kek_id: &str) -> Option<KeyLease> {
+        let _ = kek_id;
+        None
+    }
+
+    /// For a key configured **without a version** whose backend rotates it
+    /// (an Azure Key Vault key URL without version): asks the backend which
+    /// version is current now, makes [`wrap_key`](KeyEncryptionKey::wrap_key)
+    /// use it from now on, and returns the versioned id that wrapping
+    /// records. A scope bound to such a key uses this to re-wrap its
+    /// record when the customer rotates the key (automatic key-version
+    /// rotation).
+    ///
+    /// Provided: `Ok(None)`, the key never moves by itself (versioned keys,
+    /// local keys, HSM keys). Cost: one backend call for keys that move
+    /// (Key Vault: one `get`), none otherwise.
+    async fn current_version(&self) -> crate::Result<Option<String>> {
+        Ok(None)
     }
 }
 

@@ -5,15 +5,16 @@
 //! `CryptoProvider`. Two providers exist and are interchangeable:
 //!
 //! * [`CryptoProvider::aws_lc_rs`] (feature `aws-lc-rs`, the default):
-//!   aws-lc-rs, roughly 3.7× faster AES-256-GCM than the pure-Rust one here
-//!   and 8× faster RSA decryption.
+//!   aws-lc-rs, several times faster than the pure-Rust one at AES-256-GCM
+//!   and RSA decryption (`docs/performance.md` gives the AES-256-GCM
+//!   figure and its command).
 //! * [`CryptoProvider::rustcrypto`] (feature `rustcrypto`): pure Rust, from
 //!   the RustCrypto crates `aes-gcm`, `aes-kw`, `cbc`, `rsa`, `hkdf`/`hmac`
 //!   and `sha2`.
 //!
 //! The traits are crate-private: callers pick a provider, never implement
 //! one, so nobody can plug in a primitive that skips a check. Both providers
-//! run the same Wycheproof vectors (`tests/wycheproof_*.rs`) and a test
+//! run the same Wycheproof vectors (`provider/tests/wycheproof.rs`) and a test
 //! encrypts with one and decrypts with the other.
 //!
 //! What the seam covers, and nothing more:

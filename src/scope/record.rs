@@ -5,7 +5,7 @@
 //!
 //! ```json
 //! {
-//!   "format": "cmk-envelope/scope-record/v1",
+//!   "format": "cmk-envelope/scope-record/v2",
 //!   "scope_id": "tenant-7",
 //!   "mode": "customer-managed",
 //!   "cmk_container": "myvault.vault.azure.net",
@@ -18,7 +18,12 @@
 //! ```
 //!
 //! Every version stays in the record so that objects sealed under it stay
-//! readable; a CMK rotation re-wraps every version.
+//! readable; a CMK rotation re-wraps every version. In format `v2` each
+//! `wrapped` holds labelled scope key material (`material.rs`); records of
+//! format `v1`, written before labelling, hold bare 32-byte keys and are
+//! read as such (open only) until their first write, which migrates them.
+//! The store is the truth: an open scope re-reads the record once per
+//! cache refresh.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -28,7 +33,10 @@ use crate::error::Error;
 use crate::format::{MAX_KEK_ID_LEN, MAX_WRAPPED_LEN};
 use crate::kek::{WrapAlgorithm, WrappedKey};
 
-const FORMAT: &str = "cmk-envelope/scope-record/v1";
+/// Records whose versions hold labelled scope key material.
+const FORMAT_V2: &str = "cmk-envelope/scope-record/v2";
+/// Records written before labelling: bare 32-byte keys.
+const FORMAT_V1: &str = "cmk-envelope/scope-record/v1";
 
 /// Who holds a scope's root key. Fixed when the scope is created: a scope
 /// never switches between the two.
@@ -90,6 +98,11 @@ pub struct ScopeRecord {
     pub current: u32,
     /// Every version, oldest first.
     pub versions: Vec<ScopeKeyVersion>,
+    /// Whether every version holds labelled scope key material (record
+    /// format v2, what this crate writes). `false` for records written
+    /// before labelling (format v1): their bare keys are readable but
+    /// never sealed under, and the first write migrates them.
+    pub labelled: bool,
 }
 
 /// Scope ids: 1 to 128 characters from `[A-Za-z0-9._-]`, not starting with
@@ -116,10 +129,15 @@ impl ScopeRecord {
         self.versions.iter().find(|e| e.version == v)
     }
 
+    /// The entry of the current version (a parsed record always has it).
+    pub fn current_version(&self) -> Option<&ScopeKeyVersion> {
+        self.version(self.current)
+    }
+
     /// Serializes the record.
     pub fn to_json(&self) -> Vec<u8> {
         let raw = RawRecord {
-            format: FORMAT.into(),
+            format: if self.labelled { FORMAT_V2 } else { FORMAT_V1 }.into(),
             scope_id: self.scope_id.clone(),
             mode: self.mode,
             cmk_container: self.cmk_container.clone(),
@@ -150,9 +168,11 @@ impl ScopeRecord {
         let bad = |why: &str| Error::KeyPolicy(format!("malformed scope key record: {why}"));
         let raw: RawRecord = serde_json::from_slice(bytes)
             .map_err(|e| bad(&format!("bad JSON at line {}", e.line())))?;
-        if raw.format != FORMAT {
-            return Err(bad("unknown format"));
-        }
+        let labelled = match raw.format.as_str() {
+            FORMAT_V2 => true,
+            FORMAT_V1 => false,
+            _ => return Err(bad("unknown format")),
+        };
         validate_scope_id(&raw.scope_id).map_err(|_| bad("invalid scope id"))?;
         let mut versions = Vec::with_capacity(raw.versions.len());
         let mut seen = std::collections::HashSet::with_capacity(raw.versions.len());
@@ -192,6 +212,7 @@ impl ScopeRecord {
             cmk_container: raw.cmk_container,
             current: raw.current,
             versions,
+            labelled,
         })
     }
 }
@@ -216,17 +237,26 @@ mod tests {
                     },
                 })
                 .collect(),
+            labelled: true,
         }
     }
 
     #[test]
     fn json_round_trip() {
-        let r = rec();
+        let mut r = rec();
         let j = r.to_json();
-        assert!(std::str::from_utf8(&j)
-            .unwrap()
-            .contains("customer-managed"));
+        let text = std::str::from_utf8(&j).unwrap();
+        assert!(text.contains("customer-managed") && text.contains("scope-record/v2"));
         assert_eq!(ScopeRecord::from_json(&j).unwrap(), r);
+        // records written before labelling keep their format
+        r.labelled = false;
+        let j = r.to_json();
+        assert!(std::str::from_utf8(&j).unwrap().contains("scope-record/v1"));
+        assert_eq!(ScopeRecord::from_json(&j).unwrap(), r);
+        let other = std::str::from_utf8(&j)
+            .unwrap()
+            .replace("record/v1", "record/v3");
+        assert!(ScopeRecord::from_json(other.as_bytes()).is_err());
     }
 
     #[test]

@@ -18,11 +18,18 @@ pub struct Etag(pub String);
 /// can never lose each other's update.
 ///
 /// Implementations: [`MemoryScopeStore`], [`FsScopeStore`](crate::scope::FsScopeStore),
-/// and, with feature `blob`, `BlobScopeStore` (Azure Blob Storage, with
-/// `If-Match` / `If-None-Match: *`). Another implementation can check itself
-/// with the store suite of `cmk_envelope::conformance` (feature
-/// `conformance`). Records hold only wrapped keys, but a store must still
-/// not be world-readable.
+/// with feature `blob` `BlobScopeStore` (Azure Blob Storage, with
+/// `If-Match` / `If-None-Match: *`), and with feature `cosmos`
+/// `CosmosScopeStore` (Azure Cosmos DB items, with `If-Match`). Another
+/// implementation can check itself with the store suite of
+/// `cmk_envelope::conformance` (feature `conformance`). Records hold only
+/// wrapped keys, but a store must still not be world-readable, and writing
+/// it must be restricted: the crate's `SECURITY.md` says what a store
+/// writer can and cannot do.
+///
+/// An open scope reads the record once per cache refresh period, and once
+/// more (rate-limited) for a header naming a version it lacks; a `None`
+/// from [`ScopeStore::get`] means the scope was destroyed.
 #[async_trait]
 pub trait ScopeStore: Send + Sync + Debug {
     /// The record of `scope_id` and its tag, or `None`.

@@ -151,6 +151,7 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptingWriter<W> {
     pub async fn finish(mut self) -> crate::Result<W> {
         self.check()?;
         poll_fn(|cx| self.poll_drain(cx)).await?;
+        poll_fn(|cx| self.enc.cipher().poll_lease(cx)).await?;
         self.enc.seal_final()?;
         poll_fn(|cx| self.poll_drain(cx)).await?;
         self.inner.flush().await?;
@@ -170,6 +171,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncEncryptingWriter<W> {
             return Poll::Ready(Ok(0));
         }
         ready!(this.poll_drain(cx))?;
+        ready!(this.enc.cipher().poll_lease(cx)).map_err(Error::into_io)?;
         let mut taken = 0;
         loop {
             taken += this.enc.absorb(&data[taken..]).map_err(Error::into_io)?;
@@ -451,6 +453,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for AsyncDecryptingReader<R> {
                 // The authenticated end.
                 return Poll::Ready(Ok(()));
             }
+            // A chunk is about to be opened: renew the key's lease without
+            // blocking (the check inside the chunk engine then passes).
+            ready!(this.cipher.poll_lease(cx)).map_err(Error::into_io)?;
             if out.remaining() >= CHUNK_SIZE {
                 let before = out.filled().len();
                 ready!(this.poll_chunk_into(cx, out)).map_err(Error::into_io)?;
@@ -573,6 +578,7 @@ impl<R: AsyncRead + AsyncSeek + Unpin> AsyncDecryptingReader<R> {
             .take()
             .unwrap_or_else(|| crate::util::SecretBuf::zeroed(CHUNK_CT_SIZE));
         let r = async {
+            poll_fn(|cx| self.cipher.poll_lease(cx)).await?;
             let mut index = plan.first_chunk();
             let mut remaining = plan.ciphertext().end - plan.ciphertext().start;
             while remaining > 0 {

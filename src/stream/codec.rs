@@ -225,6 +225,12 @@ impl ChunkEncoder {
         }
     }
 
+    /// The chunk cipher (for async drivers to renew its lease).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn cipher(&self) -> &ChunkCipher {
+        &self.cipher
+    }
+
     /// Sealed bytes waiting to be written (empty when none).
     pub(crate) fn pending(&self) -> &[u8] {
         &self.buf[self.out_pos..self.sealed]

@@ -131,6 +131,8 @@ impl<R: Read> DecryptingReader<R> {
     /// opening a misaligned chunk.
     fn read_chunk(&mut self, index: u64) -> crate::Result<usize> {
         debug_assert_eq!(self.inner_chunk, index, "inner stream misaligned");
+        // Before the source is read: a refused key leaves it in place.
+        self.cipher.check_lease()?;
         self.buf_chunk = None;
         self.buf_len = 0;
         fill(&mut self.inner, &mut self.buf[..], &mut self.partial)?;

@@ -4,6 +4,9 @@
 
 #[cfg(feature = "azure-cse")]
 mod azure_cse;
+#[cfg(feature = "blob")]
+#[path = "../common/azurite.rs"]
+mod azurite;
 #[cfg(feature = "cosmos-ae")]
 mod cosmos_ae;
 mod failures;
@@ -11,6 +14,7 @@ mod keygen;
 mod range;
 mod rewrap;
 mod round_trip;
+mod scope;
 mod threads;
 
 use std::fs;

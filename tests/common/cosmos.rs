@@ -18,15 +18,19 @@
 #![allow(dead_code)]
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use azure_core::credentials::Secret;
+use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use azure_data_cosmos::clients::{ContainerClient, DatabaseClient};
 use azure_data_cosmos::models::{ContainerProperties, PartitionKeyDefinition};
 use azure_data_cosmos::options::{BinaryEncodingOptions, ConnectionPoolOptions, Region};
 use azure_data_cosmos::{
-    AccountEndpoint, AccountReference, CosmosClient, CosmosRuntime, RoutingStrategy,
+    AccountEndpoint, AccountReference, CosmosClient, CosmosCredential, CosmosRuntime,
+    RoutingStrategy,
 };
 use base64::Engine as _;
+use cmk_envelope::cosmos::ClientEncryptionKeys;
 use tokio::sync::OnceCell;
 
 /// `COSMOS_ENDPOINT` (`https://127.0.0.1:PORT/`). Panics with what to do
@@ -87,7 +91,17 @@ pub async fn runtime() -> CosmosRuntime {
 /// error (building a client reads the account's properties).
 pub async fn try_client_with_key(key: &str) -> azure_data_cosmos::Result<CosmosClient> {
     let endpoint: AccountEndpoint = endpoint().parse().expect("COSMOS_ENDPOINT");
-    let account = AccountReference::with_authentication_key(endpoint, Secret::new(key.to_owned()));
+    try_client(AccountReference::with_authentication_key(
+        endpoint,
+        Secret::new(key.to_owned()),
+    ))
+    .await
+}
+
+/// A client of the account `account` (the test server's endpoint, or
+/// another server of the tests' own), configured for it (see the module
+/// docs).
+pub async fn try_client(account: AccountReference) -> azure_data_cosmos::Result<CosmosClient> {
     CosmosClient::builder()
         .with_runtime(runtime().await)
         .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false))
@@ -96,6 +110,79 @@ pub async fn try_client_with_key(key: &str) -> azure_data_cosmos::Result<CosmosC
             RoutingStrategy::ProximityTo(Region::SOUTH_CENTRAL_US),
         )
         .await
+}
+
+/// A client of the test server with the Entra ID credential `credential`.
+pub async fn client_with_credential(credential: Arc<dyn TokenCredential>) -> CosmosClient {
+    let endpoint: AccountEndpoint = endpoint().parse().expect("COSMOS_ENDPOINT");
+    try_client(AccountReference::with_credential(endpoint, credential))
+        .await
+        .unwrap_or_else(|e| panic!("Cosmos client with a token credential: {e}"))
+}
+
+/// The one Entra ID token the test server accepts (`COSMOS_AAD_TOKEN`).
+pub fn aad_token() -> String {
+    match std::env::var("COSMOS_AAD_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        _ => panic!("COSMOS_AAD_TOKEN is not set: run these tests through scripts/test.sh or scripts/cosmosdb.sh"),
+    }
+}
+
+/// An Entra ID credential for the tests: hands out `token` for the
+/// Cosmos DB data-plane scope only (the one the SDKs ask for) and fails
+/// for any other, counting the requests.
+#[derive(Debug)]
+pub struct TestTokenCredential {
+    token: String,
+    /// Tokens handed out.
+    pub issued: AtomicUsize,
+}
+
+impl TestTokenCredential {
+    /// Hands out the server's token ([`aad_token`]).
+    pub fn new() -> Arc<TestTokenCredential> {
+        Self::with_token(aad_token())
+    }
+
+    /// Hands out `token`.
+    pub fn with_token(token: String) -> Arc<TestTokenCredential> {
+        Arc::new(TestTokenCredential {
+            token,
+            issued: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for TestTokenCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        if scopes != [cmk_envelope::cosmos::COSMOS_TOKEN_SCOPE] {
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                format!("the test credential has no token for scopes {scopes:?}"),
+            ));
+        }
+        self.issued.fetch_add(1, Ordering::Relaxed);
+        Ok(AccessToken::new(
+            Secret::new(self.token.clone()),
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        ))
+    }
+}
+
+/// The client encryption keys of database `db` on the test server, with
+/// its account key.
+pub fn cek_keys(db: &str) -> ClientEncryptionKeys {
+    ClientEncryptionKeys::new(
+        &endpoint(),
+        db,
+        CosmosCredential::from(Secret::new(account_key())),
+    )
+    .expect("client encryption keys client")
 }
 
 /// A client of the test server authenticated with `key`.
@@ -217,4 +304,82 @@ pub fn rest(method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         .header("x-ms-date", date)
         .header("x-ms-version", "2020-07-15")
         .header("authorization", auth)
+}
+
+/// A Cosmos DB server of a test's own: tests/fixtures/cosmosdb_server.js
+/// with the run's certificate, CA and account key (from
+/// scripts/cosmosdb.sh), persisting every change to a journal
+/// (`--state`), so that a test can kill it (SIGKILL) and start it again on
+/// the same port and journal. Killed when dropped.
+pub struct OwnServer {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl OwnServer {
+    /// Starts a server on `port` (0: any free port) with the journal
+    /// `state`; returns once it answers.
+    pub fn start(state: &std::path::Path, port: u16) -> OwnServer {
+        use std::io::BufRead;
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run these tests through scripts/test.sh or scripts/cosmosdb.sh")
+            })
+        };
+        let mut child = std::process::Command::new("node")
+            .arg(var("COSMOSDB_SERVER_JS"))
+            .args(["--cert", &var("COSMOSDB_SERVER_CERT")])
+            .args(["--key", &var("COSMOSDB_SERVER_KEY")])
+            .args(["--ca", &var("COSMOS_CA_CERT")])
+            .args(["--port", &port.to_string()])
+            .arg("--state")
+            .arg(state)
+            .env("NODE_PATH", var("COSMOSDB_NODE_PATH"))
+            .env("COSMOS_KEY", account_key())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start node (the Cosmos DB test server)");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("cosmosdb-server listens on https://127.0.0.1:")
+            .and_then(|rest| rest.strip_suffix('/'))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the test server did not start: {line:?}"));
+        OwnServer { child, port }
+    }
+
+    /// `https://127.0.0.1:PORT/`.
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+
+    /// A client of this server with the account key.
+    pub async fn client(&self) -> CosmosClient {
+        let endpoint: AccountEndpoint = self.endpoint().parse().unwrap();
+        try_client(AccountReference::with_authentication_key(
+            endpoint,
+            Secret::new(account_key()),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("Cosmos client for the test's own server: {e}"))
+    }
+
+    /// Kills it with SIGKILL (no chance to flush or close anything).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -12,6 +12,9 @@
 //! * `GET /keys/{name}[/{version}]`, `POST /keys/{name}/{version}/wrapkey`
 //!   and `/unwrapkey`, with `api-version`, base64url values and `kid`.
 //!   The server does the real RSA-OAEP(-256) and A256KW operations.
+//! * Key lifecycle: new versions of a key ([`KeyVaultServer::new_version`],
+//!   as Key Vault's rotation makes them; a `GET` without version returns
+//!   the latest), and disabled versions ([`KeyVaultServer::disable`]).
 //! * Injectable faults: 429 with `Retry-After`, 503, dropped connections,
 //!   slow responses, and any status (403, 404…), either queued one by one,
 //!   applied to every request, or drawn at random with fixed probabilities.
@@ -328,6 +331,26 @@ impl KeyVaultServer {
                 material,
             });
         version
+    }
+
+    /// Creates a new version of an existing key, with the attributes of
+    /// its latest version (what Key Vault's "rotate" does); it becomes the
+    /// version a request without version gets. Returns the version id.
+    pub fn new_version(&self, host: &'static str, name: &str) -> String {
+        let spec = {
+            let keys = self.state.keys.lock().unwrap();
+            let versions = keys
+                .get(&(host.to_string(), name.to_ascii_lowercase()))
+                .expect("new_version of a key that does not exist");
+            versions.last().unwrap().spec.clone()
+        };
+        self.add_key(spec)
+    }
+
+    /// Disables one version: wrap and unwrap with it are refused (403), as
+    /// Key Vault refuses them for a disabled key.
+    pub fn disable(&self, host: &str, name: &str, version: &str) {
+        self.update(host, name, version, |s| s.enabled = false);
     }
 
     /// Changes the attributes of one version.

@@ -91,3 +91,18 @@ pub fn file_kek(kid: &str) -> Arc<dyn KeyEncryptionKey> {
         .unwrap();
     Arc::new(LocalKek::from_jwk_file(&path).unwrap())
 }
+
+/// Reads an embedded envelope's header from `r`, unwraps its data key
+/// through `resolver` and returns the plaintext reader: the embedded-form
+/// stream path (`Header::read_from`, `Decryptor::new`, `decrypt`).
+pub async fn open_reader<R: std::io::Read>(
+    mut r: R,
+    resolver: &dyn cmk_envelope::KeyResolver,
+    profile: cmk_envelope::Profile,
+    app_context: &[u8],
+) -> cmk_envelope::Result<cmk_envelope::DecryptingReader<R>> {
+    let header = cmk_envelope::Header::read_from(&mut r)?;
+    cmk_envelope::Decryptor::new(&header, resolver, profile, app_context)
+        .await?
+        .decrypt(r)
+}

@@ -15,18 +15,18 @@ use crate::input::{Input, Source};
 use crate::output::{unbuffer, Output, MODE_PRIVATE};
 use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
-use crate::{block_on, keys, DecryptArgs};
+use crate::{block_on, keys, scope, DecryptArgs};
 
 pub(crate) fn run(args: &DecryptArgs) -> Result<(), CliError> {
-    let resolver = keys::load_resolver(&args.key.keks)?;
+    let mut resolver = keys::load_resolver(&args.key.keks)?;
     let detached = match &args.header {
         Some(p) => Some(read_header_file(p)?),
         None => None,
     };
     let src = Source::from_arg(args.input.as_deref());
     match &args.range {
-        Some(range) => decrypt_range(args, &resolver, detached, &src, range.clone()),
-        None => decrypt_stream(args, &resolver, detached, &src),
+        Some(range) => decrypt_range(args, &mut resolver, detached, &src, range.clone()),
+        None => decrypt_stream(args, &mut resolver, detached, &src),
     }
 }
 
@@ -41,17 +41,21 @@ fn read_header_file(path: &Path) -> Result<Header, CliError> {
     Header::parse(&bytes).map_err(|e| CliError::with_context(&ctx, e))
 }
 
-/// Unwraps the data key (the only key call) for `header`; the decryptor
-/// uses the `--threads` threads.
+/// Unwraps the data key (the only key call) for `header`; with `--store`,
+/// the scopes the header names are opened first. The decryptor uses the
+/// `--threads` threads.
 fn unwrap(
     args: &DecryptArgs,
-    resolver: &keys::CliResolver,
+    resolver: &mut keys::CliResolver,
     header: &Header,
 ) -> Result<Decryptor, CliError> {
+    if let (Some(store), Some(cmk)) = (&args.key.store, &args.key.cmk) {
+        resolver.add_scopes(scope::header_scopes(header, store, cmk)?);
+    }
     let profile: Profile = args.key.profile.into();
     let dec = block_on(Decryptor::new(
         header,
-        resolver,
+        &*resolver,
         profile,
         args.key.context.as_bytes(),
     ))??;
@@ -63,7 +67,7 @@ fn unwrap(
 /// streamed chunk by chunk, each chunk after its own tag verified.
 fn decrypt_stream(
     args: &DecryptArgs,
-    resolver: &keys::CliResolver,
+    resolver: &mut keys::CliResolver,
     detached: Option<Header>,
     src: &Source,
 ) -> Result<(), CliError> {
@@ -136,7 +140,7 @@ fn decrypt_stream(
 /// when the range reaches the end) are read and opened.
 fn decrypt_range(
     args: &DecryptArgs,
-    resolver: &keys::CliResolver,
+    resolver: &mut keys::CliResolver,
     detached: Option<Header>,
     src: &Source,
     range: Range<u64>,

@@ -10,10 +10,25 @@ use crate::input::{Input, Source};
 use crate::output::{unbuffer, Output, MODE_PUBLIC};
 use crate::pipe::{copy, Tracked, BUF_SIZE};
 use crate::progress::Progress;
-use crate::{block_on, keys, EncryptArgs};
+use crate::{block_on, keys, scope, EncryptArgs};
 
 pub(crate) fn run(args: &EncryptArgs) -> Result<(), CliError> {
-    let keks = keys::load_keks(&args.key.keks)?;
+    let keks = match (&args.key.store, &args.scope, &args.key.cmk) {
+        (Some(store), Some(id), Some(cmk)) => {
+            let scope = scope::open_scope(store, id, cmk)?;
+            let mut keks = vec![scope.kek()];
+            if !args.key.keks.is_empty() {
+                keks.extend(keys::load_keks(&args.key.keks)?);
+            }
+            keks
+        }
+        (Some(_), None, _) => {
+            return Err(CliError::msg(
+                "encrypt --store needs --scope: the scope to seal under",
+            ))
+        }
+        _ => keys::load_keks(&args.key.keks)?,
+    };
     let profile: Profile = args.key.profile.into();
 
     let src = Source::from_arg(args.input.as_deref());

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "azure")]
 use cmk_envelope::kek::azure::{AzureKeyVaultKek, AzureKeyVaultResolver};
+use cmk_envelope::scope::ScopeResolver;
 use cmk_envelope::{Error, KeyEncryptionKey, KeyResolver, LocalKek, StaticResolver, WrapAlgorithm};
 
 use crate::error::CliError;
@@ -11,10 +12,11 @@ use crate::KeygenArgs;
 
 /// Loads one `--kek` argument.
 ///
-/// Today only JWK file paths are supported. This is the one place where
-/// other backends plug in: `https://…vault.azure.net/keys/…` (Azure Key
-/// Vault / Managed HSM) and `pkcs11:` URIs (RFC 7512) are recognised and
-/// refused until the tool is built with the corresponding feature.
+/// A JWK file path; `https://…vault.azure.net/keys/…` (Azure Key Vault /
+/// Managed HSM, feature `azure`); or a `pkcs11:` URI (RFC 7512, feature
+/// `pkcs11`). A URL or URI of a backend the tool was built without is
+/// recognised and refused with the feature to enable. This is the one
+/// place where backends plug in.
 pub(crate) fn load_kek(arg: &str) -> Result<Arc<dyn KeyEncryptionKey>, CliError> {
     // The argument is not echoed for URIs: a PKCS#11 URI may carry a PIN
     // (`pin-value=`), and a URL may carry a token.
@@ -105,11 +107,23 @@ pub(crate) struct CliResolver {
     local: StaticResolver,
     #[cfg(feature = "azure")]
     azure: Vec<AzureKeyVaultResolver>,
+    /// The scopes a header names, opened from `--store` with `--cmk`.
+    scopes: Vec<ScopeResolver>,
+}
+
+impl CliResolver {
+    /// Also allows the scope key versions of `scopes`.
+    pub(crate) fn add_scopes(&mut self, scopes: Vec<ScopeResolver>) {
+        self.scopes.extend(scopes);
+    }
 }
 
 impl KeyResolver for CliResolver {
     fn resolve(&self, kek_id: &str) -> Option<Arc<dyn KeyEncryptionKey>> {
         if let Some(k) = self.local.resolve(kek_id) {
+            return Some(k);
+        }
+        if let Some(k) = self.scopes.iter().find_map(|s| s.resolve(kek_id)) {
             return Some(k);
         }
         #[cfg(feature = "azure")]
@@ -118,6 +132,17 @@ impl KeyResolver for CliResolver {
         }
         None
     }
+}
+
+/// The allow-list of every version of the Key Vault key `arg` names (for
+/// a scope that follows its key's versions); `None` for other keys.
+pub(crate) fn key_versions(arg: &str) -> Result<Option<Arc<dyn KeyResolver>>, CliError> {
+    #[cfg(feature = "azure")]
+    if arg.starts_with("https://") {
+        return Ok(Some(Arc::new(AzureKeyVaultResolver::new(load_azure(arg)?))));
+    }
+    let _ = arg;
+    Ok(None)
 }
 
 /// Loads every `--kek` into an allow-list for decryption.
@@ -136,7 +161,7 @@ pub(crate) fn load_resolver(args: &[String]) -> Result<CliResolver, CliError> {
         .collect();
     if !local.is_empty() {
         resolver.local = load_keks(&local)?.into_iter().collect();
-    } else if !cfg!(feature = "azure") {
+    } else if !args.is_empty() && !cfg!(feature = "azure") {
         load_keks(args)?; // the same errors as for encryption
     }
     Ok(resolver)

@@ -18,6 +18,7 @@ mod output;
 mod pipe;
 mod progress;
 mod rewrap;
+mod scope;
 
 use std::future::Future;
 use std::ops::Range;
@@ -80,6 +81,11 @@ enum Command {
     #[cfg(feature = "cosmos-ae")]
     #[command(subcommand)]
     CosmosAe(cosmos_ae::CosmosAeCommand),
+    /// Encryption scopes (CMK → scope key → object keys): create, show,
+    /// rotate-cmk, rotate-key, destroy. STORE is a directory, or an Azure
+    /// Blob container URL (feature `blob`).
+    #[command(subcommand)]
+    Scope(scope::ScopeCommand),
 }
 
 const REWRAP_LONG_ABOUT: &str = "Re-wrap an envelope's data key under new keys, rewriting only the header, in place and atomically.\n\nThe data key is unwrapped with one of the --kek keys (an allow-list, as for decrypt) and wrapped with every --new-kek; the new header holds only the --new-kek copies. The body is not changed, so this is how a key-encryption key is rotated without re-encrypting data.\n\nFILE is an embedded envelope, rewritten with the new header. With --header H (detached form), H is rewritten and FILE, the body, is left as it is. The rewritten file replaces the original by an atomic rename and keeps its permissions; on any failure the original is unchanged.";
@@ -180,8 +186,17 @@ struct KeyOpts {
     /// `azure`) or a PKCS#11 URI (`pkcs11:token=…;object=…[#ALG]`, feature
     /// `pkcs11`; PIN from CMK_PKCS11_PIN). Repeat for several keys (at most
     /// 16).
-    #[arg(long = "kek", value_name = "FILE", required = true)]
+    #[arg(long = "kek", value_name = "FILE", required_unless_present = "store")]
     keks: Vec<String>,
+    /// Encryption scope store (a directory, or an Azure Blob container URL
+    /// with feature `blob`): encrypt seals under the current key of
+    /// --scope; decrypt opens objects whose header names a scope key. Needs
+    /// --cmk.
+    #[arg(long, value_name = "STORE", requires = "cmk")]
+    store: Option<String>,
+    /// The key that wraps the scope(s) of --store (as --kek).
+    #[arg(long, value_name = "KEK", requires = "store")]
+    cmk: Option<String>,
     /// The object's identity (e.g. container/blob name); never stored, and
     /// needed again to decrypt.
     #[arg(long, value_name = "STRING")]
@@ -195,6 +210,10 @@ struct KeyOpts {
 struct EncryptArgs {
     #[command(flatten)]
     key: KeyOpts,
+    /// Seal under this scope of --store (its current scope key, no KMS
+    /// call once cached); with --kek, those keys wrap the data key too.
+    #[arg(long, value_name = "ID", requires = "store")]
+    scope: Option<String>,
     /// Detached form: write the header to FILE and only the body to OUT.
     #[arg(long, value_name = "FILE")]
     header_out: Option<PathBuf>,
@@ -339,6 +358,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::AzureCse(c) => azure_cse::run(&c),
         #[cfg(feature = "cosmos-ae")]
         Command::CosmosAe(c) => cosmos_ae::run(&c),
+        Command::Scope(c) => scope::run(&c),
     }
 }
 

@@ -104,11 +104,14 @@ struct Shared {
 ///   and its [`key_id`](KeyEncryptionKey::key_id) is that URL.
 /// * Built from an **unversioned** URL, it wraps with the version that its
 ///   latest successful preflight found current (the first use, or the last
-///   [`verify`](AzureKeyVaultKek::verify); call `verify` again to pick up a
-///   rotation). It refuses to unwrap, because only the header knows which
-///   version wrapped a key: read envelopes through
+///   [`verify`](AzureKeyVaultKek::verify) or
+///   [`current_version`](KeyEncryptionKey::current_version); call either
+///   again to pick up a rotation). It refuses to unwrap, because only the
+///   header knows which version wrapped a key: read envelopes through
 ///   [`AzureKeyVaultResolver`], which hands out a KEK bound to the version
-///   each header names.
+///   each header names. An encryption scope bound to such a key (with that
+///   resolver) moves its record to the key's new versions by itself
+///   ([`EncryptionScope::open_with_resolver`](crate::scope::EncryptionScope::open_with_resolver)).
 pub struct AzureKeyVaultKek {
     shared: Arc<Shared>,
     url: KeyUrl,
@@ -693,6 +696,17 @@ impl KeyEncryptionKey for AzureKeyVaultKek {
             .await;
         record(&span, &stats, &r);
         r
+    }
+
+    /// For a KEK built from a URL **without** version: runs the preflight
+    /// (one `get` of the key's current version), so that wrapping uses that
+    /// version from now on, and returns its versioned `kid`. A versioned
+    /// KEK never moves: `Ok(None)`, no call.
+    async fn current_version(&self) -> crate::Result<Option<String>> {
+        if self.url.version().is_some() {
+            return Ok(None);
+        }
+        Ok(Some(self.verify().await?.kid))
     }
 
     async fn unwrap_key_material(&self, wrapped: &[u8]) -> crate::Result<KeyMaterial> {

@@ -5,8 +5,9 @@
 //! HSM), also in the sovereign clouds (`vault.azure.cn`,
 //! `vault.usgovcloudapi.net`, `managedhsm.azure.cn`,
 //! `managedhsm.usgovcloudapi.net`). Anything else is refused before any
-//! network call: another scheme, a port, user info, a query, a fragment, or
-//! a path that is not exactly `/keys/KEY` or `/keys/KEY/VERSION`.
+//! network call: another scheme, a port other than 443, user info, a
+//! query, a fragment, or a path that is not exactly `/keys/KEY` or
+//! `/keys/KEY/VERSION`.
 //!
 //! Errors never echo the URL: a mistyped URL can carry a token in its query.
 
