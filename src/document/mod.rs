@@ -592,7 +592,11 @@ pub(crate) fn fuzz_header(doc: &Value) -> crate::Result<Header> {
 /// For the `document_fields` fuzz target: parses `text` as a field
 /// ciphertext of `mode` and writes what it parsed back as text.
 #[cfg(fuzzing)]
-pub(crate) fn fuzz_reencode_field(path: &str, mode: FieldMode, text: &str) -> crate::Result<String> {
+pub(crate) fn fuzz_reencode_field(
+    path: &str,
+    mode: FieldMode,
+    text: &str,
+) -> crate::Result<String> {
     Ok(match parse_field(path, mode, text)? {
         Parsed::Randomized(bytes) => format!("{PREFIX_R}{}", STANDARD.encode(bytes)),
         Parsed::Deterministic { version, bytes } => {

@@ -83,7 +83,12 @@ pub enum Length {
 }
 
 impl Length {
-    const ALL: [Length; 4] = [Length::Empty, Length::Partial, Length::Three, Length::FiveAndABit];
+    const ALL: [Length; 4] = [
+        Length::Empty,
+        Length::Partial,
+        Length::Three,
+        Length::FiveAndABit,
+    ];
 
     fn len(self, region: u64) -> usize {
         (match self {
@@ -278,14 +283,10 @@ pub fn differential(case: &CseCase) {
     let resolver = StaticResolver::new().with(kek());
     let d = block_on(CseDecryptor::new(&metadata, &resolver)).expect("the fixture's key unwraps");
     let span = f.msg.len() as u64 + claimed;
-    let ranges = case
-        .ranges
-        .iter()
-        .take(4)
-        .map(|&(start, len)| {
-            let start = u64::from(start) % span;
-            start..start + u64::from(len) % span
-        });
+    let ranges = case.ranges.iter().take(4).map(|&(start, len)| {
+        let start = u64::from(start) % span;
+        start..start + u64::from(len) % span
+    });
     check_paths(&d, &body, Some(&f.msg), 1 + usize::from(case.read), ranges);
 }
 
@@ -308,7 +309,9 @@ pub fn decrypt(data: &[u8]) {
     let resolver = StaticResolver::new().with(kek());
     if metadata.protocol() == Protocol::V1_0 {
         let opt_in = azure_cse::InsecureV1::AcceptUnauthenticatedCbc;
-        let d = match block_on(azure_cse::InsecureCseV1Decryptor::new(&metadata, &resolver, opt_in)) {
+        let d = match block_on(azure_cse::InsecureCseV1Decryptor::new(
+            &metadata, &resolver, opt_in,
+        )) {
             Ok(d) => d,
             Err(e) => return assert_input_error(&e, "InsecureCseV1Decryptor::new"),
         };
@@ -318,7 +321,11 @@ pub fn decrypt(data: &[u8]) {
             (Ok(p), None) => assert!(p == streamed, "v1: whole and streamed differ"),
             (Err(w), Some(s)) => {
                 assert_input_error(&w, "v1 whole");
-                assert_eq!(error_kind(&w), error_kind(&s), "v1: whole and streamed disagree");
+                assert_eq!(
+                    error_kind(&w),
+                    error_kind(&s),
+                    "v1: whole and streamed disagree"
+                );
             }
             (w, s) => panic!("v1: whole and streamed disagree: {w:?} vs {s:?}"),
         }
@@ -330,7 +337,12 @@ pub fn decrypt(data: &[u8]) {
     };
     let n = body.len() as u64;
     let r = d.region_data_len();
-    let ranges = [0..u64::MAX, n / 3..2 * n / 3, r.saturating_sub(1)..r + 1, n..n];
+    let ranges = [
+        0..u64::MAX,
+        n / 3..2 * n / 3,
+        r.saturating_sub(1)..r + 1,
+        n..n,
+    ];
     check_paths(&d, body, None, 1 + body.len() % 4099, ranges.into_iter());
 }
 
@@ -388,7 +400,11 @@ fn check_paths(
             if azure_cse::plaintext_len(body.len() as u64, region).is_ok() {
                 assert_eq!(error_kind(w), error_kind(s), "whole and streamed disagree");
             }
-            assert_eq!(streamed.len() as u64 % region, 0, "streamed released part of a region");
+            assert_eq!(
+                streamed.len() as u64 % region,
+                0,
+                "streamed released part of a region"
+            );
         }
         (w, s) => panic!("whole and streamed disagree: {w:?} vs {s:?}"),
     }
@@ -398,7 +414,10 @@ fn check_paths(
             Ok(p) => p,
             Err(e) => {
                 assert_input_error(&e, "plan_range");
-                assert!(whole.is_err(), "plan_range refused a blob that decrypts: {e:?}");
+                assert!(
+                    whole.is_err(),
+                    "plan_range refused a blob that decrypts: {e:?}"
+                );
                 continue;
             }
         };
@@ -415,16 +434,25 @@ fn check_paths(
                 let pt = plan.plaintext();
                 let (s, e) = (pt.start as usize, pt.end as usize);
                 if let (Ok(all), false) = (&whole, p.is_empty()) {
-                    assert!(e <= all.len() && p[..] == all[s..e], "range {range:?}: not the blob's plaintext");
+                    assert!(
+                        e <= all.len() && p[..] == all[s..e],
+                        "range {range:?}: not the blob's plaintext"
+                    );
                 }
                 if let (Some(t), false) = (truth, p.is_empty()) {
-                    assert!(e <= t.len() && p[..] == t[s..e], "range {range:?}: wrong plaintext");
+                    assert!(
+                        e <= t.len() && p[..] == t[s..e],
+                        "range {range:?}: wrong plaintext"
+                    );
                 }
             }
             (Err(m), Some(r)) => {
                 assert_input_error(m, "decrypt_range");
                 assert_input_error(r, "range_reader");
-                assert!(whole.is_err(), "range {range:?} failed on a blob that decrypts: {m:?}");
+                assert!(
+                    whole.is_err(),
+                    "range {range:?} failed on a blob that decrypts: {m:?}"
+                );
             }
             (m, r) => panic!("range {range:?}: its two ways disagree: {m:?} vs {r:?}"),
         }
@@ -439,11 +467,20 @@ pub fn seed_blobs() -> Vec<(String, String, Vec<u8>)> {
     for (name, options, len) in [
         ("v2.0-100", CseEncryptOptions::v2_0(), 100),
         ("v2.0-empty", CseEncryptOptions::v2_0(), 0),
-        ("v2.1-16-100", CseEncryptOptions::v2_1(16).expect("region size"), 100),
-        ("v2.1-40-80", CseEncryptOptions::v2_1(40).expect("region size"), 80),
+        (
+            "v2.1-16-100",
+            CseEncryptOptions::v2_1(16).expect("region size"),
+            100,
+        ),
+        (
+            "v2.1-40-80",
+            CseEncryptOptions::v2_1(40).expect("region size"),
+            80,
+        ),
     ] {
         let msg = plaintext(len, 9);
-        let (m, body) = block_on(azure_cse::encrypt(kek().as_ref(), &options, &msg)).expect("encrypt");
+        let (m, body) =
+            block_on(azure_cse::encrypt(kek().as_ref(), &options, &msg)).expect("encrypt");
         out.push((name.to_owned(), m.to_json(), body));
     }
     out

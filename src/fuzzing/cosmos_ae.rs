@@ -51,7 +51,9 @@ pub fn metadata(data: &[u8]) {
 
 /// The KEK of the fixture's client encryption keys.
 fn kek() -> Arc<dyn KeyEncryptionKey> {
-    Arc::new(LocalKek::from_aes_key("fuzz-cosmos", WrapAlgorithm::A256Kw, &[0x45; 32]).expect("kek"))
+    Arc::new(
+        LocalKek::from_aes_key("fuzz-cosmos", WrapAlgorithm::A256Kw, &[0x45; 32]).expect("kek"),
+    )
 }
 
 /// The fixture's client encryption keys, `c1` and `c2`, whose root keys are
@@ -146,9 +148,15 @@ pub fn seed_objects() -> Vec<(String, Vec<u8>)> {
         serde_json::json!({"id": "x/y+z", "a": {"n": -7}, "b": "s", "c": false}),
     ];
     for (i, mut it) in items_clear.into_iter().enumerate() {
-        out.push((format!("item-clear-{i}"), serde_json::to_vec(&it).expect("json")));
+        out.push((
+            format!("item-clear-{i}"),
+            serde_json::to_vec(&it).expect("json"),
+        ));
         block_on(items().encrypt_item(&mut it)).expect("encrypt");
-        out.push((format!("item-encrypted-{i}"), serde_json::to_vec(&it).expect("json")));
+        out.push((
+            format!("item-encrypted-{i}"),
+            serde_json::to_vec(&it).expect("json"),
+        ));
     }
     out
 }

@@ -229,7 +229,10 @@ fn fixtures() -> &'static [Fixture] {
 /// The envelope as head (header and body prefix) and chunk windows.
 fn split(env: &[u8], head_len: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     let at = head_len.min(env.len());
-    let chunks = env[at..].chunks(CHUNK_CT_SIZE).map(<[u8]>::to_vec).collect();
+    let chunks = env[at..]
+        .chunks(CHUNK_CT_SIZE)
+        .map(<[u8]>::to_vec)
+        .collect();
     (env[..at].to_vec(), chunks)
 }
 
@@ -408,7 +411,12 @@ fn read_all(mut r: impl Read, size: usize, truth: &[u8], what: &str) -> Outcome 
     let mut buf = vec![0u8; size];
     loop {
         match r.read(&mut buf) {
-            Ok(0) => return Outcome { released, err: None },
+            Ok(0) => {
+                return Outcome {
+                    released,
+                    err: None,
+                }
+            }
             Ok(n) => released.extend_from_slice(&buf[..n]),
             Err(e) => {
                 assert_nothing_refused_left(&buf, truth, released.len(), what);
@@ -439,7 +447,12 @@ fn async_reader(env: &[u8], size: usize, truth: &[u8]) -> Outcome {
         let mut buf = vec![0u8; size];
         loop {
             match r.read(&mut buf).await {
-                Ok(0) => return Outcome { released, err: None },
+                Ok(0) => {
+                    return Outcome {
+                        released,
+                        err: None,
+                    }
+                }
                 Ok(n) => released.extend_from_slice(&buf[..n]),
                 Err(e) => {
                     assert_nothing_refused_left(&buf, truth, released.len(), "async reader");
@@ -525,11 +538,23 @@ struct Verdict<'a> {
 impl Verdict<'_> {
     /// Judges a random-access read of `len` bytes at `off` that returned
     /// `got` into `buf`; returns the failure's kind, if any.
-    fn read(&self, off: u64, len: usize, got: crate::Result<usize>, buf: &[u8], what: &str) -> Option<String> {
+    fn read(
+        &self,
+        off: u64,
+        len: usize,
+        got: crate::Result<usize>,
+        buf: &[u8],
+        what: &str,
+    ) -> Option<String> {
         match got {
             Ok(n) => {
-                assert!(!self.bad_length, "{what}: read {n} bytes of a body of bad length");
-                let start = usize::try_from(off).unwrap_or(usize::MAX).min(self.truth.len());
+                assert!(
+                    !self.bad_length,
+                    "{what}: read {n} bytes of a body of bad length"
+                );
+                let start = usize::try_from(off)
+                    .unwrap_or(usize::MAX)
+                    .min(self.truth.len());
                 let want = len.min(self.truth.len() - start);
                 if n < len || !self.damaged {
                     assert_eq!(n, want, "{what}: {n} bytes at {off} (length {len})");
@@ -582,7 +607,10 @@ pub fn envelope(case: &EnvelopeCase) {
     let large = CHUNK_SIZE + usize::from(case.large_read);
     let async_read = (1 + usize::from(case.async_read)).max(least);
     let streaming = [
-        ("reader (whole chunks)", reader(&env, large, truth, "reader (whole chunks)")),
+        (
+            "reader (whole chunks)",
+            reader(&env, large, truth, "reader (whole chunks)"),
+        ),
         ("async reader", async_reader(&env, async_read, truth)),
         ("stream, 1 thread", stream(&env, 1)),
         ("stream, 4 threads", stream(&env, 4)),
@@ -603,8 +631,19 @@ pub fn envelope(case: &EnvelopeCase) {
         }
     }
     for (what, o) in &streaming {
-        assert_eq!(o.kind(), s.kind(), "{what} and the reader disagree: {:?} vs {:?}", o.err, s.err);
-        assert!(o.released == s.released, "{what} released {} bytes, the reader {}", o.released.len(), s.released.len());
+        assert_eq!(
+            o.kind(),
+            s.kind(),
+            "{what} and the reader disagree: {:?} vs {:?}",
+            o.err,
+            s.err
+        );
+        assert!(
+            o.released == s.released,
+            "{what} released {} bytes, the reader {}",
+            o.released.len(),
+            s.released.len()
+        );
     }
 
     // Whether the header and key work, and whether the body's length is one
@@ -620,22 +659,47 @@ pub fn envelope(case: &EnvelopeCase) {
 
     // The paths that check the length first.
     let up_front = [
-        ("open", Outcome::of(block_on(crate::open(&resolver(), Profile::Blob, CONTEXT, &env)))),
+        (
+            "open",
+            Outcome::of(block_on(crate::open(
+                &resolver(),
+                Profile::Blob,
+                CONTEXT,
+                &env,
+            ))),
+        ),
         ("open_into, 4 threads", open_into(&env, truth)),
         ("file, 4 threads", file(&env, 4)),
     ];
     for (what, o) in &up_front {
         if opened.is_some() && bad_length {
-            assert!(matches!(o.err, Some(Error::Truncated)), "{what}: {:?} for a body of bad length", o.err);
-            assert!(o.released.is_empty(), "{what} released plaintext of a body of bad length");
+            assert!(
+                matches!(o.err, Some(Error::Truncated)),
+                "{what}: {:?} for a body of bad length",
+                o.err
+            );
+            assert!(
+                o.released.is_empty(),
+                "{what} released plaintext of a body of bad length"
+            );
             continue;
         }
-        assert_eq!(o.kind(), s.kind(), "{what} and the reader disagree: {:?} vs {:?}", o.err, s.err);
+        assert_eq!(
+            o.kind(),
+            s.kind(),
+            "{what} and the reader disagree: {:?} vs {:?}",
+            o.err,
+            s.err
+        );
         let expect: &[u8] = match (o.err.is_some(), *what == "file, 4 threads") {
             (false, _) | (true, true) => &s.released,
             (true, false) => &[],
         };
-        assert!(o.released == expect, "{what} released {} bytes", o.released.len());
+        assert!(
+            o.released == expect,
+            "{what} released {} bytes",
+            o.released.len()
+        );
     }
 
     let Some((dec, used)) = opened else {
@@ -661,7 +725,11 @@ pub fn envelope(case: &EnvelopeCase) {
     // Ranges: the commitment first, then the plan (the length), then the
     // chunks.
     match dec.ranges(&body[..body.len().min(BODY_PREFIX_LEN)]) {
-        Err(e) => assert_eq!(Some(error_kind(&e)), s.kind(), "ranges and the reader disagree"),
+        Err(e) => assert_eq!(
+            Some(error_kind(&e)),
+            s.kind(),
+            "ranges and the reader disagree"
+        ),
         Ok(ranges) => {
             for &(start, len) in case.ranges.iter().take(MAX_READS) {
                 let (start, len) = place(start, len, truth);
@@ -670,7 +738,10 @@ pub fn envelope(case: &EnvelopeCase) {
                 let plan = match RangePlan::new(range.clone(), body.len() as u64) {
                     Ok(p) => p,
                     Err(e) => {
-                        assert!(bad_length && matches!(e, Error::Truncated), "RangePlan::new: {e:?}");
+                        assert!(
+                            bad_length && matches!(e, Error::Truncated),
+                            "RangePlan::new: {e:?}"
+                        );
                         continue;
                     }
                 };
@@ -698,7 +769,9 @@ pub fn envelope(case: &EnvelopeCase) {
     // parallel) and on the tokio reader, each on one reader for all reads.
     let mut src = Cursor::new(&env[..]);
     if Header::read_from(&mut src).is_ok() {
-        if let Ok(mut r) = block_on(decryptor(&parsed.as_ref().expect("parsed").0, 4)).and_then(|d| d.decrypt(src)) {
+        if let Ok(mut r) =
+            block_on(decryptor(&parsed.as_ref().expect("parsed").0, 4)).and_then(|d| d.decrypt(src))
+        {
             let kinds: Vec<_> = reads
                 .iter()
                 .map(|&(off, len)| {

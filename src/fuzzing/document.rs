@@ -12,10 +12,9 @@ use serde_json::Value;
 use super::{assert_input_error, ContainedKek};
 use crate::document::{DocumentCipher, DocumentPolicy, FieldMode};
 use crate::kek::KeyEncryptionKey;
-use crate::key::DataKey;
 use crate::scope::{
-    CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeKeyVersion, ScopeMode, ScopeRecord,
-    ScopeStore,
+    fuzz_encode_material, CachePolicy, Cmk, EncryptionScope, FuzzUsage, MemoryScopeStore,
+    ScopeKeyVersion, ScopeMode, ScopeRecord, ScopeStore,
 };
 use crate::Error;
 
@@ -38,7 +37,10 @@ pub fn fields(data: &[u8]) {
             Err(e) => {
                 assert_input_error(&e, "field");
                 assert!(
-                    matches!(e, Error::DocumentField { .. } | Error::FieldAuthentication { .. }),
+                    matches!(
+                        e,
+                        Error::DocumentField { .. } | Error::FieldAuthentication { .. }
+                    ),
                     "field: {e:?}"
                 );
             }
@@ -50,7 +52,7 @@ pub fn fields(data: &[u8]) {
 const SCOPE: &str = "fuzz-docs";
 
 /// A document cipher under a scope whose key is fixed (version 1: 32 bytes
-/// of 0x55, wrapped by a fixed AES key), so that documents encrypted by the
+/// of 0x55, as labelled scope key material wrapped by a fixed AES key), so that documents encrypted by the
 /// seed generator decrypt in the fuzzing process. Policy: `/a` and
 /// `/c/d` randomized, `/b` deterministic, partition key `/pk`.
 fn cipher() -> &'static DocumentCipher {
@@ -58,7 +60,13 @@ fn cipher() -> &'static DocumentCipher {
     C.get_or_init(|| {
         block_on(async {
             let kek: Arc<dyn KeyEncryptionKey> = Arc::new(ContainedKek::new("fuzz-doc", 0x44));
-            let scope_key = DataKey::from_unwrapped(&[0x55; 32]).expect("scope key");
+            let material = fuzz_encode_material(
+                crate::CryptoProvider::default_provider(),
+                SCOPE,
+                &[0x55; 32],
+                FuzzUsage::SealAndOpen,
+            )
+            .expect("scope key material");
             let record = ScopeRecord {
                 scope_id: SCOPE.to_owned(),
                 mode: ScopeMode::CustomerManaged,
@@ -66,11 +74,15 @@ fn cipher() -> &'static DocumentCipher {
                 current: 1,
                 versions: vec![ScopeKeyVersion {
                     version: 1,
-                    wrapped: kek.wrap_key(&scope_key).await.expect("wrap"),
+                    wrapped: kek.wrap_key_material(&material).await.expect("wrap"),
                 }],
+                labelled: true,
             };
             let store = Arc::new(MemoryScopeStore::new());
-            store.put(SCOPE, &record.to_json(), None).await.expect("store");
+            store
+                .put(SCOPE, &record.to_json(), None)
+                .await
+                .expect("store");
             let scope = EncryptionScope::open(
                 store,
                 SCOPE,
@@ -132,7 +144,10 @@ pub fn seed_documents() -> Vec<(String, Vec<u8>)> {
     for (i, mut d) in docs.into_iter().enumerate() {
         out.push((format!("clear-{i}"), serde_json::to_vec(&d).expect("json")));
         block_on(cipher().encrypt(&mut d)).expect("encrypt");
-        out.push((format!("encrypted-{i}"), serde_json::to_vec(&d).expect("json")));
+        out.push((
+            format!("encrypted-{i}"),
+            serde_json::to_vec(&d).expect("json"),
+        ));
     }
     out
 }

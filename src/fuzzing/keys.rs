@@ -33,18 +33,45 @@ pub fn jwk(data: &[u8]) {
     }
 }
 
-/// `scope_record`: the input as a scope key record. What parses encodes to
-/// a record that parses back to the same record, and encodes the same way
-/// again.
+/// The CMK of the `scope_record` seeds (key id `fuzz-cmk`).
+fn scope_cmk() -> super::ContainedKek {
+    super::ContainedKek::new("fuzz-cmk", 0x46)
+}
+
+/// `scope_record`: the input as a scope key record, format v1 (bare keys)
+/// or v2 (labelled material). What parses encodes to a record that parses
+/// back to the same record, and encodes the same way again. Each version
+/// the seeds' CMK (`fuzz-cmk`) unwraps goes through the scope key material
+/// check a scope applies (labelled material of this scope and version,
+/// bare keys in v1 records only), which refuses anything else with an
+/// input error; a key it accepts as seal-and-open is labelled.
 pub fn scope_record(data: &[u8]) {
-    match ScopeRecord::from_json(data) {
-        Ok(r) => {
-            let json = r.to_json();
-            let back = ScopeRecord::from_json(&json).expect("an encoded record parses");
-            assert_eq!(back, r, "record changed in a round trip");
-            assert_eq!(back.to_json(), json, "encoding is not a fixed point");
+    use crate::scope::{fuzz_decode_material, FuzzUsage};
+    let r = match ScopeRecord::from_json(data) {
+        Ok(r) => r,
+        Err(e) => return assert_input_error(&e, "ScopeRecord::from_json"),
+    };
+    let json = r.to_json();
+    let back = ScopeRecord::from_json(&json).expect("an encoded record parses");
+    assert_eq!(back, r, "record changed in a round trip");
+    assert_eq!(back.to_json(), json, "encoding is not a fixed point");
+    let cmk = scope_cmk();
+    let provider = crate::CryptoProvider::default_provider();
+    for v in &r.versions {
+        if v.wrapped.kek_id != cmk.key_id() || v.wrapped.alg != cmk.algorithm() {
+            continue;
         }
-        Err(e) => assert_input_error(&e, "ScopeRecord::from_json"),
+        let Ok(m) = block_on(cmk.unwrap_key_material(&v.wrapped.wrapped)) else {
+            continue;
+        };
+        match fuzz_decode_material(provider, &r.scope_id, v.version, &m, r.labelled) {
+            Ok((_, usage)) => assert!(
+                m.expose_secret_bytes().len() != 32
+                    || (!r.labelled && usage == FuzzUsage::OpenOnly),
+                "a bare key accepted for sealing, or in a labelled record"
+            ),
+            Err(e) => assert_input_error(&e, "scope key material"),
+        }
     }
 }
 
@@ -68,7 +95,11 @@ pub fn pkcs11_uri(data: &[u8]) {
     assert_eq!(c.token(), Some(label));
     assert_eq!((c.object(), c.id()), (u.object(), u.id()), "another object");
     assert_eq!(c.object_type(), Some(ty));
-    assert_eq!(c.canonical(label, ty), canonical, "canonical form is not a fixed point");
+    assert_eq!(
+        c.canonical(label, ty),
+        canonical,
+        "canonical form is not a fixed point"
+    );
 }
 
 /// `key_vault_url`: the input as a Key Vault or Managed HSM key URL. What
@@ -108,13 +139,17 @@ pub fn key_vault_response(data: &[u8]) {
     use crate::kek::WrapAlgorithm;
 
     if let Ok(key) = serde_json::from_slice::<Key>(data) {
-        let now = azure_core::time::OffsetDateTime::from_unix_timestamp(1_700_000_000)
-            .expect("a time");
+        let now =
+            azure_core::time::OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("a time");
         for alg in WrapAlgorithm::ALL {
             match fuzz_preflight_check(&key, alg, now) {
                 Ok(v) => {
                     if alg.is_rsa() {
-                        assert!(v.wrapped_len >= 256, "an RSA key of {} bytes", v.wrapped_len);
+                        assert!(
+                            v.wrapped_len >= 256,
+                            "an RSA key of {} bytes",
+                            v.wrapped_len
+                        );
                     } else {
                         assert_eq!(v.wrapped_len, 40);
                     }
@@ -191,22 +226,27 @@ pub fn seed_jwks() -> Vec<(String, Vec<u8>)> {
         if alg.is_rsa() {
             let public = dir.path().join(format!("{name}.pub"));
             kek.save_public_jwk(&public, false).expect("save");
-            out.push((format!("{name}-public"), std::fs::read(&public).expect("read")));
+            out.push((
+                format!("{name}-public"),
+                std::fs::read(&public).expect("read"),
+            ));
         }
     }
     out
 }
 
 /// Real objects for the seed corpus of `scope_record`: the records of
-/// scopes created in a scope store, with one key version and after a scope key
-/// rotation, service- and customer-managed.
+/// scopes created in a scope store (format v2), with one key version and
+/// after a scope key rotation, service- and customer-managed; and a record
+/// of format v1 (a bare 32-byte key, as written before labelling).
 pub fn seed_scope_records() -> Vec<(String, Vec<u8>)> {
     use std::sync::Arc;
 
+    use crate::key::KeyMaterial;
     use crate::scope::{CachePolicy, Cmk, EncryptionScope, MemoryScopeStore, ScopeStore};
 
     block_on(async {
-        let kek: Arc<dyn KeyEncryptionKey> = Arc::new(super::ContainedKek::new("fuzz-cmk", 0x46));
+        let kek: Arc<dyn KeyEncryptionKey> = Arc::new(scope_cmk());
         let store = Arc::new(MemoryScopeStore::new());
         let mut out = Vec::new();
         for (id, cmk) in [
@@ -216,10 +256,26 @@ pub fn seed_scope_records() -> Vec<(String, Vec<u8>)> {
             let s = EncryptionScope::create(store.clone(), id, cmk, CachePolicy::default())
                 .await
                 .expect("create");
-            out.push((format!("{id}-v1"), store.get(id).await.expect("get").expect("record").0));
+            out.push((
+                format!("{id}-1-key"),
+                store.get(id).await.expect("get").expect("record").0,
+            ));
             s.rotate_scope_key().await.expect("rotate");
-            out.push((format!("{id}-v2"), store.get(id).await.expect("get").expect("record").0));
+            out.push((
+                format!("{id}-2-keys"),
+                store.get(id).await.expect("get").expect("record").0,
+            ));
         }
+        let (json, _) = store.get("customer").await.expect("get").expect("record");
+        let mut legacy = ScopeRecord::from_json(&json).expect("record");
+        legacy.versions.truncate(1);
+        legacy.current = legacy.versions[0].version;
+        legacy.versions[0].wrapped = kek
+            .wrap_key_material(&KeyMaterial::from_bytes(&[0x5c; 32]).expect("key"))
+            .await
+            .expect("wrap");
+        legacy.labelled = false;
+        out.push(("format-v1".to_owned(), legacy.to_json()));
         out
     })
 }

@@ -59,7 +59,10 @@ struct ContainedKek(LocalKek);
 
 impl ContainedKek {
     /// The A256KW key `id` of 32 bytes of `byte`.
-    #[cfg_attr(not(any(feature = "document", feature = "cosmos-ae")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "document", feature = "cosmos-ae")),
+        allow(dead_code)
+    )]
     fn new(id: &str, byte: u8) -> ContainedKek {
         ContainedKek(LocalKek::from_aes_key(id, WrapAlgorithm::A256Kw, &[byte; 32]).expect("kek"))
     }

@@ -150,6 +150,11 @@ use self::kek::ScopeKek;
 #[cfg(any(feature = "cosmos-ae", test))]
 pub(crate) use self::key_cache::{KeyCache, ScopeSecret};
 use self::material::Usage;
+/// The scope key material check, for the `scope_record` fuzz target.
+#[cfg(fuzzing)]
+pub(crate) use self::material::{
+    decode as fuzz_decode_material, encode as fuzz_encode_material, Usage as FuzzUsage,
+};
 pub(crate) use self::record::validate_scope_id;
 use self::state::State;
 use crate::error::{Error, KekError, KekErrorKind};

@@ -296,7 +296,11 @@ pub(crate) fn fuzz_round_trip(bytes: &[u8]) -> Result<(), String> {
     let jwk = parse(bytes, false)?;
     let text = serialize(&jwk, false).expect("a parsed key serializes");
     let back = parse(text.as_bytes(), false).expect("a written key parses");
-    assert_eq!((&back.kid, back.alg), (&jwk.kid, jwk.alg), "kid or alg changed");
+    assert_eq!(
+        (&back.kid, back.alg),
+        (&jwk.kid, jwk.alg),
+        "kid or alg changed"
+    );
     assert!(material(&back.key) == material(&jwk.key), "key changed");
     match serialize(&jwk, true) {
         Ok(public) => {
@@ -304,9 +308,15 @@ pub(crate) fn fuzz_round_trip(bytes: &[u8]) -> Result<(), String> {
             let JwkKey::RsaPublic { n, e } = &p.key else {
                 panic!("the public part is not a public key");
             };
-            assert!(material(&jwk.key)[..2] == [&n[..], &e[..]], "public part differs");
+            assert!(
+                material(&jwk.key)[..2] == [&n[..], &e[..]],
+                "public part differs"
+            );
         }
-        Err(_) => assert!(matches!(jwk.key, JwkKey::Oct(_)), "only an AES key has no public part"),
+        Err(_) => assert!(
+            matches!(jwk.key, JwkKey::Oct(_)),
+            "only an AES key has no public part"
+        ),
     }
     Ok(())
 }
