@@ -89,10 +89,9 @@ where
         }
     };
     std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(worker);
-        }
+        let workers: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
         worker();
+        join_all(workers);
     });
     match first_err
         .into_inner()
@@ -243,18 +242,20 @@ where
     };
     std::thread::scope(|s| {
         // The calling thread is one of the `threads`: it spawns one fewer.
-        for _ in 1..threads {
-            let done_tx = done_tx.clone();
-            let (job_rx, run) = (&job_rx, &run);
-            s.spawn(move || loop {
-                let next = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                let Ok(mut job) = next else { break };
-                run(&mut job);
-                if done_tx.send(job).is_err() {
-                    break;
-                }
-            });
-        }
+        let workers: Vec<_> = (1..threads)
+            .map(|_| {
+                let done_tx = done_tx.clone();
+                let (job_rx, run) = (&job_rx, &run);
+                s.spawn(move || loop {
+                    let next = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok(mut job) = next else { break };
+                    run(&mut job);
+                    if done_tx.send(job).is_err() {
+                        break;
+                    }
+                })
+            })
+            .collect();
         drop(done_tx);
         let result = (|| {
             let mut spare: Vec<Job> = Vec::with_capacity(window);
@@ -316,10 +317,24 @@ where
                 }
             }
         })();
-        // Workers finish the job in hand and exit; the scope joins them.
+        // Workers finish the job in hand and exit.
         drop(job_tx);
+        join_all(workers);
         result
     })
+}
+
+/// Joins the scoped threads `workers`, re-raising a worker's panic.
+/// `thread::scope` by itself waits only until each thread's closure has
+/// returned, not until the thread has ended; joining also waits for its
+/// thread-local destructors, so no thread of a call is still running (and
+/// holding memory) once the call returned.
+fn join_all(workers: Vec<std::thread::ScopedJoinHandle<'_, ()>>) {
+    for w in workers {
+        if let Err(panic) = w.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 /// Seals the `job.len` plaintext bytes of a group into its chunk slots:
