@@ -183,6 +183,27 @@ async fn read_at_over_a_tokio_file() {
     }
 }
 
+/// Random access at offsets whose chunk offset does not fit in a `u64`
+/// (the async reader's `read_at` is its only way to a position): nothing
+/// past the end, no overflow, and the reader goes on working.
+#[tokio::test]
+async fn read_at_the_largest_offsets_returns_nothing() {
+    let msg = common::data(40_000, 9);
+    let env = encryptor().await.seal(&msg).unwrap();
+    let mut src = std::io::Cursor::new(env);
+    let h = Header::read_from_async(&mut src).await.unwrap();
+    let mut r = decryptor(&h).await.decrypt_async(src).await.unwrap();
+    let mut buf = [0u8; 100];
+    for off in [u64::MAX, u64::MAX - 1, u64::MAX / 2, u64::MAX / 16384] {
+        assert_eq!(r.read_at(off, &mut buf).await.unwrap(), 0, "offset {off}");
+    }
+    assert_eq!(r.read_at(39_950, &mut buf).await.unwrap(), 50);
+    assert!(buf[..50] == msg[39_950..]);
+    let mut all = Vec::new();
+    r.read_to_end(&mut all).await.unwrap();
+    assert!(all == msg);
+}
+
 /// An inner writer that takes at most 100 bytes per call and is pending on
 /// every other call, recording what it was given.
 #[derive(Clone, Default)]

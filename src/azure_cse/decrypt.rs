@@ -419,3 +419,44 @@ impl<R: Read> Read for CseDecryptingReader<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pollster::block_on;
+
+    use super::*;
+    use crate::azure_cse::{encrypt, CseEncryptOptions, MAX_REGION_DATA_LEN};
+    use crate::kek::{LocalKek, StaticResolver, WrapAlgorithm};
+
+    /// `DataLength` is untrusted metadata: a blob of a few hundred bytes
+    /// whose metadata claims the largest region costs a buffer of what the
+    /// blob holds, not one of 64 MiB (which every reader of such a blob
+    /// allocated and zeroed).
+    #[test]
+    fn a_huge_claimed_region_costs_what_the_blob_holds() {
+        let kek: Arc<dyn KeyEncryptionKey> =
+            Arc::new(LocalKek::from_aes_key("k", WrapAlgorithm::A256Kw, &[1; 32]).unwrap());
+        let options = CseEncryptOptions::v2_1(16).unwrap();
+        let (m, body) = block_on(encrypt(kek.as_ref(), &options, &[7u8; 300])).unwrap();
+        let json = m.to_json().replacen(
+            "\"DataLength\":16",
+            &format!("\"DataLength\":{MAX_REGION_DATA_LEN}"),
+            1,
+        );
+        assert_ne!(json, m.to_json());
+        let claimed = EncryptionData::parse(&json).unwrap();
+        let d = block_on(CseDecryptor::new(
+            &claimed,
+            &StaticResolver::new().with(kek),
+        ))
+        .unwrap();
+        let mut r = d.reader(&body[..]);
+        let e: Error = r.read(&mut [0u8; 100]).unwrap_err().into();
+        assert!(matches!(e, Error::CseRegion { region: 0, .. }), "{e:?}");
+        assert!(
+            r.buf.len() <= FIRST_READ,
+            "a buffer of {} bytes",
+            r.buf.len()
+        );
+    }
+}
