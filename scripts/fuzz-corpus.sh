@@ -16,6 +16,8 @@
 #    target's fixed key;
 # 3. for each target, `cargo fuzz cmin` keeps the seeds that add coverage;
 #    they replace the committed ones, under their descriptive names.
+#    Seeds named `seed-regress-*` (inputs that once crashed a target) are
+#    kept as they are, always.
 #
 # Data keys, salts and nonces are fresh, so every run writes different
 # (equally valid) bytes. Needs the nightly toolchain and cargo-fuzz, as
@@ -86,8 +88,8 @@ for dir in "$raw"/*/; do
     # cmin names what it keeps by content hash: keep those seeds under
     # their own names.
     kept="$(cd "$min" && sha1sum -- * | cut -d' ' -f1 | sort -u)"
-    rm -f "fuzz/corpus/$t"/seed-*
     mkdir -p "fuzz/corpus/$t"
+    find "fuzz/corpus/$t" -name 'seed-*' ! -name 'seed-regress-*' -delete
     for f in "$dir"/seed-*; do
         if grep -qx "$(sha1sum "$f" | cut -d' ' -f1)" <<<"$kept"; then
             cp "$f" "fuzz/corpus/$t/"
