@@ -58,11 +58,15 @@ read -r -d '' -a TARGETS <<<"${FUZZ_TARGETS:-$ALL_TARGETS}" || true
 # Per target: RSS limit and largest single allocation, in MB. The
 # differential targets hold every decryption path's buffers at once (the
 # async reader's 512 KiB ring, parallel windows of 2 MiB, a file); the
-# parsers' inputs are at most a few hundred KiB.
+# parsers' inputs are at most a few hundred KiB. The RSS limits leave room
+# for what a process holds anyway after minutes of fuzzing
+# (AddressSanitizer's 256 MB quarantine, libFuzzer's corpus: about 500 MB
+# after a minute); the allocation limits are what catches one input asking
+# for unbounded memory.
 limits() {
     case "$1" in
-    envelope_differential | cse_differential | cse_decrypt | read_at | open_envelope) echo "2048 128" ;;
-    *) echo "1024 64" ;;
+    envelope_differential | cse_differential | cse_decrypt | read_at | open_envelope) echo "2560 128" ;;
+    *) echo "2048 64" ;;
     esac
 }
 
