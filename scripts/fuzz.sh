@@ -112,6 +112,8 @@ run_target() {
         "${dict[@]}" "${parallel[@]}" -print_final_stats=1 >"$log" 2>&1
     echo $? >"$scratch_root/$t.rc"
     set -e
+    # The 1-minute load average as the target ends (execs depend on it).
+    cut -d' ' -f1 /proc/loadavg >"$scratch_root/$t.load"
     # With -jobs, each worker logs to fuzz-<n>.log in the working directory.
     if [[ "$JOBS" -gt 1 ]]; then
         cat fuzz-*.log >>"$log" 2>/dev/null || true
@@ -149,8 +151,8 @@ for t in "${TARGETS[@]}"; do
         echo "-- $t FAILED (exit $rc); last lines of its log:" >&2
         tail -n 60 "$log" >&2
     else
-        summary+=("$(printf '%-22s ok  execs=%-10s exec/s=%-8s cov=%-6s new_units=%s' \
-            "$t" "$execs" "$rate" "${cov:-?}" "$units")")
+        summary+=("$(printf '%-22s ok  execs=%-10s exec/s=%-8s cov=%-6s new_units=%-6s load=%s' \
+            "$t" "$execs" "$rate" "${cov:-?}" "$units" "$(cat "$scratch_root/$t.load")")")
     fi
 done
 
