@@ -39,17 +39,21 @@ llvm_cov="$tools/llvm-cov"
 llvm_profdata="$tools/llvm-profdata"
 # Only the crate's own sources: not the standard library, the registry,
 # or the fuzz targets.
-ignore='(/\.cargo/|/rustc/|/fuzz/|/library/)'
+# (Anchored: the checkout's own path may hold `/fuzz/`.)
+ignore="(/\\.cargo/|/rustc/|/library/|^$PWD/fuzz/)"
 
-# `llvm-cov report` lines of files under src/ as "file covered total".
+# `llvm-cov report` rows as "src/<file> covered total". llvm-cov strips
+# the prefix all its files share, so names come relative to src/ or not.
 src_lines() {
-    awk -v root="$PWD/" '
-        $1 ~ /src\// {
-            f = $1; sub(root, "", f)
+    awk -v root="$PWD/src/" '
+        $1 ~ /\.rs$/ && NF >= 10 {
+            f = $1
+            if (index(f, root) == 1) f = substr(f, length(root) + 1)
+            sub(/^src\//, "", f)
             # Columns: regions, missed, cover, functions, missed, executed,
             # lines, missed, cover, ...
             lines = $8; missed = $9
-            if (lines > 0) print f, lines - missed, lines
+            if (lines > 0) print "src/" f, lines - missed, lines
         }'
 }
 
@@ -66,7 +70,19 @@ for t in "${TARGETS[@]}"; do
         exit 1
     }
     rm -f "fuzz/coverage-$t.log"
-    bin="fuzz/target/$host/coverage/$host/release/$t"
+    # cargo-fuzz builds coverage binaries under the fuzz crate's target
+    # directory or the crate's, depending on its version.
+    bin=""
+    for dir in fuzz/target target; do
+        if [[ -x "$dir/$host/coverage/$host/release/$t" ]]; then
+            bin="$dir/$host/coverage/$host/release/$t"
+            break
+        fi
+    done
+    if [[ -z "$bin" ]]; then
+        echo "fuzz-coverage.sh: no coverage binary of $t" >&2
+        exit 1
+    fi
     prof="fuzz/coverage/$t/coverage.profdata"
     objects+=("-object" "$bin")
     profiles+=("$prof")
