@@ -163,10 +163,12 @@ mod lifecycle;
 mod policy;
 mod value;
 
+#[cfg(feature = "cosmos")]
 pub(crate) use cek::check_resource_id;
 pub use cek::{ClientEncryptionKey, KeyWrapMetadata, AZURE_KEY_VAULT, CMK_ENVELOPE};
 pub use item::ItemCipher;
 pub use keyring::CekKeyring;
 pub use lifecycle::VaultRule;
+#[cfg(feature = "cosmos")]
 pub(crate) use policy::top_level;
 pub use policy::{ClientEncryptionPolicy, EncryptionType, IncludedPath, ALGORITHM};

@@ -394,7 +394,7 @@ fn check_paths(
             assert!(*p == streamed, "whole and streamed differ");
             if let Some((t, true_region)) = truth {
                 assert!(
-                    p.len() == t.len() || p.len() as u64 % true_region == 0,
+                    p.len() == t.len() || (p.len() as u64).is_multiple_of(true_region),
                     "a prefix of {} bytes does not end at a region boundary",
                     p.len()
                 );
