@@ -226,6 +226,23 @@ mod tests {
     /// An object of 100,000 distinct members (1.5 MB) parses in linear
     /// time. (The duplicate check compared each name with every name
     /// before it: 5 × 10⁹ comparisons, many seconds of work.)
+    /// Numbers keep their bits through a parse and a write (unknown members
+    /// of metadata are written back as they were read): the value below is
+    /// one the parser without `float_roundtrip` rounds to its neighbour.
+    #[test]
+    fn numbers_keep_their_bits() {
+        let text = "1.3111111111111109e103";
+        let want = text.parse::<f64>().unwrap();
+        let j: Json = serde_json::from_str(&format!("{{\"n\":{text}}}")).unwrap();
+        let Json::Object(o) = &j else { panic!("{j:?}") };
+        let Some(Json::Number(n)) = get(o, "n") else {
+            panic!("{j:?}")
+        };
+        assert_eq!(n.as_f64().unwrap().to_bits(), want.to_bits());
+        let again: Json = serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
+        assert_eq!(again, j);
+    }
+
     #[test]
     fn duplicate_check_is_linear() {
         let n = 100_000;
