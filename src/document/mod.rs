@@ -639,10 +639,12 @@ fn parse_field(path: &str, mode: FieldMode, text: &str) -> crate::Result<Parsed>
         FieldMode::Deterministic => {
             let rest = text.strip_prefix(PREFIX_D).ok_or_else(wrong_mode)?;
             let (v, b64) = rest.split_once(':').ok_or_else(|| auth_err(path))?;
-            let version: u32 = v.parse().map_err(|_| auth_err(path))?;
-            if version == 0 || v.starts_with('0') {
+            // One encoding per value: decimal digits, no sign, no leading
+            // zero (`u32::from_str` alone also takes `+1`).
+            if !v.bytes().all(|b| b.is_ascii_digit()) || v.starts_with('0') {
                 return Err(auth_err(path));
             }
+            let version: u32 = v.parse().map_err(|_| auth_err(path))?;
             let bytes = decode(b64)?;
             if bytes.len() < SIV_LEN {
                 return Err(auth_err(path));
@@ -756,5 +758,32 @@ mod tests {
         // on its content).
         let most = STANDARD.encode(vec![0u8; MAX_HEADER_LEN]);
         assert!(!reason(most).contains("longer than"));
+    }
+
+    /// A deterministic field's key version has one spelling: `+1`, `01`
+    /// and `1 ` are refused like any other malformed ciphertext
+    /// (`u32::from_str` alone takes `+1` for `1`: the same ciphertext under
+    /// two texts, which equality queries on the stored text tell apart).
+    #[test]
+    fn a_key_version_has_one_spelling() {
+        let b64 = STANDARD.encode([7u8; 40]);
+        let parse = |v: &str| {
+            parse_field(
+                "/b",
+                FieldMode::Deterministic,
+                &format!("{PREFIX_D}{v}:{b64}"),
+            )
+        };
+        assert!(matches!(
+            parse("1"),
+            Ok(Parsed::Deterministic { version: 1, .. })
+        ));
+        assert!(matches!(
+            parse("12"),
+            Ok(Parsed::Deterministic { version: 12, .. })
+        ));
+        for v in ["+1", "01", "0", "-1", " 1", "1 ", "", "1_0", "4294967296"] {
+            assert!(parse(v).is_err(), "version {v:?} accepted");
+        }
     }
 }
