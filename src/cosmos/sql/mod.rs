@@ -844,6 +844,7 @@ mod tests {
                 "ORDER BY", "GROUP BY", "VALUE", "EXISTS", "c[\"ssn\"]", "c.items[0].price",
                 "t IN c.tags", "?", ":", "+", "c", "DESC", "TOP 5", "udf.f(", "[", "]", "{",
                 "}", "\"ssn\"", "ARRAY_CONTAINS(", "AS", "SELECT", "c.addr", "c.addr.city",
+                "1c.ssn", "TOP 1c.email",
             ]), 0..24),
         ) {
             let _ = scan(&text, &classify, &bound());
@@ -857,7 +858,7 @@ mod tests {
                 };
                 let filtering = after(&["WHERE", "ORDER BY", "GROUP BY", "JOIN"]);
                 proptest::prop_assert!(
-                    !filtering.iter().any(|w| ["c.ssn", "c[\"ssn\"]", "c.items[0].price"].contains(w)),
+                    !filtering.iter().any(|w| ["c.ssn", "c[\"ssn\"]", "c.items[0].price", "1c.ssn", "TOP 1c.email"].contains(w)),
                     "{sql}"
                 );
                 // After WHERE, `c.email` only in a comparison with `@e`
@@ -882,6 +883,32 @@ mod tests {
                     "{sql}"
                 );
             }
+        }
+    }
+
+    /// A number runs into the name after it (`1c.ssn`): the service reads
+    /// `1` and `c.ssn`, so the scan must not read one token there.
+    #[test]
+    fn refuses_numbers_run_into_names() {
+        for sql in [
+            "SELECT * FROM c WHERE ARRAY(SELECT TOP 1c.email)[0].email = 'plain@example.com'",
+            "SELECT * FROM c WHERE EXISTS(SELECT TOP 1c.ssn FROM t IN c.tags)",
+            "SELECT * FROM c WHERE c.n = 1 OR 2c.ssn = 'x'",
+            "SELECT * FROM c WHERE c.n = 1e-c.ssn",
+            "SELECT * FROM c WHERE c.n = 1.c.ssn",
+            "SELECT * FROM c WHERE c.n = 0xc",
+            "SELECT * FROM c WHERE c.n = 1.5.x",
+            "SELECT * FROM c WHERE c.n = 1@e",
+        ] {
+            let r = refused(sql);
+            assert!(r.contains("number"), "{sql}: {r}");
+        }
+        for sql in [
+            "SELECT * FROM c WHERE c.n = 1.5e+3 AND c.m IN (0, 1., 2.e5, 3E-2)",
+            "SELECT TOP 5 c.ssn FROM c WHERE c.items[10].n>1",
+            "SELECT * FROM c WHERE c.n=-1",
+        ] {
+            ok(sql);
         }
     }
 
