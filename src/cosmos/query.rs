@@ -191,7 +191,7 @@ fn bound_path(format: &Format, name: &str, path: &str) -> crate::Result<String> 
     };
     Err(Error::QueryRefused(format!(
         "parameter `{name}` is bound to `{}`, which {why}",
-        pointer.as_str()
+        crate::untrusted::escape(pointer.as_str())
     )))
 }
 

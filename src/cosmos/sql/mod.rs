@@ -456,7 +456,7 @@ impl<'q> Scan<'q, '_> {
                         }
                         return Err(refuse(format!(
                             "parameter `{p}` is bound to `{}`: use it only as `c.path = {p}` or `c.path IN ({p}, ...)` in a `WHERE` clause",
-                            self.bound[*p]
+                            crate::untrusted::escape(&self.bound[*p])
                         )));
                     }
                     i += 1;
@@ -494,6 +494,7 @@ impl<'q> Scan<'q, '_> {
     /// How a refusal names the path `names`: by the policy's own paths
     /// only (the names come from the query text, which may hold
     /// plaintext): a path below an encrypted one is "a path inside" it.
+    /// Escaped: an SDK-format policy comes from the service.
     fn describe(&self, names: &[String]) -> String {
         if names.is_empty() {
             return "the container alias (the whole item)".to_owned();
@@ -503,10 +504,13 @@ impl<'q> Scan<'q, '_> {
                 (self.classify)(&names[..k]),
                 PathClass::Deterministic | PathClass::Randomized
             ) {
-                return format!("a path inside `{}`", pointer(&names[..k]));
+                return format!(
+                    "a path inside `{}`",
+                    crate::untrusted::escape(&pointer(&names[..k]))
+                );
             }
         }
-        format!("`{}`", pointer(names))
+        format!("`{}`", crate::untrusted::escape(&pointer(names)))
     }
 
     fn describe_ref(&self, r: &Reference) -> String {
@@ -883,6 +887,31 @@ mod tests {
                     "{sql}"
                 );
             }
+        }
+    }
+
+    /// Refusals name policy paths, which in the SDK format come from the
+    /// service: escaped.
+    #[test]
+    fn refusals_escape_policy_paths() {
+        let hostile = "x\u{1b}]0;t\u{7}\u{202e}";
+        let classify = |n: &[String]| match n.first() {
+            Some(f) if f.starts_with('x') && n.len() == 1 => PathClass::Randomized,
+            Some(f) if f.starts_with('x') => PathClass::Opaque,
+            _ => PathClass::Clear,
+        };
+        let bound = [("@p".to_owned(), format!("/{hostile}"))].into();
+        for sql in [
+            "SELECT * FROM c WHERE c[\"x\\u001b]0;t\\u0007\\u202e\"] = 1".to_owned(),
+            "SELECT * FROM c WHERE c[\"x\\u001b]0;t\\u0007\\u202e\"].y = 1".to_owned(),
+            "SELECT * FROM c WHERE c.n = @p".to_owned(),
+        ] {
+            let e = scan(&sql, &classify, &bound).unwrap_err().to_string();
+            assert!(e.contains("x\\u{1b}"), "{sql}: {e}");
+            assert!(
+                !e.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{sql}: {e:?}"
+            );
         }
     }
 
