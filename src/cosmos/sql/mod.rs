@@ -84,6 +84,9 @@ const KEYWORDS: &[&str] = &[
     "desc", "exists", "array", "true", "false", "null", "undefined", "udf",
 ];
 
+/// The keywords that may follow `FROM c` (with no alias).
+const AFTER_FROM: &[&str] = &["where", "join", "order", "group", "offset"];
+
 fn is_kw(t: &Tok<'_>, kw: &str) -> bool {
     matches!(t, Tok::Ident(s) if s.eq_ignore_ascii_case(kw))
 }
@@ -199,23 +202,37 @@ impl<'q> Scan<'q, '_> {
             };
             if !iterates {
                 // `FROM c`, `FROM c AS x`, `FROM c x`, `FROM root r`.
+                let not_a_path = |j: usize| {
+                    if self
+                        .tok(j)
+                        .is_some_and(|t| is_punct(t, ".") || is_punct(t, "[") || is_punct(t, "("))
+                    {
+                        return Err(refuse(
+                            "`FROM` must name the container (`FROM c`), not a path in it",
+                        ));
+                    }
+                    Ok(())
+                };
                 j += 1;
-                if self.tok(j).is_some_and(|t| is_kw(t, "as")) {
+                not_a_path(j)?;
+                let has_as = self.tok(j).is_some_and(|t| is_kw(t, "as"));
+                if has_as {
                     j += 1;
                 }
-                if let Some(Tok::Ident(a)) = self.tok(j) {
-                    if !is_keyword(a) {
+                // A keyword there may be the alias to the service: only
+                // the clauses that can follow are read as keywords.
+                match self.tok(j) {
+                    Some(Tok::Ident(a)) if !is_keyword(a) => {
                         root = a;
-                        j += 1;
+                        not_a_path(j + 1)?;
                     }
-                }
-                if self
-                    .tok(j)
-                    .is_some_and(|t| is_punct(t, ".") || is_punct(t, "[") || is_punct(t, "("))
-                {
-                    return Err(refuse(
-                        "`FROM` must name the container (`FROM c`), not a path in it",
-                    ));
+                    Some(t) if !has_as && AFTER_FROM.iter().any(|k| is_kw(t, k)) => {}
+                    None if !has_as => {}
+                    _ => {
+                        return Err(refuse(
+                            "the container's alias must be a name that is not a keyword (`FROM c AS x`)",
+                        ))
+                    }
                 }
             }
             // With `FROM x IN c.path`, `c` names the container.
@@ -912,6 +929,35 @@ mod tests {
                 !e.chars().any(|c| c.is_control() || c == '\u{202e}'),
                 "{sql}: {e:?}"
             );
+        }
+    }
+
+    /// A keyword where the container's alias goes: the service may take
+    /// it as the alias, so the scan must not read it as a keyword.
+    #[test]
+    fn refuses_keywords_as_the_container_alias() {
+        for sql in [
+            "SELECT * FROM c AS escape WHERE escape.ssn = 'x'",
+            "SELECT * FROM c escape WHERE escape.ssn = 'x'",
+            "SELECT * FROM c AS desc WHERE desc[\"ssn\"] = 'x'",
+            "SELECT * FROM c undefined WHERE undefined.email = 'plain'",
+            "SELECT * FROM c AS value ORDER BY value.ssn",
+            "SELECT * FROM c AS WHERE c.n = 1",
+        ] {
+            let r = refused(sql);
+            assert!(r.contains("alias"), "{sql}: {r}");
+        }
+        for sql in [
+            "SELECT * FROM c WHERE c.n = 1",
+            "SELECT * FROM c JOIN t IN c.tags",
+            "SELECT * FROM c ORDER BY c.n",
+            "SELECT * FROM c GROUP BY c.n",
+            "SELECT * FROM c OFFSET 1 LIMIT 1",
+            "SELECT * FROM c AS x where x.n = 1",
+            "SELECT * FROM c x",
+            "SELECT * FROM c WHERE EXISTS(SELECT VALUE t FROM t IN c.tags)",
+        ] {
+            ok(sql);
         }
     }
 
