@@ -354,8 +354,12 @@ impl ItemPages {
 
     /// A token to resume the query after the last page returned
     /// ([`EncryptedQuery::resume_from`], with the same SQL and
-    /// parameters), in this process or another one. Not secret (it holds
-    /// positions, no values). No I/O.
+    /// parameters), in this process or another one. It holds the
+    /// service's positions, and for a query with `ORDER BY` the values the
+    /// last item was ordered by: values of clear paths only (the scan
+    /// refuses ordering on an encrypted one), so nothing an item encrypts.
+    /// A token from elsewhere only moves where the same, checked query
+    /// resumes: the SDK refuses one of another container. No I/O.
     pub fn continuation(&self) -> crate::Result<String> {
         self.pages
             .to_continuation_token()
