@@ -987,6 +987,79 @@ mod tests {
         }
     }
 
+    /// `sql` (tokens separated by single spaces, no space inside a string)
+    /// with each space replaced by `seps[k]` and each keyword's letters
+    /// in the case `upper[k]` picks.
+    fn respell(sql: &str, seps: &[&str], upper: &[u8]) -> String {
+        let mut out = String::new();
+        for (k, word) in sql.split(' ').enumerate() {
+            if k > 0 {
+                out.push_str(seps[k % seps.len()]);
+            }
+            if is_keyword(word) {
+                let mask = upper[k % upper.len()];
+                for (j, ch) in word.chars().enumerate() {
+                    if mask >> (j % 8) & 1 == 1 {
+                        out.push(ch.to_ascii_uppercase());
+                    } else {
+                        out.push(ch.to_ascii_lowercase());
+                    }
+                }
+            } else {
+                out.push_str(word);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Whitespace and the case of keywords change nothing: what is
+        /// refused stays refused, what is accepted stays accepted with the
+        /// same equalities.
+        #[test]
+        fn whitespace_and_keyword_case_change_nothing(
+            seps in proptest::collection::vec(
+                proptest::sample::select(vec![" ", "  ", "\n", "\t", "\r\n", " \n\t"]),
+                1..8,
+            ),
+            upper in proptest::collection::vec(proptest::num::u8::ANY, 1..8),
+        ) {
+            for sql in [
+                "SELECT * FROM c WHERE c.ssn = 'x'",
+                "SELECT * FROM c AS x WHERE x.n > 1 ORDER BY x.ssn DESC",
+                "SELECT * FROM c WHERE c.n BETWEEN 1 AND c.email = @e",
+                "SELECT * FROM c WHERE NOT c.email = @e",
+                "SELECT * FROM c WHERE c.email IN ( @e , 'x' )",
+                "SELECT * FROM c JOIN i IN c.items WHERE i.price > 1",
+                "SELECT * FROM c WHERE EXISTS ( SELECT VALUE c.ssn )",
+                "SELECT * FROM c AS value WHERE value.ssn = 1",
+                "SELECT DISTINCT VALUE c.ssn ?? 1 FROM c",
+                "SELECT * FROM c GROUP BY c.email",
+                "SELECT TOP 1 * FROM c ORDER BY c.email",
+                "SELECT * FROM c WHERE c.n = 1 OR c.email = @a",
+            ] {
+                let spelled = respell(sql, &seps, &upper);
+                proptest::prop_assert!(
+                    scan(&spelled, &classify, &bound()).is_err(),
+                    "{spelled:?}"
+                );
+            }
+            for sql in [
+                "SELECT * FROM c WHERE c.email = @e AND ( @f = c.email OR c.addr IN ( @a ) ) ORDER BY c.n",
+                "SELECT TOP 5 c.ssn , c.email AS e FROM c JOIN t IN c.tags WHERE t = 'x' AND c.email IN ( @e , @f )",
+                "SELECT VALUE c FROM c WHERE NOT ( c.email = @e ) OFFSET 1 LIMIT 2",
+            ] {
+                let plain = scan(sql, &classify, &bound()).unwrap().equalities.len();
+                let spelled = respell(sql, &seps, &upper);
+                let s = scan(&spelled, &classify, &bound());
+                proptest::prop_assert!(
+                    s.as_ref().is_ok_and(|s| s.equalities.len() == plain),
+                    "{spelled:?}: {s:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn pointers_escape() {
         assert_eq!(pointer(&["a/b".into(), "~".into()]), "/a~1b/~0");
