@@ -162,8 +162,10 @@ impl EncryptedQuery {
                     "a query parameter's name must be `@` and a name of letters, digits and `_`",
                 ));
             }
-            if names.contains(&name.as_str()) {
-                return Err(Error::ApiMisuse("a query parameter is named twice"));
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(Error::ApiMisuse(
+                    "a query parameter is named twice (names are compared ignoring case)",
+                ));
             }
             names.push(name);
         }
@@ -442,6 +444,11 @@ mod tests {
         for bad in ["a", "@", "@1a", "@a-b", "@a b", "@é"] {
             assert!(!is_param_name(bad), "{bad}");
         }
+        // Names equal but for case: one parameter, given twice.
+        let q = EncryptedQuery::new("SELECT * FROM c WHERE c.email = @e")
+            .with_encrypted_parameter("@e", "/email", serde_json::json!("a@example.com"))
+            .with_parameter("@E", serde_json::json!("a@example.com"));
+        assert!(matches!(q.parameter_names(), Err(Error::ApiMisuse(_))));
         let q = EncryptedQuery::new("SELECT * FROM c WHERE c.ssn = '078-05-1120'")
             .with_encrypted_parameter("@e", "/email", serde_json::json!("secret@example.com"))
             .in_partition(serde_json::json!("tenant-secret"));

@@ -448,7 +448,9 @@ impl<'q> Scan<'q, '_> {
                     i = self.place(i, &r, clause, clauses.len() == 1, &mut out)?;
                 }
                 Tok::Param(p) => {
-                    if self.bound.contains_key(*p) {
+                    // A name that differs from a bound one only in case
+                    // counts as that one (it is not bound to any path).
+                    if let Some(path) = self.bound_path_of(p) {
                         // `@p = REF`
                         if clause == Clause::Where
                             && self.before_ok(i)
@@ -473,7 +475,7 @@ impl<'q> Scan<'q, '_> {
                         }
                         return Err(refuse(format!(
                             "parameter `{p}` is bound to `{}`: use it only as `c.path = {p}` or `c.path IN ({p}, ...)` in a `WHERE` clause",
-                            crate::untrusted::escape(&self.bound[*p])
+                            crate::untrusted::escape(path)
                         )));
                     }
                     i += 1;
@@ -500,6 +502,15 @@ impl<'q> Scan<'q, '_> {
             j += 1;
         }
         Ok(j)
+    }
+
+    /// The path of the bound parameter whose name is `param` up to ASCII
+    /// case.
+    fn bound_path_of(&self, param: &str) -> Option<&str> {
+        self.bound
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(param))
+            .map(|(_, path)| path.as_str())
     }
 
     fn bound_to(&self, param: &str, r: &Reference) -> bool {
@@ -825,6 +836,8 @@ mod tests {
         for (sql, word) in [
             ("SELECT * FROM c WHERE c.n = @e", "bound to `/email`"),
             ("SELECT @e FROM c", "bound to `/email`"),
+            ("SELECT * FROM c WHERE c.n = @E", "bound to `/email`"),
+            ("SELECT * FROM c WHERE c.email = @E", "`/email`"),
             (
                 "SELECT * FROM c WHERE c.email = @e OR c.x = @e",
                 "bound to `/email`",
