@@ -128,7 +128,8 @@ impl KeyWrapMetadata {
         }
         let algorithm = WrapAlgorithm::from_jose_name(alg).ok_or_else(|| {
             F.err(format!(
-                "unsupported `keyWrapMetadata.algorithm` {alg:?} (supported: RSA-OAEP, RSA-OAEP-256, A256KW, A256KWP)"
+                "unsupported `keyWrapMetadata.algorithm` `{}` (supported: RSA-OAEP, RSA-OAEP-256, A256KW, A256KWP)",
+                crate::untrusted::escape(alg)
             ))
         })?;
         Ok(KeyWrapMetadata {
@@ -200,7 +201,8 @@ impl ClientEncryptionKey {
         )?;
         if alg != ALGORITHM {
             return Err(F.err(format!(
-                "unsupported `encryptionAlgorithm` {alg:?} (supported: {ALGORITHM})"
+                "unsupported `encryptionAlgorithm` `{}` (supported: {ALGORITHM})",
+                crate::untrusted::escape(alg)
             )));
         }
         let wrapped = F.string(

@@ -120,7 +120,8 @@ impl CekKeyring {
             let keys = self.keys.read().expect("keyring lock");
             let k = keys.get(id).ok_or_else(|| {
                 F.err(format!(
-                    "the policy names client encryption key `{id}`, which is not in the keyring"
+                    "the policy names client encryption key `{}`, which is not in the keyring",
+                    crate::untrusted::escape(id)
                 ))
             })?;
             (k.cek.clone(), k.generation)
@@ -149,7 +150,7 @@ fn backoff_message(e: Error, id: &str) -> Error {
         Error::Kek(k) if k.backend() == "scope" => KekError::new(
             "cosmos-ae",
             KekErrorKind::KeyUnavailable,
-            format!("client encryption key `{id}`: its key-encryption key failed recently; not retrying until the back-off ends"),
+            format!("client encryption key `{}`: its key-encryption key failed recently; not retrying until the back-off ends", crate::untrusted::escape(id)),
         )
         .into(),
         other => other,

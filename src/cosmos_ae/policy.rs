@@ -95,7 +95,8 @@ impl IncludedPath {
         check_path(path)?;
         if cek_id.is_empty() {
             return Err(F.err(format!(
-                "the clientEncryptionKeyId of `{path}` must be a non-empty string"
+                "the clientEncryptionKeyId of `{}` must be a non-empty string",
+                crate::untrusted::escape(path)
             )));
         }
         Ok(IncludedPath {
@@ -140,7 +141,8 @@ fn check_path(path: &str) -> crate::Result<()> {
     match path.strip_prefix('/') {
         Some(name) if !name.is_empty() && !name.contains('/') => Ok(()),
         _ => Err(F.err(format!(
-            "included path `{path}` must be `/` followed by one top-level property name (the SDKs encrypt only top-level properties)"
+            "included path `{}` must be `/` followed by one top-level property name (the SDKs encrypt only top-level properties)",
+            crate::untrusted::escape(path)
         ))),
     }
 }
@@ -197,7 +199,10 @@ impl ClientEncryptionPolicy {
         }
         for (i, p) in paths.iter().enumerate() {
             if paths[..i].iter().any(|q| q.path == p.path) {
-                return Err(F.err(format!("duplicate included path `{}`", p.path)));
+                return Err(F.err(format!(
+                    "duplicate included path `{}`",
+                    crate::untrusted::escape(&p.path)
+                )));
             }
             if p.path == "/id" {
                 if version < 2 {
@@ -309,7 +314,8 @@ impl ClientEncryptionPolicy {
             )?;
             let ty = EncryptionType::parse(ty).ok_or_else(|| {
                 F.err(format!(
-                    "`{at}.encryptionType` of `{path}` must be `Deterministic` or `Randomized`"
+                    "`{at}.encryptionType` of `{}` must be `Deterministic` or `Randomized`",
+                    crate::untrusted::escape(path)
                 ))
             })?;
             let alg = F.string(
@@ -318,7 +324,8 @@ impl ClientEncryptionPolicy {
             )?;
             if alg != ALGORITHM {
                 return Err(F.err(format!(
-                    "`{at}.encryptionAlgorithm` of `{path}` must be `{ALGORITHM}`"
+                    "`{at}.encryptionAlgorithm` of `{}` must be `{ALGORITHM}`",
+                    crate::untrusted::escape(path)
                 )));
             }
             paths.push(IncludedPath::new(path, cek_id, ty)?);
@@ -336,12 +343,14 @@ impl ClientEncryptionPolicy {
             if let Some(p) = self.path(top_level(pk)) {
                 if self.version < 2 {
                     return Err(F.err(format!(
-                        "partition key path `{pk}` can be encrypted only with `policyFormatVersion` 2"
+                        "partition key path `{}` can be encrypted only with `policyFormatVersion` 2",
+                        crate::untrusted::escape(pk)
                     )));
                 }
                 if p.encryption_type != EncryptionType::Deterministic {
                     return Err(F.err(format!(
-                        "partition key path `{pk}` must be encrypted with `Deterministic` encryption"
+                        "partition key path `{}` must be encrypted with `Deterministic` encryption",
+                        crate::untrusted::escape(pk)
                     )));
                 }
             }
@@ -380,6 +389,31 @@ mod tests {
         {"path":"/ssn","clientEncryptionKeyId":"cek1","encryptionType":"Randomized","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256"},
         {"path":"/id","clientEncryptionKeyId":"cek2","encryptionType":"Deterministic","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256","extra":[1]}],
         "policyFormatVersion":2,"zeta":true}"#;
+
+    /// Policies come from the service: their paths are escaped in errors.
+    #[test]
+    fn errors_escape_paths_from_the_service() {
+        let hostile = r#"/a\u001b]0;t\u0007\u202e"#;
+        let container = |path: &str, ty: &str, pk: &str| {
+            format!(
+                r#"{{"id":"c","partitionKey":{{"paths":["{pk}"]}},"clientEncryptionPolicy":{{"policyFormatVersion":1,"includedPaths":[{{"path":"{path}","clientEncryptionKeyId":"k","encryptionType":"{ty}","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256"}}]}}}}"#
+            )
+        };
+        for json in [
+            container(hostile, "Bogus", "/pk"),
+            container(&format!("{hostile}/b"), "Randomized", "/pk"),
+            container(hostile, "Deterministic", hostile),
+        ] {
+            let e = ClientEncryptionPolicy::from_container(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("\\u{1b}"), "{e}");
+            assert!(
+                !e.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{e:?}"
+            );
+        }
+    }
 
     #[test]
     fn parses_and_keeps_unknown_fields() {
