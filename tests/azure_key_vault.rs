@@ -658,8 +658,12 @@ async fn bounded_retries_give_up_within_the_total_time() {
         assert_eq!(kek_kind(&e), Some(expect_kind), "{e}");
         assert!(e.is_retryable());
         let s = e.to_string();
+        // The last attempt gets only what is left of the budget: on a loaded
+        // machine a dropped connection may not be seen within it, and that
+        // attempt then ends as a timeout.
+        let last_attempt_cut = matches!(fault, Fault::Drop) && s.contains("no response within");
         assert!(
-            s.contains("gave up after") && s.contains(expect_text),
+            s.contains("gave up after") && (s.contains(expect_text) || last_attempt_cut),
             "{s}"
         );
     }

@@ -129,6 +129,21 @@ fn token_files_turn() -> MutexGuard<'static, ()> {
     TOKEN_FILES.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Building a KEK lists the slots, and SoftHSM2 re-reads the token files
+/// to do so: it takes the token files' turn like every writer, or it may
+/// find the token "not present" while a CLI process of another test holds
+/// the files. (Blocking: SoftHSM2 answers in microseconds.)
+trait BuildInTurn {
+    fn build_in_turn(self) -> cmk_envelope::Result<Pkcs11Kek>;
+}
+
+impl BuildInTurn for cmk_envelope::kek::pkcs11::Pkcs11KekBuilder {
+    fn build_in_turn(self) -> cmk_envelope::Result<Pkcs11Kek> {
+        let _turn = token_files_turn();
+        self.build()
+    }
+}
+
 /// A logged-in read-write session for creating keys, holding the token
 /// files' turn until it is dropped (the session closes first).
 struct Admin {
@@ -276,14 +291,19 @@ fn import_rsa_jwk(label: &str, jwk: &str) {
     .unwrap();
 }
 
+/// Builds a KEK on a blocking thread, in the token files' turn.
 async fn build(uri: &str, alg: WrapAlgorithm) -> Pkcs11Kek {
-    Pkcs11Kek::builder(uri)
-        .module(&hsm().module)
-        .pin(PIN)
-        .algorithm(alg)
-        .build_async()
-        .await
-        .unwrap_or_else(|e| panic!("building {uri}: {e}"))
+    let uri = uri.to_owned();
+    tokio::task::spawn_blocking(move || {
+        Pkcs11Kek::builder(&uri)
+            .module(&hsm().module)
+            .pin(PIN)
+            .algorithm(alg)
+            .build_in_turn()
+            .unwrap_or_else(|e| panic!("building {uri}: {e}"))
+    })
+    .await
+    .expect("the build task")
 }
 
 fn dyn_kek(k: Pkcs11Kek) -> Arc<dyn KeyEncryptionKey> {
@@ -411,8 +431,7 @@ async fn rsa_oaep_256_is_unsupported_on_softhsm() {
         .module(&hsm().module)
         .pin(PIN)
         .algorithm(WrapAlgorithm::RsaOaep256)
-        .build_async()
-        .await;
+        .build_in_turn();
     check(kek_error(r));
     // ... and without the probe, so does every operation, without a crash.
     let k = Pkcs11Kek::builder(&u)
@@ -420,8 +439,7 @@ async fn rsa_oaep_256_is_unsupported_on_softhsm() {
         .pin(PIN)
         .algorithm(WrapAlgorithm::RsaOaep256)
         .probe(false)
-        .build_async()
-        .await
+        .build_in_turn()
         .unwrap();
     check(kek_error(k.wrap_key(&dek()).await));
     check(kek_error(k.unwrap_key(&[0x42; 384]).await));
@@ -578,15 +596,18 @@ fn four_threads_times_500_cycles() {
         .unwrap();
     gen_aes("threads");
     // Fewer sessions than threads, so callers also wait for a session.
-    let kek = rt
-        .block_on(
+    // `build_async`, in the token files' turn (see `BuildInTurn`).
+    let kek = {
+        let _turn = token_files_turn();
+        rt.block_on(
             Pkcs11Kek::builder(uri("threads", "secret-key"))
                 .module(&hsm().module)
                 .pin(PIN)
                 .max_sessions(3)
                 .build_async(),
         )
-        .unwrap();
+        .unwrap()
+    };
     assert_eq!(kek.algorithm(), WrapAlgorithm::A256Kw);
     let started = std::time::Instant::now();
     std::thread::scope(|scope| {
@@ -621,12 +642,7 @@ async fn wrong_pin_and_missing_things_give_clear_errors() {
     let pin_uri = format!("pkcs11:token={PIN_TOKEN};object=cmk;type=secret-key");
 
     // No PIN: private objects are invisible, and the error says so.
-    let (kind, msg) = kek_error(
-        Pkcs11Kek::builder(&pin_uri)
-            .module(module)
-            .build_async()
-            .await,
-    );
+    let (kind, msg) = kek_error(Pkcs11Kek::builder(&pin_uri).module(module).build_in_turn());
     assert_eq!(kind, KekErrorKind::NotFound, "{msg}");
     assert!(
         msg.contains("object=cmk") && msg.contains(PIN_TOKEN) && msg.contains("no PIN"),
@@ -638,8 +654,7 @@ async fn wrong_pin_and_missing_things_give_clear_errors() {
     let r = Pkcs11Kek::builder(&pin_uri)
         .module(module)
         .pin(wrong)
-        .build_async()
-        .await;
+        .build_in_turn();
     let (kind, msg) = kek_error(r);
     assert_eq!(kind, KekErrorKind::Unauthenticated, "{msg}");
     assert!(
@@ -652,8 +667,7 @@ async fn wrong_pin_and_missing_things_give_clear_errors() {
     let r = Pkcs11Kek::builder(uri("does-not-exist", "secret-key"))
         .module(module)
         .pin(PIN)
-        .build_async()
-        .await;
+        .build_in_turn();
     let (kind, msg) = kek_error(r);
     assert_eq!(kind, KekErrorKind::NotFound, "{msg}");
     assert!(
@@ -666,8 +680,7 @@ async fn wrong_pin_and_missing_things_give_clear_errors() {
     let r = Pkcs11Kek::builder("pkcs11:token=no-such-token;object=cmk")
         .module(module)
         .pin(PIN)
-        .build_async()
-        .await;
+        .build_in_turn();
     let (kind, msg) = kek_error(r);
     assert_eq!(kind, KekErrorKind::NotFound, "{msg}");
     assert!(
@@ -681,8 +694,7 @@ async fn wrong_pin_and_missing_things_give_clear_errors() {
         .module(module)
         .pin(PIN)
         .algorithm(WrapAlgorithm::RsaOaep)
-        .build_async()
-        .await;
+        .build_in_turn();
     let (kind, msg) = kek_error(r);
     assert_eq!(kind, KekErrorKind::Misconfigured, "{msg}");
     assert!(msg.contains("wrong-type"), "{msg}");
@@ -693,8 +705,7 @@ async fn wrong_pin_and_missing_things_give_clear_errors() {
         uri("wrong-type", "secret-key")
     ))
     .module(module)
-    .build_async()
-    .await;
+    .build_in_turn();
     let (kind, msg) = kek_error(r);
     assert_eq!(kind, KekErrorKind::Misconfigured, "{msg}");
     assert!(msg.contains("pin-value") && !msg.contains("24680"), "{msg}");

@@ -47,7 +47,14 @@ use crate::scope::{EncryptionScope, Etag};
 /// and partition key sent with each request from the item.
 ///
 /// Decryption is all or nothing: every value is verified before an item
-/// (or a query page) is returned. Errors name the operation, the HTTP
+/// (or a query page) is returned. What a verified item proves depends on
+/// the format: in the document format its values and header are bound to
+/// its **id**, not to its partition key, so whoever can write the
+/// container can copy an item to another partition under the same id
+/// (another tenant's, when tenants share a scope) and it reads there as
+/// written; give each tenant its own scope, or ids unique across
+/// partitions, where that matters. The SDK format binds values to neither
+/// (see [`crate::cosmos_ae`]). Errors name the operation, the HTTP
 /// status and the service's error code, or the JSON Pointer of a field;
 /// never a value, key or token. `Debug` shows the container, its partition
 /// key path and the format's policy.

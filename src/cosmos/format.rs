@@ -73,8 +73,9 @@ impl Sdk {
             seen.push(id);
             let fetched = self.keys.fetch(id).await?.ok_or_else(|| {
                 Error::CosmosAeMetadata(format!(
-                    "the policy names client encryption key `{id}`, which database `{}` does not have",
-                    self.keys.database()
+                    "the policy names client encryption key `{}`, which database `{}` does not have",
+                    crate::untrusted::escape(id),
+                    crate::untrusted::escape(self.keys.database())
                 ))
             })?;
             let rid = fetched.self_link.as_deref().and_then(database_rid);

@@ -507,14 +507,39 @@ mod tests {
         ] {
             assert!(ClientEncryptionKeys::new(ok, "db", key()).is_ok(), "{ok}");
         }
+        for remote in [
+            "https://acct.documents.azure.com/",
+            "https://localhost.evil.com/",
+            "https://localhost./",
+            "https://127.0.0.1.nip.io/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://0.0.0.0/",
+            "https://evil.com#@127.0.0.1/",
+            "https://evil.com?@127.0.0.1/",
+        ] {
+            match ClientEncryptionKeys::new(remote, "db", key()) {
+                Err(Error::ApiMisuse(_)) => {}
+                other => panic!("{remote}: {other:?}"),
+            }
+        }
         let e = ClientEncryptionKeys::new("https://acct.documents.azure.com/", "db", key())
             .unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
+        // Other spellings of 127.0.0.1 that the URL parser normalizes.
+        for ok in [
+            "https://127.1/",
+            "https://0x7f.0.0.1/",
+            "https://LOCALHOST/",
+        ] {
+            assert!(ClientEncryptionKeys::new(ok, "db", key()).is_ok(), "{ok}");
+        }
         for bad in [
             "http://127.0.0.1:8081/",
             "https://127.0.0.1:8081/dbs",
             "https://127.0.0.1:8081/?sig=x",
             "https://u:p@127.0.0.1/",
+            "https://127.0.0.1@evil.com/",
+            "https://evil.com\\@127.0.0.1/",
             "not a url",
         ] {
             assert!(

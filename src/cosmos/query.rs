@@ -162,8 +162,10 @@ impl EncryptedQuery {
                     "a query parameter's name must be `@` and a name of letters, digits and `_`",
                 ));
             }
-            if names.contains(&name.as_str()) {
-                return Err(Error::ApiMisuse("a query parameter is named twice"));
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(Error::ApiMisuse(
+                    "a query parameter is named twice (names are compared ignoring case)",
+                ));
             }
             names.push(name);
         }
@@ -191,7 +193,7 @@ fn bound_path(format: &Format, name: &str, path: &str) -> crate::Result<String> 
     };
     Err(Error::QueryRefused(format!(
         "parameter `{name}` is bound to `{}`, which {why}",
-        pointer.as_str()
+        crate::untrusted::escape(pointer.as_str())
     )))
 }
 
@@ -354,8 +356,12 @@ impl ItemPages {
 
     /// A token to resume the query after the last page returned
     /// ([`EncryptedQuery::resume_from`], with the same SQL and
-    /// parameters), in this process or another one. Not secret (it holds
-    /// positions, no values). No I/O.
+    /// parameters), in this process or another one. It holds the
+    /// service's positions, and for a query with `ORDER BY` the values the
+    /// last item was ordered by: values of clear paths only (the scan
+    /// refuses ordering on an encrypted one), so nothing an item encrypts.
+    /// A token from elsewhere only moves where the same, checked query
+    /// resumes: the SDK refuses one of another container. No I/O.
     pub fn continuation(&self) -> crate::Result<String> {
         self.pages
             .to_continuation_token()
@@ -438,6 +444,11 @@ mod tests {
         for bad in ["a", "@", "@1a", "@a-b", "@a b", "@é"] {
             assert!(!is_param_name(bad), "{bad}");
         }
+        // Names equal but for case: one parameter, given twice.
+        let q = EncryptedQuery::new("SELECT * FROM c WHERE c.email = @e")
+            .with_encrypted_parameter("@e", "/email", serde_json::json!("a@example.com"))
+            .with_parameter("@E", serde_json::json!("a@example.com"));
+        assert!(matches!(q.parameter_names(), Err(Error::ApiMisuse(_))));
         let q = EncryptedQuery::new("SELECT * FROM c WHERE c.ssn = '078-05-1120'")
             .with_encrypted_parameter("@e", "/email", serde_json::json!("secret@example.com"))
             .in_partition(serde_json::json!("tenant-secret"));

@@ -56,7 +56,8 @@ pub(super) fn partition_key(path: &str, value: &Value) -> crate::Result<Partitio
 
 /// The container's partition key path: exactly one, made of plain property
 /// names (`/tenant`, `/a/b`), which is then also its JSON Pointer.
-/// Hierarchical partition keys and escaped property names are refused.
+/// Hierarchical partition keys, escaped property names, and names with
+/// control or format characters (errors name the path) are refused.
 pub(super) fn partition_key_path(props: &ContainerProperties) -> crate::Result<JsonPointer> {
     match props.partition_key.paths() {
         [path] => {
@@ -66,6 +67,8 @@ pub(super) fn partition_key_path(props: &ContainerProperties) -> crate::Result<J
                         && !name
                             .chars()
                             .any(|c| matches!(c, '"' | '\'' | '[' | ']' | '~' | '\\'))
+                        // Errors name the path: nothing in it needs escaping.
+                        && crate::untrusted::escape(name) == name
                 })
             });
             match plain.then(|| JsonPointer::parse(path).ok()).flatten() {
@@ -85,6 +88,34 @@ pub(super) fn partition_key_path(props: &ContainerProperties) -> crate::Result<J
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The path comes from the service and is named in errors later:
+    /// anything an error would have to escape is refused here.
+    #[test]
+    fn partition_key_paths_are_plain_printable_names() {
+        let path = |p: &str| partition_key_path(&ContainerProperties::new("c", p.into()));
+        for ok in ["/tenant", "/a/b", "/clé"] {
+            assert_eq!(path(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "/t\u{1b}[31m",
+            "/a/\u{202e}b",
+            "/t\nx",
+            "/t\u{200b}",
+            "/\"q\"",
+            "/a~1b",
+            "tenant",
+            "/",
+            "/a//b",
+        ] {
+            match path(bad) {
+                Err(Error::Storage(_)) => {}
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let long = format!("/{}", "x".repeat(300));
+        assert!(path(&long).is_err());
+    }
 
     #[test]
     fn partition_keys_from_json() {

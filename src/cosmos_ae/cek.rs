@@ -129,7 +129,7 @@ impl KeyWrapMetadata {
         }
         let algorithm = WrapAlgorithm::from_jose_name(alg).ok_or_else(|| {
             F.err(format!(
-                "unsupported `keyWrapMetadata.algorithm` \"{}\" (supported: RSA-OAEP, RSA-OAEP-256, A256KW, A256KWP)",
+                "unsupported `keyWrapMetadata.algorithm` `{}` (supported: RSA-OAEP, RSA-OAEP-256, A256KW, A256KWP)",
                 escape(alg)
             ))
         })?;
@@ -202,7 +202,7 @@ impl ClientEncryptionKey {
         )?;
         if alg != ALGORITHM {
             return Err(F.err(format!(
-                "unsupported `encryptionAlgorithm` \"{}\" (supported: {ALGORITHM})",
+                "unsupported `encryptionAlgorithm` `{}` (supported: {ALGORITHM})",
                 escape(alg)
             )));
         }

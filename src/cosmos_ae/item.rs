@@ -17,9 +17,10 @@ use super::value;
 /// `serde_json` parses by default).
 const MAX_DEPTH: usize = 128;
 
+/// `path`: a policy path or a pointer already escaped ([`Trail::shown`]).
 fn field_err(path: &str, problem: &'static str) -> Error {
     Error::DocumentField {
-        path: crate::untrusted::escape(path),
+        path: path.to_owned(),
         problem,
     }
 }
@@ -65,8 +66,14 @@ impl<'a> Trail<'a> {
         p
     }
 
+    /// The pointer as an error holds it: the keys below the property
+    /// come from the item, so it is escaped as untrusted text.
+    fn shown(&self) -> String {
+        crate::untrusted::escape(&self.pointer())
+    }
+
     fn err(&self, problem: &'static str) -> Error {
-        field_err(&self.pointer(), problem)
+        field_err(&self.shown(), problem)
     }
 }
 
@@ -320,9 +327,9 @@ fn decrypt_tree<'a>(
         };
         let bytes = value::decode(text, is_id).map_err(|e| t.err(e))?;
         let (&marker, ct) = bytes.split_first().expect("decode returns the marker");
-        let plaintext = cipher.decrypt(ct).map_err(|_| Error::FieldAuthentication {
-            path: crate::untrusted::escape(&t.pointer()),
-        })?;
+        let plaintext = cipher
+            .decrypt(ct)
+            .map_err(|_| Error::FieldAuthentication { path: t.shown() })?;
         value::deserialize(marker, &plaintext).map_err(|e| t.err(e))
     })
 }
@@ -462,5 +469,32 @@ mod tests {
         t.steps.push(Step::Key("b/c~d"));
         t.steps.push(Step::Index(3));
         assert_eq!(t.pointer(), "/a/b~1c~0d/3");
+    }
+
+    /// The keys below an encrypted property come from the stored item:
+    /// an error naming the leaf escapes them.
+    #[test]
+    fn error_pointers_escape_keys_from_the_item() {
+        let c = setup();
+        let hostile = "k\u{1b}]0;owned\u{7}\u{202e}";
+        for (value, tampered) in [
+            (json!({hostile: "x"}), json!({hostile: 5})),
+            (json!({hostile: "x"}), json!({hostile: "AAAA"})),
+        ] {
+            let mut item = json!({"id": "i", "a": value});
+            block_on(c.encrypt_item(&mut item)).unwrap();
+            item["a"] = tampered;
+            let e = block_on(c.decrypt_item(&mut item)).unwrap_err();
+            let path = match &e {
+                Error::DocumentField { path, .. } | Error::FieldAuthentication { path } => path,
+                other => panic!("{other}"),
+            };
+            assert!(path.starts_with("/a/k\\u{1b}"), "{path}");
+            let shown = e.to_string();
+            assert!(
+                !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{shown:?}"
+            );
+        }
     }
 }

@@ -151,10 +151,7 @@ fn backoff_message(e: Error, id: &str) -> Error {
         Error::Kek(k) if k.backend() == "scope" => KekError::new(
             "cosmos-ae",
             KekErrorKind::KeyUnavailable,
-            format!(
-                "client encryption key `{}`: its key-encryption key failed recently; not retrying until the back-off ends",
-                escape(id)
-            ),
+            format!("client encryption key `{}`: its key-encryption key failed recently; not retrying until the back-off ends", escape(id)),
         )
         .into(),
         other => other,

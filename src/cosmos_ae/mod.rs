@@ -102,7 +102,9 @@
 //!     Double `5e-324` and `true` have the same plaintext; a Long
 //!     relabelled Double reads as a different number), and 8 bytes of
 //!     valid UTF-8 can be relabelled String;
-//!   * **absence**: a property or leaf removed, or a whole item replaced by
+//!   * **absence and shape**: a property or leaf removed, a leaf or a whole
+//!     encrypted property replaced by `null`, `[]` or `{}` (which read back
+//!     as themselves, as the SDKs write them), or a whole item replaced by
 //!     an older version of itself.
 //!
 //! Use one CEK per property where moves between properties matter; this

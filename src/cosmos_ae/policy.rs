@@ -388,6 +388,31 @@ mod tests {
         {"path":"/id","clientEncryptionKeyId":"cek2","encryptionType":"Deterministic","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256","extra":[1]}],
         "policyFormatVersion":2,"zeta":true}"#;
 
+    /// Policies come from the service: their paths are escaped in errors.
+    #[test]
+    fn errors_escape_paths_from_the_service() {
+        let hostile = r#"/a\u001b]0;t\u0007\u202e"#;
+        let container = |path: &str, ty: &str, pk: &str| {
+            format!(
+                r#"{{"id":"c","partitionKey":{{"paths":["{pk}"]}},"clientEncryptionPolicy":{{"policyFormatVersion":1,"includedPaths":[{{"path":"{path}","clientEncryptionKeyId":"k","encryptionType":"{ty}","encryptionAlgorithm":"AEAD_AES_256_CBC_HMAC_SHA256"}}]}}}}"#
+            )
+        };
+        for json in [
+            container(hostile, "Bogus", "/pk"),
+            container(&format!("{hostile}/b"), "Randomized", "/pk"),
+            container(hostile, "Deterministic", hostile),
+        ] {
+            let e = ClientEncryptionPolicy::from_container(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("\\u{1b}"), "{e}");
+            assert!(
+                !e.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{e:?}"
+            );
+        }
+    }
+
     #[test]
     fn parses_and_keeps_unknown_fields() {
         let p = ClientEncryptionPolicy::parse(POLICY).unwrap();

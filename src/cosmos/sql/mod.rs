@@ -84,6 +84,9 @@ const KEYWORDS: &[&str] = &[
     "desc", "exists", "array", "true", "false", "null", "undefined", "udf",
 ];
 
+/// The keywords that may follow `FROM c` (with no alias).
+const AFTER_FROM: &[&str] = &["where", "join", "order", "group", "offset"];
+
 fn is_kw(t: &Tok<'_>, kw: &str) -> bool {
     matches!(t, Tok::Ident(s) if s.eq_ignore_ascii_case(kw))
 }
@@ -199,23 +202,37 @@ impl<'q> Scan<'q, '_> {
             };
             if !iterates {
                 // `FROM c`, `FROM c AS x`, `FROM c x`, `FROM root r`.
+                let not_a_path = |j: usize| {
+                    if self
+                        .tok(j)
+                        .is_some_and(|t| is_punct(t, ".") || is_punct(t, "[") || is_punct(t, "("))
+                    {
+                        return Err(refuse(
+                            "`FROM` must name the container (`FROM c`), not a path in it",
+                        ));
+                    }
+                    Ok(())
+                };
                 j += 1;
-                if self.tok(j).is_some_and(|t| is_kw(t, "as")) {
+                not_a_path(j)?;
+                let has_as = self.tok(j).is_some_and(|t| is_kw(t, "as"));
+                if has_as {
                     j += 1;
                 }
-                if let Some(Tok::Ident(a)) = self.tok(j) {
-                    if !is_keyword(a) {
+                // A keyword there may be the alias to the service: only
+                // the clauses that can follow are read as keywords.
+                match self.tok(j) {
+                    Some(Tok::Ident(a)) if !is_keyword(a) => {
                         root = a;
-                        j += 1;
+                        not_a_path(j + 1)?;
                     }
-                }
-                if self
-                    .tok(j)
-                    .is_some_and(|t| is_punct(t, ".") || is_punct(t, "[") || is_punct(t, "("))
-                {
-                    return Err(refuse(
-                        "`FROM` must name the container (`FROM c`), not a path in it",
-                    ));
+                    Some(t) if !has_as && AFTER_FROM.iter().any(|k| is_kw(t, k)) => {}
+                    None if !has_as => {}
+                    _ => {
+                        return Err(refuse(
+                            "the container's alias must be a name that is not a keyword (`FROM c AS x`)",
+                        ))
+                    }
                 }
             }
             // With `FROM x IN c.path`, `c` names the container.
@@ -431,7 +448,9 @@ impl<'q> Scan<'q, '_> {
                     i = self.place(i, &r, clause, clauses.len() == 1, &mut out)?;
                 }
                 Tok::Param(p) => {
-                    if self.bound.contains_key(*p) {
+                    // A name that differs from a bound one only in case
+                    // counts as that one (it is not bound to any path).
+                    if let Some(path) = self.bound_path_of(p) {
                         // `@p = REF`
                         if clause == Clause::Where
                             && self.before_ok(i)
@@ -456,7 +475,7 @@ impl<'q> Scan<'q, '_> {
                         }
                         return Err(refuse(format!(
                             "parameter `{p}` is bound to `{}`: use it only as `c.path = {p}` or `c.path IN ({p}, ...)` in a `WHERE` clause",
-                            self.bound[*p]
+                            crate::untrusted::escape(path)
                         )));
                     }
                     i += 1;
@@ -485,6 +504,15 @@ impl<'q> Scan<'q, '_> {
         Ok(j)
     }
 
+    /// The path of the bound parameter whose name is `param` up to ASCII
+    /// case.
+    fn bound_path_of(&self, param: &str) -> Option<&str> {
+        self.bound
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(param))
+            .map(|(_, path)| path.as_str())
+    }
+
     fn bound_to(&self, param: &str, r: &Reference) -> bool {
         r.names
             .as_deref()
@@ -494,6 +522,7 @@ impl<'q> Scan<'q, '_> {
     /// How a refusal names the path `names`: by the policy's own paths
     /// only (the names come from the query text, which may hold
     /// plaintext): a path below an encrypted one is "a path inside" it.
+    /// Escaped: an SDK-format policy comes from the service.
     fn describe(&self, names: &[String]) -> String {
         if names.is_empty() {
             return "the container alias (the whole item)".to_owned();
@@ -503,10 +532,13 @@ impl<'q> Scan<'q, '_> {
                 (self.classify)(&names[..k]),
                 PathClass::Deterministic | PathClass::Randomized
             ) {
-                return format!("a path inside `{}`", pointer(&names[..k]));
+                return format!(
+                    "a path inside `{}`",
+                    crate::untrusted::escape(&pointer(&names[..k]))
+                );
             }
         }
-        format!("`{}`", pointer(names))
+        format!("`{}`", crate::untrusted::escape(&pointer(names)))
     }
 
     fn describe_ref(&self, r: &Reference) -> String {
@@ -651,242 +683,4 @@ pub(crate) fn pointer(names: &[String]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `/email` and `/addr` deterministic, `/ssn` and `/items/0/price`
-    /// randomized (document-format style: nested paths are whole values).
-    fn classify(names: &[String]) -> PathClass {
-        let rules: &[(&[&str], PathClass)] = &[
-            (&["email"], PathClass::Deterministic),
-            (&["ssn"], PathClass::Randomized),
-            (&["items", "0", "price"], PathClass::Randomized),
-            (&["addr"], PathClass::Deterministic),
-        ];
-        for (path, class) in rules {
-            if names.len() == path.len() && names.iter().zip(path.iter()).all(|(a, b)| a == b) {
-                return *class;
-            }
-            let n = names.len().min(path.len());
-            if names[..n].iter().zip(path[..n].iter()).all(|(a, b)| a == b) {
-                return PathClass::Opaque;
-            }
-        }
-        PathClass::Clear
-    }
-
-    fn bound() -> HashMap<String, String> {
-        [("@e", "/email"), ("@f", "/email"), ("@a", "/addr")]
-            .into_iter()
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .collect()
-    }
-
-    fn ok(sql: &str) -> Scanned {
-        scan(sql, &classify, &bound()).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    fn refused(sql: &str) -> String {
-        match scan(sql, &classify, &bound()) {
-            Err(Error::QueryRefused(r)) => r,
-            other => panic!("{sql}: accepted or other error: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn accepts_clear_filters_and_projections() {
-        for sql in [
-            "SELECT * FROM c",
-            "SELECT * FROM c WHERE c.age > 5 ORDER BY c.name DESC",
-            "select c.id, c.ssn, c.items FROM c where c.status IN ('a', 'b')",
-            "SELECT VALUE c FROM c",
-            "SELECT TOP 10 c.ssn FROM c",
-            "SELECT DISTINCT c.email AS e FROM c",
-            "SELECT * FROM root r WHERE r.age >= @min",
-            "SELECT * FROM c AS x WHERE x.n = 1 OFFSET 0 LIMIT 5",
-            "SELECT * FROM c JOIN t IN c.tags WHERE t.name = 'x'",
-            "SELECT * FROM c WHERE EXISTS(SELECT VALUE t FROM t IN c.tags WHERE t = 'x')",
-            "SELECT * FROM c WHERE ARRAY_CONTAINS(c.tags, 'x') AND udf.f(c.n) = 1",
-            "SELECT * FROM c WHERE c.tags[@i] = 'x' AND c.items[1].price > 2",
-            "SELECT * FROM c WHERE c['email2'] = 'literal'",
-            "SELECT c.id FROM c WHERE c.value = 1 AND c.order = 2",
-        ] {
-            assert!(ok(sql).equalities.is_empty(), "{sql}");
-        }
-    }
-
-    #[test]
-    fn accepts_equality_with_bound_parameters() {
-        let sql =
-            "SELECT * FROM c WHERE c.email = @e AND (@f = c.email OR c.addr IN (@a)) ORDER BY c.n";
-        let s = ok(sql);
-        let spans: Vec<&str> = s.equalities.iter().map(|e| &sql[e.span.clone()]).collect();
-        assert_eq!(spans, ["c.email = @e", "@f = c.email", "c.addr IN (@a)"]);
-        let refs: Vec<&str> = s
-            .equalities
-            .iter()
-            .map(|e| &sql[e.reference.clone()])
-            .collect();
-        assert_eq!(refs, ["c.email", "c.email", "c.addr"]);
-        assert_eq!(s.equalities[0].params, ["@e"]);
-        let s = ok("SELECT * FROM c WHERE c[\"em\\u0061il\"] IN (@e, @f)");
-        assert_eq!(s.equalities[0].params, ["@e", "@f"]);
-        ok("SELECT * FROM c WHERE c.email = @e");
-        ok("SELECT * FROM c WHERE NOT (c.email = @e) OFFSET 1 LIMIT 2");
-        ok("SELECT * FROM c WHERE c.n BETWEEN 1 AND 2 AND (c.email = @e)");
-    }
-
-    #[test]
-    fn refuses_randomized_and_opaque_paths_outside_bare_projections() {
-        for (sql, word) in [
-            ("SELECT * FROM c WHERE c.ssn = @x", "randomized"),
-            ("SELECT * FROM c WHERE c.ssn = 'x'", "randomized"),
-            ("SELECT * FROM c ORDER BY c.ssn", "randomized"),
-            ("SELECT * FROM c WHERE IS_DEFINED(c.ssn)", "randomized"),
-            ("SELECT * FROM c WHERE c.items[0].price > 1", "randomized"),
-            ("SELECT * FROM c WHERE c[\"s\\u0073n\"] = 'x'", "randomized"),
-            ("SELECT * FROM c WHERE c.items = []", "holds"),
-            ("SELECT * FROM c WHERE c = {}", "whole item"),
-            (
-                "SELECT * FROM c JOIN i IN c.items WHERE i.price > 1",
-                "iterated",
-            ),
-            (
-                "SELECT * FROM c WHERE EXISTS(SELECT VALUE i FROM i IN c.items)",
-                "iterated",
-            ),
-            ("SELECT * FROM c WHERE c[@p] = 1", "computed"),
-            ("SELECT * FROM c WHERE c.addr.city = @a", "holds"),
-            ("SELECT c.ssn > 1 FROM c", "randomized"),
-            ("SELECT {\"x\": c.ssn} FROM c", "randomized"),
-            ("SELECT (SELECT VALUE c.ssn) FROM c", "randomized"),
-            ("SELECT * FROM c GROUP BY c.ssn", "randomized"),
-        ] {
-            let r = refused(sql);
-            assert!(r.contains(word), "{sql}: {r}");
-            assert!(
-                !r.contains("'x'"),
-                "{sql}: the refusal quotes the query: {r}"
-            );
-        }
-    }
-
-    #[test]
-    fn refuses_deterministic_paths_except_bound_equality() {
-        for sql in [
-            "SELECT * FROM c WHERE c.email = 'plain@example.com'",
-            "SELECT * FROM c WHERE c.email = @unbound",
-            "SELECT * FROM c WHERE c.email = @a",
-            "SELECT * FROM c WHERE c.email != @e",
-            "SELECT * FROM c WHERE c.email > @e",
-            "SELECT * FROM c ORDER BY c.email",
-            "SELECT * FROM c ORDER BY (c.email = @e)",
-            "SELECT * FROM c WHERE c.email = @e + 'x'",
-            "SELECT * FROM c WHERE 'x' + c.email = @e",
-            "SELECT * FROM c WHERE c.n ?? c.email = @e",
-            "SELECT * FROM c WHERE NOT c.email = @e",
-            "SELECT * FROM c WHERE c.email IN (@e, 'x')",
-            "SELECT * FROM c WHERE STARTSWITH(c.email, @e)",
-            "SELECT * FROM c WHERE c.n BETWEEN 1 AND c.email = @e",
-            "SELECT * FROM c WHERE c.n BETWEEN 1 AND 2 AND c.email = @e",
-            "SELECT c.email = @e FROM c",
-        ] {
-            let r = refused(sql);
-            assert!(
-                r.contains("`/email`") && !r.contains("plain@"),
-                "{sql}: {r}"
-            );
-        }
-    }
-
-    #[test]
-    fn refuses_bound_parameters_used_elsewhere_and_what_it_cannot_read() {
-        for (sql, word) in [
-            ("SELECT * FROM c WHERE c.n = @e", "bound to `/email`"),
-            ("SELECT @e FROM c", "bound to `/email`"),
-            (
-                "SELECT * FROM c WHERE c.email = @e OR c.x = @e",
-                "bound to `/email`",
-            ),
-            ("SELECT * FROM c -- comment", "comments"),
-            ("SELECT * FROM c /* x */", "comments"),
-            ("SELECT * FROM c WHERE d.email = 1", "`d`"),
-            ("SELECT * FROM c.items", "not a path"),
-            ("SELECT * FROM c WHERE c.a = `x`", "character"),
-            ("SELECT * FROM c WHERE (c.a = 1", "unbalanced"),
-            ("SELECT * FROM c WHERE c.a = 'open", "string literal"),
-            (
-                "SELECT * FROM c JOIN (SELECT VALUE 1) x",
-                "followed by a name",
-            ),
-            (
-                "SELECT * FROM c WHERE EXISTS(SELECT VALUE 1 FROM d)",
-                "must iterate",
-            ),
-            ("SELECT * FROM c WHERE c.a = 'é' AND ü = 1", "character"),
-        ] {
-            let r = refused(sql);
-            assert!(r.contains(word), "{sql}: {r}");
-        }
-    }
-
-    proptest::proptest! {
-        /// Any text: no panic. Token soups from the grammar's words: a
-        /// randomized path never passes once a `WHERE`, `ORDER`, `GROUP`
-        /// or `JOIN` was seen, nor a deterministic one after `ORDER` or
-        /// `GROUP`, and a literal never meets `c.email`.
-        #[test]
-        fn never_panics_nor_accepts_a_filter_on_ciphertext(
-            text in "\\PC{0,80}",
-            words in proptest::collection::vec(proptest::sample::select(vec![
-                "SELECT", "*", "FROM", "c", "WHERE", "c.email", "c.ssn", "c.n", "=", "@e", "@f",
-                "(", ")", "AND", "OR", "NOT", "IN", "BETWEEN", ",", "'x'", "1", "JOIN", "t",
-                "ORDER BY", "GROUP BY", "VALUE", "EXISTS", "c[\"ssn\"]", "c.items[0].price",
-                "t IN c.tags", "?", ":", "+", "c", "DESC", "TOP 5", "udf.f(", "[", "]", "{",
-                "}", "\"ssn\"", "ARRAY_CONTAINS(", "AS", "SELECT", "c.addr", "c.addr.city",
-            ]), 0..24),
-        ) {
-            let _ = scan(&text, &classify, &bound());
-            let sql = format!("SELECT * FROM c {}", words.join(" "));
-            if scan(&sql, &classify, &bound()).is_ok() {
-                let after = |kws: &[&str]| {
-                    words
-                        .iter()
-                        .position(|w| kws.contains(w))
-                        .map_or(&[][..], |k| &words[k..])
-                };
-                let filtering = after(&["WHERE", "ORDER BY", "GROUP BY", "JOIN"]);
-                proptest::prop_assert!(
-                    !filtering.iter().any(|w| ["c.ssn", "c[\"ssn\"]", "c.items[0].price"].contains(w)),
-                    "{sql}"
-                );
-                // After WHERE, `c.email` only in a comparison with `@e`
-                // or `@f` (both bound to it).
-                let w = after(&["WHERE"]);
-                for (k, word) in w.iter().enumerate() {
-                    if *word != "c.email" {
-                        continue;
-                    }
-                    let next = (w.get(k + 1).copied(), w.get(k + 2).copied());
-                    let prev = (k.checked_sub(2).map(|p| w[p]), k.checked_sub(1).map(|p| w[p]));
-                    let param = |p: Option<&str>| matches!(p, Some("@e" | "@f"));
-                    let ok = (next.0 == Some("=") && param(next.1))
-                        || (param(prev.0) && prev.1 == Some("="))
-                        || (next.0 == Some("IN") && next.1 == Some("("));
-                    proptest::prop_assert!(ok, "{sql}");
-                }
-                let ordering = after(&["ORDER BY", "GROUP BY"]);
-                proptest::prop_assert!(!ordering.contains(&"c.email"), "{sql}");
-                proptest::prop_assert!(
-                    !sql.contains("c.email = 'x'") && !sql.contains("'x' = c.email"),
-                    "{sql}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn pointers_escape() {
-        assert_eq!(pointer(&["a/b".into(), "~".into()]), "/a~1b/~0");
-    }
-}
+mod tests;

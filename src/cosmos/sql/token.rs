@@ -51,12 +51,16 @@ pub(super) fn tokenize(sql: &str) -> crate::Result<Vec<Token<'_>>> {
             }
             Tok::Param(&sql[start..i])
         } else if c.is_ascii_digit() {
-            while i < b.len()
-                && (b[i].is_ascii_alphanumeric()
-                    || b[i] == b'.'
-                    || ((b[i] == b'+' || b[i] == b'-') && matches!(b[i - 1], b'e' | b'E')))
-            {
-                i += 1;
+            i = number_end(b, i);
+            // The service ends a number where its grammar does and reads
+            // what follows as the next token: `1c.ssn` is `1` and `c.ssn`.
+            // Refused rather than guessed.
+            if b.get(i).is_some_and(|&n| {
+                n.is_ascii_alphanumeric() || matches!(n, b'_' | b'.' | b'@' | b'$')
+            }) {
+                return Err(refuse(format!(
+                    "a number at byte {start} runs into what follows it: put a space or an operator after it"
+                )));
             }
             Tok::Num(&sql[start..i])
         } else if c == b'\'' || c == b'"' {
@@ -77,6 +81,30 @@ pub(super) fn tokenize(sql: &str) -> crate::Result<Vec<Token<'_>>> {
         });
     }
     Ok(out)
+}
+
+/// The end of the number starting at `i` (a digit): `digits`, then
+/// optionally `.` and digits, then optionally `e` or `E`, a sign and
+/// digits (an exponent without digits is not taken).
+fn number_end(b: &[u8], mut i: usize) -> usize {
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    i = digits(i);
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1);
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        let end = digits(i + 1 + sign);
+        if end > i + 1 + sign {
+            i = end;
+        }
+    }
+    i
 }
 
 fn ident_end(b: &[u8], mut i: usize) -> usize {
